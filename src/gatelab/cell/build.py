@@ -1,0 +1,366 @@
+"""Check parsed statements and build a :class:`~gatelab.cell.ir.Cell`.
+
+Every check reports ``PATH:LINE:COL: what is wrong; what was expected`` and all problems of a file
+are collected before raising one :class:`~gatelab.cell.errors.CellError`.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import sympy
+
+from .errors import CellError, Problem
+from .functions import FUNCTIONS, MatVec
+from .ir import HIDDEN, Cell, Param
+from .syntax import BinOp, Call, MatMul, Name, Neg, Node, Num, Statement, parse_statements
+
+MAX_BYTES = 64 * 1024
+
+
+class _Fail(Exception):
+    def __init__(self, col: int, message: str, expected: str = ""):
+        self.col, self.message, self.expected = col, message, expected
+
+
+def parse_cell(text: str | bytes, path: str = "<string>", default_name: str = "cell") -> Cell:
+    """Parse ``.cell`` text into a validated :class:`Cell`. Raises :class:`CellError`.
+
+    >>> cell = parse_cell("input x\\nstate h\\nnext h = tanh(W @ x + U @ h + b)\\noutput h")
+    >>> cell.nexts["h"]
+    tanh(b + MatVec(U, h) + MatVec(W, x))
+    """
+    if isinstance(text, bytes):
+        if len(text) > MAX_BYTES:
+            raise CellError([Problem(path, 1, 1, f"file is too large ({len(text)} bytes)",
+                                     f"a cell file of at most {MAX_BYTES} bytes")])
+        if b"\x00" in text:
+            line = text[: text.index(b"\x00")].count(b"\n") + 1
+            raise CellError([Problem(path, line, 1, "binary data (NUL byte) in a cell file",
+                                     "UTF-8 text")])
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = text[: e.start].count(b"\n") + 1
+            col = e.start - (text.rfind(b"\n", 0, e.start) + 1) + 1
+            raise CellError([Problem(path, line, col, "not valid UTF-8 text",
+                                     "UTF-8 text")]) from None
+    if len(text) > MAX_BYTES:
+        raise CellError([Problem(path, 1, 1, f"text is too large ({len(text)} characters)",
+                                 f"a cell of at most {MAX_BYTES} characters")])
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        for col, ch in enumerate(line, start=1):
+            if not ch.isprintable() and ch != "\t":
+                raise CellError([Problem(path, lineno, col, f"control character {ch!r}",
+                                         "printable text")])
+    statements, doc, problems = parse_statements(text, path)
+    if not statements and not problems:
+        raise CellError([Problem(path, 1, 1, "empty cell file",
+                                 "at least `input`, `state`, `next` and `output` lines")])
+    builder = _Builder(path, statements, doc, default_name)
+    cell = builder.build(problems)
+    if problems:
+        raise CellError(problems)
+    assert cell is not None
+    return cell
+
+
+def load_file(path: str | Path) -> Cell:
+    """Read and parse a ``.cell`` file (the file stem is the default cell name)."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if size > MAX_BYTES:
+            raise CellError([Problem(str(p), 1, 1, f"file is too large ({size} bytes)",
+                                     f"a cell file of at most {MAX_BYTES} bytes")])
+        data = p.read_bytes()
+    except OSError as e:
+        raise CellError([Problem(str(p), 0, 0, f"cannot read file ({e.strerror})",
+                                 "a readable .cell file")]) from None
+    cell = parse_cell(data, str(p), default_name=p.stem)
+    cell.source = str(p)
+    return cell
+
+
+class _Builder:
+    def __init__(self, path: str, statements: list[Statement], doc: list[str], default_name: str):
+        self.path, self.statements, self.doc = path, statements, doc
+        self.default_name = default_name
+        self.problems: list[Problem] = []
+        self.kind_of: dict[str, str] = {}  # signal name -> input/state/gate/let
+        self.where: dict[str, tuple[int, int]] = {}  # name -> (line, col) of its definition
+        self.defs: dict[str, Statement] = {}  # gate/let name -> statement
+        self.next_of: dict[str, Statement] = {}
+        self.dims: dict[str, str] = {}
+        self.param_role: dict[str, tuple[str, tuple[int, int]]] = {}
+        self.param_dims: dict[str, tuple[str, ...]] = {}
+
+    def fail(self, line: int, col: int, message: str, expected: str = "") -> None:
+        self.problems.append(Problem(self.path, line, col, message, expected))
+
+    # ---- declarations ------------------------------------------------------------------------
+    def build(self, problems: list[Problem]) -> Cell | None:
+        self.problems = problems
+        name, output = None, None
+        inputs: list[str] = []
+        states: list[str] = []
+        for st in self.statements:
+            kw = st.keyword
+            if kw == "name":
+                if name is not None:
+                    self.fail(st.line, st.col, "duplicate `name` line", "one `name` line")
+                name = st.names[0][0]
+            elif kw in ("input", "state"):
+                for n, col in st.names:
+                    if self._declare(n, kw, st.line, col):
+                        (inputs if kw == "input" else states).append(n)
+            elif kw in ("gate", "let"):
+                n, col = st.names[0]
+                if self._declare(n, kw, st.line, col):
+                    self.defs[n] = st
+            elif kw == "next":
+                n, col = st.names[0]
+                if n in self.next_of:
+                    first = self.next_of[n].line
+                    self.fail(st.line, col, f"duplicate `next {n}` (first on line {first})",
+                              "one `next` per state")
+                else:
+                    self.next_of[n] = st
+            elif kw == "output":
+                if output is not None:
+                    self.fail(st.line, st.col, "duplicate `output` line", "one `output` line")
+                else:
+                    output = st.names[0]
+        for n, st in self.next_of.items():
+            if self.kind_of.get(n) != "state":
+                what = f"{n} is a {self.kind_of[n]}" if n in self.kind_of else f"{n} is undeclared"
+                self.fail(st.line, st.names[0][1], f"`next {n}` for a name that is not a state "
+                          f"({what})", f"a `state {n}` line")
+        for s in states:
+            if s not in self.next_of:
+                line, col = self.where[s]
+                self.fail(line, col, f"state {s} has no `next {s} = ...` update",
+                          f"a line `next {s} = <expression>`")
+        last_line = self.statements[-1].line if self.statements else 1
+        if not inputs:
+            self.fail(1, 1, "the cell declares no input", "an `input x` line")
+        if not states:
+            self.fail(1, 1, "the cell declares no state", "a `state h` line")
+        if output is None:
+            if len(states) == 1:
+                output = (states[0], 0)
+            elif states:
+                self.fail(last_line, 1, "the cell has several states and no `output` line",
+                          "`output NAME`")
+        elif self.kind_of.get(output[0]) in (None, "input"):
+            out_line = next(s.line for s in self.statements if s.keyword == "output")
+            what = "an input" if output[0] in self.kind_of else "undefined"
+            self.fail(out_line, output[1], f"output {output[0]} is {what}",
+                      "a state, gate or let name")
+        for n in inputs:
+            self.dims[n] = "I" if len(inputs) == 1 else f"I_{n}"
+        for n in states:
+            self.dims[n] = HIDDEN
+        order = self._order()
+        if self.problems or order is None:
+            return None
+        exprs = self._check_expressions(order)
+        if self.problems:
+            return None
+        params = {n: Param(n, self.param_role[n][0], self.param_dims[n]) for n in self.param_role}
+        return Cell(
+            name=name or self.default_name,
+            doc=tuple(self.doc),
+            inputs=tuple(inputs),
+            states=tuple(states),
+            gates={n: exprs[n] for n in self.defs if self.kind_of[n] == "gate"},
+            lets={n: exprs[n] for n in self.defs if self.kind_of[n] == "let"},
+            nexts={s: exprs[("next", s)] for s in states},
+            output=output[0] if output else states[0],
+            params=params,
+            order=tuple((self.kind_of[n], n) for n in order),
+            dims=dict(self.dims),
+            source=self.path,
+        )
+
+    def _declare(self, n: str, kind: str, line: int, col: int) -> bool:
+        if n in self.kind_of:
+            first_line = self.where[n][0]
+            self.fail(line, col, f"duplicate definition of {n} (already a {self.kind_of[n]} on "
+                      f"line {first_line})", "each name defined once")
+            return False
+        self.kind_of[n] = kind
+        self.where[n] = (line, col)
+        return True
+
+    # ---- dependency order --------------------------------------------------------------------
+    def _order(self) -> list[str] | None:
+        deps = {n: [m for m in _names(st.expr) if m in self.defs] for n, st in self.defs.items()}
+        if any(st.broken for st in self.statements):
+            return None  # a syntax error is already reported; deeper checks would only add noise
+        order: list[str] = []
+        state: dict[str, int] = {}  # 1 visiting, 2 done
+
+        def visit(n: str, stack: list[str]) -> bool:
+            if state.get(n) == 2:
+                return True
+            if state.get(n) == 1:
+                cycle = stack[stack.index(n):] + [n]
+                st = self.defs[n]
+                self.fail(st.line, st.names[0][1], "cyclic definition: " + " -> ".join(cycle),
+                          "gates and lets that do not depend on themselves (use a state for "
+                          "values from the previous step)")
+                return False
+            state[n] = 1
+            ok = all(visit(m, stack + [n]) for m in deps[n])
+            state[n] = 2
+            order.append(n)
+            return ok
+
+        ok = all([visit(n, []) for n in self.defs])
+        return order if ok else None
+
+    # ---- expressions -------------------------------------------------------------------------
+    def _check_expressions(self, order: list[str]) -> dict:
+        exprs: dict = {}
+        todo = [(n, self.defs[n]) for n in order]
+        todo += [(("next", s), st) for s, st in self.next_of.items() if s in self.dims]
+        for key, st in todo:
+            try:
+                groups: list[str] = []
+                dim = self._dim(st.expr, groups, st.line)
+                dim = dim or HIDDEN
+                for p in groups:
+                    self._set_param_dim(p, (dim,), st.line)
+                if isinstance(key, tuple) and dim != HIDDEN:
+                    raise _Fail(st.expr.col, f"next {key[1]} has the input's size, not the "
+                                "hidden size", "a hidden-size expression (map inputs with a "
+                                "matrix: W @ x)")
+                if not isinstance(key, tuple):
+                    self.dims[key] = dim
+                exprs[key] = _to_sympy(st.expr)
+            except _Fail as e:
+                self.fail(st.line, e.col or st.col, e.message, e.expected)
+        return exprs
+
+    def _set_param_dim(self, p: str, shape: tuple[str, ...], line: int) -> None:
+        old = self.param_dims.get(p)
+        if old is not None and old != shape:
+            raise _Fail(0, f"parameter {p} is used with two sizes ({_shape(old)} and "
+                        f"{_shape(shape)})", "one size per parameter")
+        self.param_dims[p] = shape
+
+    def _use_param(self, name: str, role: str, line: int, col: int) -> None:
+        if name in self.param_role and self.param_role[name][0] != role:
+            first_role, (fl, _) = self.param_role[name]
+            raise _Fail(col, f"{name} is used as a {role} here but as a {first_role} on line "
+                        f"{fl}", "one role per parameter (rename one of them)")
+        self.param_role.setdefault(name, (role, (line, col)))
+
+    def _dim(self, node: Node, group: list[str], line: int) -> str | None:
+        """Dimension label of ``node`` (None: adapts, e.g. numbers and vector parameters).
+        Vector parameters met in this elementwise group are appended to ``group``."""
+        if isinstance(node, Num):
+            return None
+        if isinstance(node, Name):
+            if node.id in self.kind_of:
+                return self.dims.get(node.id, HIDDEN)
+            self._use_param(node.id, "vector", line, node.col)
+            group.append(node.id)
+            return None
+        if isinstance(node, Call):
+            return self._dim(node.arg, group, line)
+        if isinstance(node, Neg):
+            return self._dim(node.operand, group, line)
+        if isinstance(node, MatMul):
+            w = node.matrix.id
+            if w in self.kind_of:
+                raise _Fail(node.col, f"left of @ must be a weight matrix, but {w} is a "
+                            f"{self.kind_of[w]}", f"a parameter name, e.g. W_{w} @ ...")
+            self._use_param(w, "matrix", line, node.col)
+            signals = [n for n in _names(node.vector) if n in self.kind_of]
+            if not signals:
+                names = _names(node.vector)
+                shown = ", ".join(names) if names else "only numbers"
+                raise _Fail(node.vector.col, f"undefined name: right of @ is {shown}, which is "
+                            "not an input, state, gate or let", "a vector expression, e.g. "
+                            f"{w} @ x")
+            inner: list[str] = []
+            dv = self._dim(node.vector, inner, line) or HIDDEN
+            for p in inner:
+                self._set_param_dim(p, (dv,), line)
+            try:
+                self._set_param_dim(w, (HIDDEN, dv), line)
+            except _Fail as e:
+                raise _Fail(node.col, e.message, e.expected) from None
+            return HIDDEN
+        assert isinstance(node, BinOp)
+        if node.op == "**":
+            if _names(node.right):
+                raise _Fail(node.right.col, "exponent must be a number", "e.g. h ** 2")
+            return self._dim(node.left, group, line)
+        dl = self._dim(node.left, group, line)
+        dr = self._dim(node.right, group, line)
+        if dl and dr and dl != dr:
+            raise _Fail(node.col, f"'{node.op}' combines vectors of different sizes "
+                        f"({_label(dl)} and {_label(dr)})", "map inputs to the hidden size "
+                        "with a matrix first, e.g. W @ x")
+        return dl or dr
+
+
+def _label(dim: str) -> str:
+    return "hidden size" if dim == HIDDEN else "input size"
+
+
+def _shape(shape: tuple[str, ...]) -> str:
+    return "x".join(shape)
+
+
+def _names(node: Node | None) -> list[str]:
+    """Names referenced in an expression (matrices excluded), in order of appearance."""
+    out: list[str] = []
+
+    def walk(n: Node | None) -> None:
+        if isinstance(n, Name):
+            if n.id not in out:
+                out.append(n.id)
+        elif isinstance(n, Call):
+            walk(n.arg)
+        elif isinstance(n, Neg):
+            walk(n.operand)
+        elif isinstance(n, MatMul):
+            walk(n.vector)
+        elif isinstance(n, BinOp):
+            walk(n.left)
+            walk(n.right)
+
+    walk(node)
+    return out
+
+
+def _to_sympy(node: Node) -> sympy.Expr:
+    """Build SymPy from a checked tree. Only whitelisted node types exist, so nothing runs."""
+    if isinstance(node, Num):
+        return sympy.Rational(Fraction(node.text))
+    if isinstance(node, Name):
+        return sympy.Symbol(node.id)
+    if isinstance(node, Call):
+        return FUNCTIONS[node.func](_to_sympy(node.arg))
+    if isinstance(node, Neg):
+        return -_to_sympy(node.operand)
+    if isinstance(node, MatMul):
+        return MatVec(sympy.Symbol(node.matrix.id), _to_sympy(node.vector))
+    assert isinstance(node, BinOp)
+    a, b = _to_sympy(node.left), _to_sympy(node.right)
+    if node.op == "+":
+        return a + b
+    if node.op == "-":
+        return a - b
+    if node.op == "*":
+        return a * b
+    if node.op == "/":
+        if b == 0:
+            raise _Fail(node.col, "division by zero", "a non-zero divisor")
+        return a / b
+    return a**b

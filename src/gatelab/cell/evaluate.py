@@ -1,0 +1,121 @@
+"""Evaluate a cell's expressions on torch tensors: the reference step every engine is checked
+against, and the "plain Python loop" baseline.
+
+Shapes: inputs ``(N, I)``, states ``(N, H)``, matrices ``(H, in)``, vectors ``(H,)`` or ``(I,)``.
+It walks the SymPy tree (no code generation), so it is slow and obviously right.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import sympy
+import torch
+
+from .functions import MatVec, relu, sigmoid, softplus
+from .ir import Cell
+
+_UNARY = {
+    sigmoid: torch.sigmoid,
+    sympy.tanh: torch.tanh,
+    relu: torch.relu,
+    softplus: torch.nn.functional.softplus,
+    sympy.exp: torch.exp,
+    sympy.log: torch.log,
+    sympy.Abs: torch.abs,
+}
+
+
+def evaluate(expr: sympy.Expr, env: dict[str, torch.Tensor]) -> torch.Tensor | float:
+    """Value of ``expr`` with every symbol looked up in ``env`` (signals and parameters)."""
+    if isinstance(expr, sympy.Symbol):
+        return env[expr.name]
+    if expr.is_Number:
+        return float(expr)
+    if isinstance(expr, MatVec):
+        return evaluate(expr.vector, env) @ env[expr.matrix.name].T
+    if isinstance(expr, sympy.Add):
+        out = 0.0
+        for a in expr.args:
+            out = out + evaluate(a, env)
+        return out
+    if isinstance(expr, sympy.Mul):
+        out = 1.0
+        for a in expr.args:
+            out = out * evaluate(a, env)
+        return out
+    if isinstance(expr, sympy.Pow):
+        base = evaluate(expr.base, env)
+        ex = float(expr.exp)
+        if ex == 0.5:
+            return torch.sqrt(base) if torch.is_tensor(base) else math.sqrt(base)
+        return base**ex
+    fn = _UNARY.get(type(expr))
+    if fn is not None:
+        arg = evaluate(expr.args[0], env)
+        return fn(arg if torch.is_tensor(arg) else torch.tensor(arg))
+    raise TypeError(f"cannot evaluate {type(expr).__name__}")
+
+
+@dataclass
+class StepResult:
+    """Everything one step computed: gate and let values, new states, the output."""
+
+    values: dict[str, torch.Tensor]
+    states: dict[str, torch.Tensor]
+    output: torch.Tensor
+
+
+def step(cell: Cell, inputs: dict[str, torch.Tensor], states: dict[str, torch.Tensor],
+         params: dict[str, torch.Tensor], force: dict[str, float] | None = None) -> StepResult:
+    """One time step. ``force`` pins gates to constants (e.g. ``{"f": 1.0}``), as the analysis'
+    switch settings do."""
+    force = force or {}
+    env: dict = {**params, **inputs, **states}
+    values: dict[str, torch.Tensor] = {}
+    for _, name in cell.order:
+        if name in force:
+            ref = next(iter(states.values()))
+            val = torch.full_like(ref, float(force[name]))
+        else:
+            val = evaluate(cell.definition(name), env)
+            if not torch.is_tensor(val):
+                val = torch.full_like(next(iter(states.values())), float(val))
+        env[name] = values[name] = val
+    new = {}
+    for s, e in cell.nexts.items():
+        v = evaluate(e, env)
+        new[s] = v if torch.is_tensor(v) else torch.full_like(states[s], float(v))
+    out = new[cell.output] if cell.output in new else values[cell.output]
+    return StepResult(values, new, out)
+
+
+def init_params(cell: Cell, input_size: int, hidden_size: int, *, dtype=torch.float32,
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """Parameters drawn like torch's RNNs: uniform in ``±1/sqrt(hidden_size)``."""
+    k = 1.0 / math.sqrt(hidden_size)
+    out = {}
+    for name in cell.params:
+        shape = cell.param_shape(name, input_size, hidden_size)
+        out[name] = (torch.rand(shape, dtype=dtype, generator=generator) * 2 - 1) * k
+    return out
+
+
+def run_sequence(cell: Cell, x: torch.Tensor, params: dict[str, torch.Tensor],
+                 h0: dict[str, torch.Tensor] | None = None,
+                 force: dict[str, float] | None = None):
+    """Loop the reference step over ``x`` of shape ``(T, N, I)``.
+
+    Returns ``(outputs (T, N, H), final states dict)``. Only cells with one input.
+    """
+    (inp,) = cell.inputs
+    T, N, _ = x.shape
+    H = next(p.shape[0] for p in params.values())
+    states = h0 or {s: x.new_zeros(N, H) for s in cell.states}
+    outs = []
+    for t in range(T):
+        r = step(cell, {inp: x[t]}, states, params, force)
+        states = r.states
+        outs.append(r.output)
+    return torch.stack(outs), states

@@ -1,0 +1,158 @@
+"""Print cells and expressions: ``.cell`` text (round-trips), Unicode, and LaTeX.
+
+>>> from gatelab import load_cell
+>>> cell = load_cell("gru")
+>>> print(expr_text(cell.nexts["h"]))
+h*z + n*(1 - z)
+>>> print(expr_text(cell.lets["n"], unicode=True))
+tanh(b_n + W_n·x + U_n·(r ⊙ h))
+"""
+
+from __future__ import annotations
+
+import sympy
+from sympy.printing.latex import LatexPrinter
+
+from .functions import MatVec, function_name
+from .ir import Cell
+
+# Binding strength, loosest first; mirrors the grammar in syntax.py.
+ADD, MUL, NEG, MATMUL, POW, ATOM = range(6)
+
+
+def expr_text(expr: sympy.Expr, unicode: bool = False, lead: frozenset[str] = frozenset()) -> str:
+    """Render an expression in cell syntax (ASCII, parseable) or in Unicode (σ, ⊙, ·).
+
+    Factors made only of the names in ``lead`` (a cell's gates) are written first: ``f*c``.
+    """
+    return _Printer(unicode, lead).show(expr)[0]
+
+
+def _term_rank(t: sympy.Expr) -> int:
+    """Sum order: linear maps first, then other terms, then lone biases, then subtractions."""
+    if t.could_extract_minus_sign():
+        return 3
+    if isinstance(t, MatVec):
+        return 0
+    if isinstance(t, sympy.Symbol) or t.is_Number:
+        return 2
+    return 1
+
+
+class _Printer:
+    def __init__(self, unicode: bool, lead: frozenset[str] = frozenset()):
+        self.u = unicode
+        self.lead = {sympy.Symbol(n) for n in lead}
+        self.mul = " ⊙ " if unicode else "*"
+        self.matmul = "·" if unicode else " @ "
+
+    def wrap(self, expr: sympy.Expr, at_least: int) -> str:
+        text, prec = self.show(expr)
+        return f"({text})" if prec < at_least else text
+
+    def show(self, e: sympy.Expr) -> tuple[str, int]:
+        if isinstance(e, sympy.Symbol):
+            return e.name, ATOM
+        if isinstance(e, sympy.Integer):
+            return (str(e), ATOM) if e >= 0 else (f"-{-e}", NEG)
+        if isinstance(e, sympy.Rational):
+            text = f"{abs(e.p)}/{e.q}"
+            return (text, MUL) if e > 0 else (f"-{text}", NEG)
+        if isinstance(e, sympy.Float):
+            return (repr(float(e)), ATOM) if e >= 0 else (repr(float(e)), NEG)
+        if isinstance(e, MatVec):
+            return f"{e.matrix.name}{self.matmul}{self.wrap(e.vector, MATMUL)}", MATMUL
+        fname = function_name(e)
+        if fname is not None:
+            shown = "σ" if (self.u and fname == "sigmoid") else fname
+            return f"{shown}({self.show(e.args[0])[0]})", ATOM
+        if isinstance(e, sympy.Add):
+            terms = sympy.Add.make_args(e)
+            # positive terms first reads naturally: "1 - z" rather than "-z + 1"
+            terms = sorted(terms, key=_term_rank)
+            out = self.wrap(terms[0], ADD + 1) if not terms[0].could_extract_minus_sign() \
+                else self.show(terms[0])[0]
+            for t in terms[1:]:
+                if t.could_extract_minus_sign():
+                    out += " - " + self.wrap(-t, MUL)
+                else:
+                    out += " + " + self.wrap(t, ADD + 1)
+            return out, ADD
+        if isinstance(e, sympy.Mul):
+            if e.could_extract_minus_sign():
+                return "-" + self.wrap(-e, MUL + 1), NEG
+            num, den = sympy.fraction(e)
+            if den != 1:
+                return f"{self.wrap(num, MUL)}/{self.wrap(den, MUL + 1)}", MUL
+            factors = sorted(sympy.Mul.make_args(e), key=self._factor_rank)
+            return self.mul.join(self.wrap(f, MUL + 1) for f in factors), MUL
+        if isinstance(e, sympy.Pow):
+            base, ex = e.args
+            if ex == sympy.Rational(1, 2):
+                return f"sqrt({self.show(base)[0]})", ATOM
+            if ex.is_negative:
+                return f"1/{self.wrap(base ** (-ex), MUL + 1)}", MUL
+            return f"{self.wrap(base, ATOM)}**{self.wrap(ex, ATOM)}", POW
+        raise TypeError(f"cannot print {type(e).__name__} in cell syntax")
+
+    def _factor_rank(self, f: sympy.Expr) -> int:
+        if f.is_Number:
+            return 0
+        return 1 if f.free_symbols and f.free_symbols <= self.lead else 2
+
+
+def cell_text(cell: Cell) -> str:
+    """The cell as ``.cell`` source; ``parse_cell(cell_text(c)) == c``."""
+    lead = frozenset(cell.gates)
+    lines = [f"# {d}".rstrip() for d in cell.doc]
+    lines.append(f"name   {cell.name}")
+    lines += [f"input  {n}" for n in cell.inputs]
+    lines += [f"state  {n}" for n in cell.states]
+    for kind, n in cell.order:
+        lines.append(f"{kind:<6} {n} = {expr_text(cell.definition(n), lead=lead)}")
+    lines += [f"next   {s} = {expr_text(e, lead=lead)}" for s, e in cell.nexts.items()]
+    lines.append(f"output {cell.output}")
+    return "\n".join(lines) + "\n"
+
+
+
+def cell_unicode(cell: Cell) -> str:
+    """Equations for people: ``f = σ(W_f·x + U_f·h + b_f)``, ``h' = …``."""
+    lead = frozenset(cell.gates)
+    lines = []
+    for _, n in cell.order:
+        lines.append(f"{n} = {expr_text(cell.definition(n), unicode=True, lead=lead)}")
+    for s, e in cell.nexts.items():
+        lines.append(f"{s}' = {expr_text(e, unicode=True, lead=lead)}")
+    return "\n".join(lines)
+
+
+class _Latex(LatexPrinter):
+    def _print_MatVec(self, e: MatVec) -> str:  # noqa: N802 - SymPy's dispatch naming
+        v = self._print(e.vector)
+        if not isinstance(e.vector, sympy.Symbol):
+            v = rf"\left({v}\right)"
+        return f"{self._print(e.matrix)} {v}"
+
+    def _print_sigmoid(self, e: sympy.Expr) -> str:  # noqa: N802
+        return rf"\sigma\left({self._print(e.args[0])}\right)"
+
+    def _print_relu(self, e: sympy.Expr) -> str:  # noqa: N802
+        return rf"\operatorname{{relu}}\left({self._print(e.args[0])}\right)"
+
+    def _print_softplus(self, e: sympy.Expr) -> str:  # noqa: N802
+        return rf"\operatorname{{softplus}}\left({self._print(e.args[0])}\right)"
+
+
+def expr_latex(expr: sympy.Expr) -> str:
+    """LaTeX for one expression (products of vectors are elementwise: printed with ⊙)."""
+    return _Latex({"mul_symbol": r" \odot "}).doprint(expr)
+
+
+def cell_latex(cell: Cell) -> str:
+    """The cell's equations as a LaTeX ``aligned`` block."""
+    rows = [f"{_Latex().doprint(cell.sym(n))} &= {expr_latex(cell.definition(n))}"
+            for _, n in cell.order]
+    rows += [f"{_Latex().doprint(cell.sym(s))}_t &= {expr_latex(e)}"
+             for s, e in cell.nexts.items()]
+    return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"

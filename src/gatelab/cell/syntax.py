@@ -1,0 +1,367 @@
+"""Tokenizer and recursive-descent parser for ``.cell`` text. It never evaluates anything.
+
+The grammar (one statement per line, ``#`` starts a comment)::
+
+    statement  := "name" CELLNAME | ("input" | "state") NAME ("," NAME)*
+                | ("gate" | "let" | "next") NAME "=" expr | "output" NAME
+    expr       := term (("+" | "-") term)*
+    term       := unary (("*" | "⊙" | "/") unary)*
+    unary      := "-" unary | matmul
+    matmul     := NAME "@" unary | power          # @ binds tighter than * and /
+    power      := atom ("**" unary)?
+    atom       := NUMBER | NAME | FUNC "(" expr ")" | "(" expr ")"
+
+The result is a list of :class:`Statement` whose expressions are small position-carrying trees;
+:mod:`gatelab.cell.build` checks them and turns them into SymPy.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from dataclasses import dataclass, field
+
+from .errors import Problem
+from .functions import FUNCTION_ALIASES, FUNCTIONS
+
+KEYWORDS = ("name", "input", "state", "gate", "let", "next", "output")
+# Unicode operator spellings -> ASCII.
+OPERATOR_ALIASES = {"⊙": "*", "·": "*", "×": "*", "−": "-"}
+SINGLE_OPS = set("+-*/@()=,")
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # NAME NUMBER OP END
+    text: str
+    col: int  # 1-based
+
+
+# ---- expression tree --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Node:
+    col: int
+
+
+@dataclass(frozen=True)
+class Num(Node):
+    text: str
+
+
+@dataclass(frozen=True)
+class Name(Node):
+    id: str
+
+
+@dataclass(frozen=True)
+class Call(Node):
+    func: str
+    arg: Node
+
+
+@dataclass(frozen=True)
+class BinOp(Node):
+    op: str  # + - * / **
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True)
+class Neg(Node):
+    operand: Node
+
+
+@dataclass(frozen=True)
+class MatMul(Node):
+    matrix: Name
+    vector: Node
+
+
+@dataclass
+class Statement:
+    keyword: str
+    line: int
+    col: int
+    names: list[tuple[str, int]] = field(default_factory=list)  # (name, col)
+    expr: Node | None = None
+    broken: bool = False  # the line had a syntax error; kept so its name still counts as defined
+
+
+class ParseError(Exception):
+    def __init__(self, col: int, message: str, expected: str = ""):
+        super().__init__(message)
+        self.col, self.message, self.expected = col, message, expected
+
+
+def _is_name_start(ch: str) -> bool:
+    return ch == "_" or (ch.isalpha() and ch.isprintable())
+
+
+def _is_name_char(ch: str) -> bool:
+    return ch == "_" or (ch.isalnum() and ch.isprintable())
+
+
+def tokenize(text: str) -> list[Token]:
+    """Split one line (comment already removed) into tokens."""
+    tokens: list[Token] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        col = i + 1
+        if ch in " \t":
+            i += 1
+        elif _is_name_start(ch):
+            j = i + 1
+            while j < n and _is_name_char(text[j]):
+                j += 1
+            tokens.append(Token("NAME", text[i:j], col))
+            i = j
+        elif ch.isdigit() or (ch == "." and i + 1 < n and text[i + 1].isdigit()):
+            j = i
+            while j < n and text[j].isdigit():
+                j += 1
+            if j < n and text[j] == ".":
+                j += 1
+                while j < n and text[j].isdigit():
+                    j += 1
+            if j < n and text[j] in "eE":
+                k = j + 1
+                if k < n and text[k] in "+-":
+                    k += 1
+                if k < n and text[k].isdigit():
+                    j = k
+                    while j < n and text[j].isdigit():
+                        j += 1
+            if j < n and _is_name_char(text[j]):
+                raise ParseError(j + 1, f"unexpected {text[j]!r} after number", "an operator")
+            tokens.append(Token("NUMBER", text[i:j], col))
+            i = j
+        elif text.startswith("**", i):
+            tokens.append(Token("OP", "**", col))
+            i += 2
+        elif ch in SINGLE_OPS or ch in OPERATOR_ALIASES:
+            tokens.append(Token("OP", OPERATOR_ALIASES.get(ch, ch), col))
+            i += 1
+        else:
+            what = {
+                ".": "attribute access is not allowed",
+                "[": "subscripts are not allowed",
+                "]": "subscripts are not allowed",
+                ":": "':' is not allowed (no lambdas, slices or annotations)",
+                "'": "strings are not allowed",
+                '"': "strings are not allowed",
+                "{": "braces are not allowed",
+                ";": "one statement per line",
+            }.get(ch, f"unexpected character {ch!r}")
+            raise ParseError(col, what, "names, numbers and + - * / @ ** ( )")
+    tokens.append(Token("END", "", n + 1))
+    return tokens
+
+
+def check_identifier(name: str, col: int) -> None:
+    """Refuse names that could mean something to Python or clash with the language."""
+    if name.startswith("__") or name.endswith("__"):
+        raise ParseError(col, f"dunder name {name!r} is not allowed", "a plain name like W_f")
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        raise ParseError(col, f"{name!r} is a reserved word", "a plain name like W_f")
+
+
+class ExprParser:
+    """Recursive descent over one line's tokens."""
+
+    def __init__(self, tokens: list[Token]):
+        self.tokens, self.i = tokens, 0
+
+    @property
+    def tok(self) -> Token:
+        return self.tokens[self.i]
+
+    def take(self) -> Token:
+        t = self.tokens[self.i]
+        self.i += 1
+        return t
+
+    def at(self, text: str) -> bool:
+        return self.tok.kind == "OP" and self.tok.text == text
+
+    def expect(self, text: str, expected: str) -> Token:
+        if not self.at(text):
+            raise ParseError(self.tok.col, f"unexpected {describe(self.tok)}", expected)
+        return self.take()
+
+    def parse(self) -> Node:
+        node = self.expr()
+        if self.tok.kind != "END":
+            raise ParseError(self.tok.col, f"unexpected {describe(self.tok)}",
+                             "an operator or the end of the line")
+        return node
+
+    def expr(self) -> Node:
+        node = self.term()
+        while self.at("+") or self.at("-"):
+            op = self.take()
+            node = BinOp(op.col, op.text, node, self.term())
+        return node
+
+    def term(self) -> Node:
+        node = self.unary()
+        while self.at("*") or self.at("/"):
+            op = self.take()
+            node = BinOp(op.col, op.text, node, self.unary())
+        return node
+
+    def unary(self) -> Node:
+        if self.at("-"):
+            op = self.take()
+            return Neg(op.col, self.unary())
+        if self.at("+"):
+            self.take()
+            return self.unary()
+        return self.matmul()
+
+    def matmul(self) -> Node:
+        nxt = self.tokens[self.i + 1] if self.i + 1 < len(self.tokens) else None
+        if self.tok.kind == "NAME" and nxt is not None and nxt.kind == "OP" and nxt.text == "@":
+            name_tok = self.take()
+            check_identifier(name_tok.text, name_tok.col)
+            if name_tok.text in FUNCTIONS or name_tok.text in FUNCTION_ALIASES:
+                raise ParseError(name_tok.col, f"{name_tok.text} is a function, not a matrix",
+                                 "a weight matrix name left of @")
+            self.take()
+            return MatMul(name_tok.col, Name(name_tok.col, name_tok.text), self.unary())
+        node = self.power()
+        if self.at("@"):
+            raise ParseError(self.tok.col, "left of @ must be a weight matrix name",
+                             "NAME @ vector, e.g. W_f @ x")
+        return node
+
+    def power(self) -> Node:
+        node = self.atom()
+        if self.at("**"):
+            op = self.take()
+            node = BinOp(op.col, "**", node, self.unary())
+        return node
+
+    def atom(self) -> Node:
+        t = self.tok
+        if t.kind == "NUMBER":
+            self.take()
+            return Num(t.col, t.text)
+        if t.kind == "NAME":
+            self.take()
+            check_identifier(t.text, t.col)
+            fname = FUNCTION_ALIASES.get(t.text, t.text)
+            if self.at("("):
+                if fname not in FUNCTIONS:
+                    raise ParseError(t.col, f"unknown function {t.text!r}",
+                                     "one of " + ", ".join(FUNCTIONS))
+                self.take()
+                arg = self.expr()
+                if self.at(","):
+                    raise ParseError(self.tok.col, f"{fname} takes one argument", "')'")
+                if self.at("="):
+                    raise ParseError(self.tok.col, "keyword arguments are not allowed", "')'")
+                self.expect(")", "')'")
+                return Call(t.col, fname, arg)
+            if fname in FUNCTIONS:
+                raise ParseError(t.col, f"{t.text} is a function", f"{t.text}(...)")
+            return Name(t.col, t.text)
+        if self.at("("):
+            self.take()
+            node = self.expr()
+            self.expect(")", "')'")
+            return node
+        raise ParseError(t.col, f"unexpected {describe(t)}",
+                         "a name, a number, a function call or '('")
+
+
+def describe(t: Token) -> str:
+    return "end of line" if t.kind == "END" else repr(t.text)
+
+
+_HEAD = re.compile(r"\s*(gate|let|next|input|state)\s+([^\W\d]\w*)")
+
+
+def _strip_comment(raw: str) -> tuple[str, str | None]:
+    pos = raw.find("#")
+    if pos < 0:
+        return raw, None
+    return raw[:pos], raw[pos + 1 :]
+
+
+def parse_statements(text: str, path: str) -> tuple[list[Statement], list[str], list[Problem]]:
+    """Parse every line: statements, the leading comment lines (the cell's doc), problems."""
+    statements: list[Statement] = []
+    doc: list[str] = []
+    problems: list[Problem] = []
+    seen_statement = False
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        code, comment = _strip_comment(raw)
+        if comment is not None and not seen_statement and not code.strip():
+            doc.append(comment.strip())
+        if not code.strip():
+            continue
+        seen_statement = True
+        try:
+            statements.append(_parse_line(code, lineno))
+        except ParseError as e:
+            problems.append(Problem(path, lineno, e.col, e.message, e.expected))
+            m = _HEAD.match(code)
+            if m:  # keep the declaration so later checks do not report it missing as well
+                st = Statement(m.group(1), lineno, m.start(1) + 1, broken=True)
+                st.names.append((m.group(2), m.start(2) + 1))
+                statements.append(st)
+    return statements, doc, problems
+
+
+def _parse_line(code: str, lineno: int) -> Statement:
+    stripped = code.lstrip()
+    col0 = len(code) - len(stripped) + 1
+    word = stripped.split(None, 1)[0]
+    if word not in KEYWORDS:
+        raise ParseError(col0, f"unknown statement {word!r}", "one of " + ", ".join(KEYWORDS))
+    rest_offset = col0 - 1 + len(word)
+    rest = code[rest_offset:]
+    st = Statement(word, lineno, col0)
+    if word == "name":
+        value = rest.strip()
+        vcol = rest_offset + len(rest) - len(rest.lstrip()) + 1
+        ok = value and (value[0].isalnum()) and all(c.isalnum() or c in "_.-" for c in value)
+        if not ok:
+            raise ParseError(vcol, f"bad cell name {value!r}" if value else "missing cell name",
+                             "letters, digits, '_', '-' or '.'")
+        st.names.append((value, vcol))
+        return st
+    toks = tokenize(" " * rest_offset + rest)
+    if word in ("input", "state", "output"):
+        i = 0
+        while True:
+            t = toks[i]
+            if t.kind != "NAME":
+                raise ParseError(t.col, f"unexpected {describe(t)}", f"a name after {word!r}")
+            check_identifier(t.text, t.col)
+            st.names.append((t.text, t.col))
+            i += 1
+            if toks[i].kind == "END":
+                break
+            if word == "output" or not (toks[i].kind == "OP" and toks[i].text == ","):
+                raise ParseError(toks[i].col, f"unexpected {describe(toks[i])}",
+                                 "end of line" if word == "output" else "',' or end of line")
+            i += 1
+        return st
+    # gate / let / next: NAME "=" expr
+    t = toks[0]
+    if t.kind != "NAME":
+        raise ParseError(t.col, f"unexpected {describe(t)}", f"{word} NAME = expression")
+    check_identifier(t.text, t.col)
+    if t.text in FUNCTIONS or t.text in FUNCTION_ALIASES:
+        raise ParseError(t.col, f"{t.text!r} is a function name", "another name")
+    st.names.append((t.text, t.col))
+    eq = toks[1]
+    if eq.kind == "END" or (eq.kind == "OP" and eq.text == "=" and toks[2].kind == "END"):
+        raise ParseError(eq.col, f"{word} {t.text} has no expression",
+                         f"{word} {t.text} = <expression>")
+    if not (eq.kind == "OP" and eq.text == "="):
+        raise ParseError(eq.col, f"unexpected {describe(eq)}", f"'=' after {word} {t.text}")
+    st.expr = ExprParser(toks[2:]).parse()
+    return st

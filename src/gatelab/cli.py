@@ -1,0 +1,131 @@
+"""The ``gatelab`` command line: one command per verb (Typer + Rich).
+
+Feature packages add their own commands through a ``register(app)`` function listed in
+``PLUGINS``; a bad cell anywhere becomes ``PATH:LINE:COL: ...`` lines and exit status 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .cell import CellError, cell_latex, cell_text, cell_unicode, load_cell, load_file, zoo_names
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Define, explain, train and inspect gated recurrent networks.")
+console = Console()
+
+# Modules that add commands: each has register(app: typer.Typer) -> None.
+PLUGINS = [
+    "gatelab.analysis.cli",
+    "gatelab.diagram.cli",
+    "gatelab.engine.cli",
+    "gatelab.dynamics.cli",
+    "gatelab.train.cli",
+    "gatelab.explain.cli",
+    "gatelab.report.cli",
+]
+
+
+class TableOrJson(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def cells_json() -> list[dict]:
+    """The zoo as JSON rows (stable keys, documented in the README)."""
+    rows = []
+    for name in zoo_names():
+        c = load_cell(name)
+        rows.append({
+            "name": c.name,
+            "title": c.title,
+            "inputs": list(c.inputs),
+            "states": list(c.states),
+            "gates": list(c.gates),
+            "output": c.output,
+            "params": str(c.param_count()),
+        })
+    return rows
+
+
+@app.command()
+def cells(format: TableOrJson = typer.Option(TableOrJson.table, "--format", "-f")) -> None:
+    """List the built-in cells: name, title, states, gates, parameter count for I=H=d."""
+    rows = cells_json()
+    if format == TableOrJson.json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="gatelab zoo (parameters for input size = hidden size = d)")
+    for col in ("name", "states", "gates", "params", "title"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["name"], " ".join(r["states"]), " ".join(r["gates"]) or "-",
+                      r["params"], r["title"])
+    console.print(table)
+
+
+@app.command()
+def show(cell: str = typer.Argument(..., help="built-in name or .cell file"),
+         latex: bool = typer.Option(False, "--latex", help="print LaTeX"),
+         source: bool = typer.Option(False, "--source", help="print normalised .cell text"),
+         ) -> None:
+    """Print a cell's equations (Unicode by default)."""
+    c = load_cell(cell)
+    if latex:
+        print(cell_latex(c))
+    elif source:
+        print(cell_text(c), end="")
+    else:
+        console.print(f"[bold]{c.name}[/bold] — {c.title}")
+        console.print(f"inputs: {', '.join(c.inputs)}   states: {', '.join(c.states)}   "
+                      f"output: {c.output}")
+        console.print(cell_unicode(c), highlight=False)
+
+
+@app.command()
+def check(files: list[Path] = typer.Argument(..., help=".cell files to validate")) -> None:
+    """Validate cell files: exit 0 if all are valid, 2 otherwise (one line per problem)."""
+    bad = False
+    for f in files:
+        try:
+            c = load_file(f)
+            console.print(f"{f}: ok ({c.name}: {len(c.states)} state(s), {len(c.gates)} gate(s))",
+                          highlight=False)
+        except CellError as e:
+            bad = True
+            for p in e.problems:
+                print(p, file=sys.stderr)
+    if bad:
+        raise typer.Exit(2)
+
+
+def _register_plugins() -> None:
+    for mod in PLUGINS:
+        try:
+            module = importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name and mod.startswith(e.name):
+                continue  # feature package not present in this build
+            raise
+        module.register(app)
+
+
+_register_plugins()
+
+
+def main() -> None:
+    """Console entry point: cell errors become ``PATH:LINE:COL`` lines and exit status 2."""
+    try:
+        app()
+    except CellError as e:
+        for p in e.problems:
+            print(p, file=sys.stderr)
+        sys.exit(2)
