@@ -69,8 +69,10 @@ class Cell:
 
     # ---- identity --------------------------------------------------------------------------
     def _key(self) -> tuple:
-        return (self.name, self.doc, self.inputs, self.states, tuple(self.gates.items()),
-                tuple(self.lets.items()), tuple(self.nexts.items()), self.output)
+        # definitions compare as sets: their order in a file carries no meaning
+        return (self.name, self.doc, self.inputs, self.states, self.output,
+                frozenset(self.gates.items()), frozenset(self.lets.items()),
+                frozenset(self.nexts.items()))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Cell) and self._key() == other._key()

@@ -153,7 +153,9 @@ def tokenize(text: str) -> list[Token]:
                 "{": "braces are not allowed",
                 ";": "one statement per line",
             }.get(ch, f"unexpected character {ch!r}")
-            raise ParseError(col, what, "names, numbers and + - * / @ ** ( )")
+            # reported by the parser in column order with other lexical problems
+            tokens.append(Token("BAD", what, col))
+            i += 1
     tokens.append(Token("END", "", n + 1))
     return tokens
 
@@ -190,6 +192,11 @@ class ExprParser:
         return self.take()
 
     def parse(self) -> Node:
+        for t in self.tokens:  # lexical problems first, leftmost first
+            if t.kind == "BAD":
+                raise ParseError(t.col, t.text, "names, numbers and + - * / @ ** ( )")
+            if t.kind == "NAME":
+                check_identifier(t.text, t.col)
         node = self.expr()
         if self.tok.kind != "END":
             raise ParseError(self.tok.col, f"unexpected {describe(self.tok)}",
@@ -334,6 +341,9 @@ def _parse_line(code: str, lineno: int) -> Statement:
         return st
     toks = tokenize(" " * rest_offset + rest)
     if word in ("input", "state", "output"):
+        bad = next((t for t in toks if t.kind == "BAD"), None)
+        if bad is not None:
+            raise ParseError(bad.col, bad.text, f"names after {word!r}")
         i = 0
         while True:
             t = toks[i]

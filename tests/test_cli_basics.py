@@ -1,0 +1,39 @@
+"""`gatelab cells`, `show`, `check` and `tour` (zoo part) through the real CLI."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from gatelab import zoo_names
+from gatelab.cli import app
+
+runner = CliRunner()
+
+
+def test_cells_json_lists_every_zoo_cell_with_stable_keys():
+    res = runner.invoke(app, ["cells", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)
+    assert [r["name"] for r in rows] == zoo_names()
+    lstm = next(r for r in rows if r["name"] == "lstm")
+    assert lstm == {"name": "lstm", "title": lstm["title"], "inputs": ["x"], "states": ["h", "c"],
+                    "gates": ["i", "f", "o"], "output": "h", "params": "8*d**2 + 4*d"}
+
+
+def test_cells_table_and_show():
+    assert runner.invoke(app, ["cells"]).exit_code == 0
+    res = runner.invoke(app, ["show", "mgu"])
+    assert res.exit_code == 0 and "σ" in res.output and "h' =" in res.output
+    res = runner.invoke(app, ["show", "gru", "--latex"])
+    assert res.exit_code == 0 and "\\sigma" in res.output
+    res = runner.invoke(app, ["show", "rnn", "--source"])
+    assert res.exit_code == 0 and res.output.splitlines()[1].startswith("name")
+
+
+def test_show_user_file(tmp_path):
+    f = tmp_path / "mine.cell"
+    f.write_text("input u\nstate s\nnext s = relu(A @ u + B @ s + k)\n")
+    res = runner.invoke(app, ["show", str(f)])
+    assert res.exit_code == 0 and "relu" in res.output and "mine" in res.output
