@@ -8,6 +8,7 @@ It walks the SymPy tree (no code generation), so it is slow and obviously right.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sympy
@@ -68,9 +69,14 @@ class StepResult:
 
 
 def step(cell: Cell, inputs: dict[str, torch.Tensor], states: dict[str, torch.Tensor],
-         params: dict[str, torch.Tensor], force: dict[str, float] | None = None) -> StepResult:
-    """One time step. ``force`` pins gates to constants (e.g. ``{"f": 1.0}``), as the analysis'
-    switch settings do."""
+         params: dict[str, torch.Tensor], force: dict[str, float] | None = None,
+         gate_fn: Callable[[str, torch.Tensor], torch.Tensor] | None = None) -> StepResult:
+    """One time step.
+
+    ``force`` pins gates to constants (e.g. ``{"f": 1.0}``), as the analysis' switch settings do.
+    ``gate_fn(name, value)`` replaces each computed gate value before it is used (e.g. rounding
+    every gate to 0/1 to test how faithful the one-diagram reading is).
+    """
     force = force or {}
     env: dict = {**params, **inputs, **states}
     values: dict[str, torch.Tensor] = {}
@@ -82,6 +88,8 @@ def step(cell: Cell, inputs: dict[str, torch.Tensor], states: dict[str, torch.Te
             val = evaluate(cell.definition(name), env)
             if not torch.is_tensor(val):
                 val = torch.full_like(next(iter(states.values())), float(val))
+            if gate_fn is not None and name in cell.gates:
+                val = gate_fn(name, val)
         env[name] = values[name] = val
     new = {}
     for s, e in cell.nexts.items():
