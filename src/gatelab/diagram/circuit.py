@@ -1,0 +1,220 @@
+"""The circuit of a cell: its memory-state updates as a tree of drawable parts.
+
+The article's first simplification treats the gates as given, so a memory state's update is an
+expression in the input ``x``, the previous memory state(s) and free gate symbols. For LSTM (with
+the readout ``h = o ⊙ tanh(c)`` substituted, as the article does)::
+
+    c' = f ⊙ c + i ⊙ tanh(W_g·x + U_g·(o ⊙ tanh(c)) + b_g)
+
+That expression is read as a tree of parts, each one a circuit symbol:
+
+    source  x, c (left terminals)      map     W·v (labelled box)
+    func    tanh, σ, ... (box)         sum     + (circle); ``-t`` enters through a ``scale -1``
+    switch  g ⊙ v or (1-g) ⊙ v         select  g ⊙ a + (1-g) ⊙ b (single-pole double-throw)
+    scale   p ⊙ v for a non-gate factor p      product  u ⊙ v of two signals
+
+Biases are left out, as in the article's pictures. Nothing here knows a cell by name: the same
+reading applies to any valid cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import count
+
+import sympy
+
+from ..analysis import Analysis
+from ..cell import Cell, MatVec
+from ..cell.functions import function_name
+from ..cell.printers import expr_text
+
+FUNC_LABELS = {"sigmoid": "σ"}
+
+
+@dataclass(eq=False)
+class Part:
+    """One circuit symbol. ``children`` feed it from the left.
+
+    ``kind`` is one of source, map, func, sum, switch, select, scale, product, const.
+    ``label`` is plain text (``"W_g"``, ``"tanh"``, ``"1-f"``). For a switch ``coef`` is the
+    gate-only factor it multiplies by; for a select ``gate`` names the gate and ``children`` are
+    ``[signal when gate=1, signal when gate=0]``.
+    """
+
+    kind: str
+    label: str
+    children: list[Part] = field(default_factory=list)
+    gate: str | None = None
+    coef: sympy.Expr | None = None
+    name: str | None = None  # source: the signal's name
+    id: int = 0
+
+    def walk(self):
+        """This part and every part below it, parents first."""
+        yield self
+        for c in self.children:
+            yield from c.walk()
+
+
+@dataclass
+class Circuit:
+    """The drawable form of a cell: one tree per drawn state (the memory states)."""
+
+    cell: Cell
+    roots: dict[str, Part]  # drawn state -> tree of its update
+    sources: list[str]  # left terminals, top first: memory states, then inputs
+    analysis: Analysis
+    gates: list[str]  # gates that appear as switches, in the cell's order
+
+    def parts(self):
+        for root in self.roots.values():
+            yield from root.walk()
+
+    def switches(self, gate: str | None = None) -> list[Part]:
+        """Switch and select parts (of one gate, or all)."""
+        return [p for p in self.parts() if p.kind in ("switch", "select")
+                and (gate is None or p.gate == gate)]
+
+    def ganged(self) -> set[str]:
+        """Gates that drive more than one switch (drawn linked)."""
+        seen: dict[str, int] = {}
+        for p in self.switches():
+            seen[p.gate] = seen.get(p.gate, 0) + 1
+        return {g for g, n in seen.items() if n > 1}
+
+
+# ---- what to draw: the analysis's memory states, readouts substituted --------------------------
+
+def drawn_expressions(analysis: Analysis) -> dict[str, sympy.Expr]:
+    """Each memory state's update in the memory states (stage 1 of the analysis), with the
+    previous step's gates named as the gates themselves: a switch holds its setting at every
+    step, so LSTM's ``o_prev`` is drawn as the switch ``o``."""
+    same = {prev: sympy.Symbol(g) for g, prev in analysis.memory.prev_gates.items()}
+    return {m: analysis.memory.updates[m].xreplace(same) for m in analysis.memory_states}
+
+
+# ---- expression -> parts ------------------------------------------------------------------------
+
+class _Reader:
+    def __init__(self, cell: Cell, sources: list[str]):
+        self.cell = cell
+        self.gates = {sympy.Symbol(g) for g in cell.gates}
+        self.sources = set(sources)
+        self.vectors = {sympy.Symbol(v) for v in cell.vectors}
+        self.ids = count(1)
+
+    def part(self, kind: str, label: str, children=(), **kw) -> Part:
+        return Part(kind, label, list(children), id=next(self.ids), **kw)
+
+    def gate_only(self, e: sympy.Expr) -> bool:
+        return bool(e.free_symbols) and e.free_symbols <= self.gates
+
+    def read(self, e: sympy.Expr) -> Part:
+        if isinstance(e, sympy.Symbol):
+            name = e.name
+            if name in self.sources:
+                return self.part("source", name, name=name)
+            return self.part("const", name)
+        if e.is_Number:
+            return self.part("const", expr_text(e))
+        if isinstance(e, MatVec):
+            return self.part("map", str(e.matrix), [self.read(e.vector)])
+        if isinstance(e, sympy.Add):
+            return self.read_sum(e)
+        if isinstance(e, sympy.Mul):
+            return self.read_product(e)
+        fname = function_name(e) or type(e).__name__.lower()
+        if isinstance(e, sympy.Pow):
+            base, power = e.args
+            return self.part("func", f"(·)^{expr_text(power)}", [self.read(base)])
+        return self.part("func", FUNC_LABELS.get(fname, fname), [self.read(e.args[0])])
+
+    def split(self, term: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr, sympy.Expr]:
+        """``term = number * gate_coef * rest``."""
+        num, gate, rest = sympy.Integer(1), sympy.Integer(1), sympy.Integer(1)
+        for f in sympy.Mul.make_args(term):
+            if f.is_Number:
+                num *= f
+            elif self.gate_only(f):
+                gate *= f
+            else:
+                rest *= f
+        return num, gate, rest
+
+    def read_sum(self, e: sympy.Expr) -> Part:
+        terms = [t for t in sympy.Add.make_args(e) if t not in self.vectors]  # no biases
+        terms = [t for t in terms if not t.is_Number] or terms
+        if not terms:
+            return self.part("const", "b")
+        # g*a + (1-g)*b with one gate g: a single-pole double-throw selector.
+        by_coef = {}
+        for t in terms:
+            num, gate, rest = self.split(t)
+            if num == 1 and gate != 1:
+                by_coef.setdefault(gate, []).append(t)
+        children = []
+        used = set()
+        for g in sorted(self.gates, key=str):
+            one, zero = by_coef.get(g), by_coef.get(1 - g)
+            if one and zero and one[0] not in used and zero[0] not in used:
+                used.update({one[0], zero[0]})
+                a, b = self.split(one[0])[2], self.split(zero[0])[2]
+                children.append(self.part("select", g.name, [self.read(a), self.read(b)],
+                                          gate=g.name))
+        for t in terms:
+            if t not in used:
+                children.append(self.read_term(t))
+        if len(children) == 1:
+            return children[0]
+        return self.part("sum", "+", children)
+
+    def read_term(self, t: sympy.Expr) -> Part:
+        num, gate, rest = self.split(t)
+        if num == 1 and gate == 1:
+            return self.read(t) if not isinstance(t, sympy.Mul) else self.read_product(t)
+        inner = self.read_product(rest) if isinstance(rest, sympy.Mul) else self.read(rest)
+        if gate != 1:
+            inner = self.switch(gate, inner)
+        if num != 1:
+            inner = self.part("scale", expr_text(num, unicode=True), [inner])
+        return inner
+
+    def switch(self, coef: sympy.Expr, inner: Part) -> Part:
+        gates = sorted(coef.free_symbols, key=str)
+        gate = gates[0].name if len(gates) == 1 else None
+        label = expr_text(coef, unicode=True).replace(" ", "")
+        return self.part("switch", label, [inner], gate=gate if gate else label, coef=coef)
+
+    def read_product(self, e: sympy.Expr) -> Part:
+        num, gate, rest = self.split(e)
+        if num != 1 or gate != 1:
+            return self.read_term(e)
+        factors = list(sympy.Mul.make_args(rest))
+        scales = [f for f in factors if f in self.vectors]
+        signals = [f for f in factors if f not in self.vectors]
+        if len(signals) == 1:
+            inner = self.read(signals[0])
+        else:
+            inner = self.part("product", "×", [self.read(f) for f in signals])
+        for s in scales:  # a learned elementwise scale (peephole-like p ⊙ v)
+            inner = self.part("scale", s.name, [inner])
+        return inner
+
+
+def build_circuit(analysis: Analysis) -> Circuit:
+    """Read an analysed cell into a :class:`Circuit`: one tree per memory state, readouts
+    substituted as the analysis does (LSTM: ``h_{t-1} → o ⊙ tanh(c_{t-1})``)."""
+    cell = analysis.cell
+    memory = list(analysis.memory_states)
+    exprs = drawn_expressions(analysis)
+    used = set().union(*(e.free_symbols for e in exprs.values())) if exprs else set()
+    used_names = {str(s) for s in used}
+    states = [s for s in cell.states if s in memory or s in used_names]
+    sources = states + [x for x in cell.inputs if x in used_names]
+    reader = _Reader(cell, sources)
+    roots = {m: reader.read(e) for m, e in exprs.items()}
+    circuit = Circuit(cell, roots, sources, analysis, [])
+    drawn = {p.gate for p in circuit.switches()}
+    circuit.gates = [g for g in cell.gates if g in drawn]
+    return circuit

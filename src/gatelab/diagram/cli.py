@@ -1,0 +1,55 @@
+"""``gatelab diagram CELL|FILE [-o out.svg|out.png] [--set g=0,h=1]``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from ..analysis import AnalysisError, analyze, parse_setting
+from ..cell import CellError, load_cell
+
+
+def diagram_command(
+    cell: str = typer.Argument(..., help="built-in cell name or path to a .cell file"),
+    out: Path = typer.Option(None, "--out", "-o",
+                             help="output file, .svg or .png (default: CELL.svg here)"),
+    set_: str = typer.Option("", "--set", help="throw switches, e.g. f=0,i=1 (gates left out "
+                             "stay symbolic)"),
+) -> None:
+    """Draw a cell as a circuit: inputs left, output right, gates as switches, core in red."""
+    from .drawing import figure, prepare, write
+
+    console = Console(stderr=True)
+    try:
+        c = load_cell(cell)
+        analysis = analyze(c)
+        setting = parse_setting(set_, analysis.gates) if set_ else {}
+    except CellError as e:
+        for p in e.problems:
+            print(p, file=sys.stderr)
+        raise typer.Exit(2) from None
+    except AnalysisError as e:
+        print(f"gatelab diagram: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    if out is None:
+        suffix = "-" + "".join(f"{g}{v}" for g, v in setting.items()) if setting else ""
+        out = Path(f"{c.name}{suffix}.svg")
+    kind = out.suffix.lower()
+    if kind not in (".svg", ".png"):
+        print(f"gatelab diagram: cannot write {str(out)!r}; expected a file name ending in "
+              ".svg or .png", file=sys.stderr)
+        raise typer.Exit(2)
+    if not out.parent.exists():
+        print(f"gatelab diagram: folder {str(out.parent)!r} does not exist", file=sys.stderr)
+        raise typer.Exit(2)
+    with console.status(f"drawing {c.name}"):
+        fig = figure(prepare(analysis), setting)
+        write(fig, out)
+    console.print(f"{fig.title} -> [bold]{out}[/bold]", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("diagram")(diagram_command)

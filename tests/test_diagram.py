@@ -1,0 +1,169 @@
+"""The circuit diagram: structure read from the equations, settings, SVG/PNG output, CLI."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gatelab import analyze, parse_cell, zoo_names
+from gatelab.analysis import reduce_setting
+from gatelab.cli import app
+from gatelab.diagram import build_circuit, cell_data, draw, figure, prepare, save
+from gatelab.diagram.drawing import KIND_NAMES
+from gatelab.diagram.settings import all_settings, identity_uses, live_parts
+from gatelab.diagram.svgpost import web_svg
+
+NS = "{http://www.w3.org/2000/svg}"
+runner = CliRunner()
+
+
+def shape(p) -> tuple:
+    """A part tree as nested tuples (kind, label, children...) for hand-written references."""
+    return (p.kind, p.label, *[shape(c) for c in p.children])
+
+
+def texts(svg: str) -> list[str]:
+    return ["".join(t.itertext()) for t in ET.fromstring(svg).iter(NS + "text")]
+
+
+# ---- structure ------------------------------------------------------------------------------
+
+def test_lstm_circuit_is_the_articles() -> None:
+    """c' = f c + i tanh(W_g x + U_g (o tanh c)): f and i switch two branches into a sum, o
+    sits before U_g (the substituted readout), biases are left out."""
+    c = build_circuit(analyze("lstm"))
+    assert c.sources == ["c", "x"]
+    src_c, src_x = ("source", "c"), ("source", "x")
+    core = ("func", "tanh", ("sum", "+",
+                             ("map", "U_g", ("switch", "o", ("func", "tanh", src_c))),
+                             ("map", "W_g", src_x)))
+    assert shape(c.roots["c"]) == ("sum", "+", ("switch", "f", src_c), ("switch", "i", core))
+
+
+def test_gru_z_is_a_selector_and_mgu_is_ganged() -> None:
+    gru = build_circuit(analyze("gru"))
+    root = gru.roots["h"]
+    assert root.kind == "select" and root.gate == "z"
+    assert shape(root.children[0]) == ("source", "h")  # z = 1 keeps h
+    mgu = build_circuit(analyze("mgu"))
+    assert [p.kind for p in mgu.switches("f")] == ["select", "switch"]
+    assert mgu.ganged() == {"f"}
+
+
+@pytest.mark.parametrize("name", zoo_names())
+def test_switch_types_agree_with_the_analysis(name: str) -> None:
+    a, circuit, _ = prepare(name)
+    for sw in a.switches:
+        parts = circuit.switches(sw.gate)
+        if sw.type == "ganged":
+            assert len(parts) > 1
+        elif sw.type == "spdt":
+            assert [p.kind for p in parts] == ["select"]
+        elif sw.type == "spst":
+            assert [p.kind for p in parts] == ["switch"]
+        else:  # e.g. minLSTM's f/(f+i): a multiplier depending on several gates
+            assert not parts
+            assert any(sw.gate in {str(s) for s in p.coef.free_symbols}
+                       for p in circuit.switches())
+
+
+@pytest.mark.parametrize("name", zoo_names())
+def test_identity_paths_agree_with_the_analysis(name: str) -> None:
+    """The green wire exists exactly in the modes where the analysis finds an identity path."""
+    a, circuit, _ = prepare(name)
+    for mode in a.modes:
+        found = identity_uses(circuit, mode.gates)
+        for state, flag in mode.identity_path.items():
+            assert bool(found.get(state)) == flag, (mode.gates, state)
+
+
+def test_dead_parts_under_a_setting() -> None:
+    a, circuit, _ = prepare("lstm")
+    by_label = {p.label: p for p in circuit.parts() if p.kind in ("map", "switch")}
+    live = live_parts(circuit, {"i": 0})
+    assert by_label["U_g"].id not in live and by_label["W_g"].id not in live
+    assert by_label["f"].children[0].id in live
+    live = live_parts(circuit, {"f": 0})
+    assert by_label["f"].children[0].id not in live and by_label["U_g"].id in live
+
+
+# ---- drawings ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", zoo_names())
+def test_every_zoo_cell_draws_valid_svg(name: str) -> None:
+    svg = draw(name)
+    root = ET.fromstring(svg)
+    assert root.tag == NS + "svg"
+    assert any(t.startswith(name.upper()) for t in texts(svg))
+    web = ET.fromstring(web_svg(figure(name)))
+    clickable = {el.get("data-gate") for el in web.iter() if el.get("data-gate")}
+    assert clickable == set(build_circuit(analyze(name)).gates)
+    assert "#e0" not in web_svg(figure(name))  # every marker colour was replaced
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "mgu"])
+def test_cli_every_setting(name: str, tmp_path: Path) -> None:
+    """``gatelab diagram CELL --set ...`` for every setting: valid SVG titled with the kind."""
+    a = analyze(name)
+    for setting in all_settings(list(a.gates)):
+        text = ",".join(f"{g}={v}" for g, v in setting.items())
+        out = tmp_path / f"{name}-{text}.svg"
+        r = runner.invoke(app, ["diagram", name, "--set", text, "-o", str(out)])
+        assert r.exit_code == 0, r.output
+        kinds = reduce_setting(a, setting).kind
+        title = f"{name.upper()}, {' '.join(f'{g}={v}' for g, v in setting.items())}: "
+        title += ", ".join(KIND_NAMES[k] for k in kinds.values())
+        assert title in texts(out.read_text())
+
+
+def test_article_read_off_titles() -> None:
+    assert "LSTM, i=1 f=0 o=1: RNN" in texts(draw("lstm", {"i": 1, "f": 0, "o": 1}))
+    assert "GRU, z=1 r=0: hold" in texts(draw("gru", {"z": 1, "r": 0}))
+
+
+def test_png_export(tmp_path: Path) -> None:
+    out = save("mgu", tmp_path / "mgu.png", {"f": 1})
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_user_cells(tmp_path: Path) -> None:
+    """No gates still draws the core; two memory states get two outputs; odd terms draw."""
+    plain = parse_cell("input u\nstate s\nnext s = s + exp(W @ u)\noutput s\n")
+    svg = draw(plain)
+    assert any(t.startswith("CELL: no gates") for t in texts(svg))
+    assert "stroke:#c0392b" in svg  # the red core box
+    two = parse_cell(
+        "input x\nstate a\nstate b\ngate g = sigmoid(W_g @ x)\n"
+        "next a = g * a + (1 - g) * tanh(W_a @ x + U_a @ b)\n"
+        "next b = tanh(W_b @ x + U_b @ a) - b\noutput a\n", default_name="two")
+    fig = figure(two, {"g": 1})
+    assert set(fig.layout.outputs) == {"a", "b"}
+    ET.fromstring(draw(two, {"g": 0}))
+
+
+def test_bad_input_is_a_message(tmp_path: Path) -> None:
+    for args, words in [(["gru", "--set", "q=1"], "unknown gate 'q'"),
+                        (["gru", "--set", "z=2"], "0 or 1"),
+                        (["no-such-cell"], "no built-in cell"),
+                        (["gru", "-o", str(tmp_path / "x.pdf")], ".svg or .png"),
+                        (["gru", "-o", str(tmp_path / "nope" / "x.svg")], "does not exist")]:
+        r = runner.invoke(app, ["diagram", *args])
+        assert r.exit_code == 2, args
+        assert words in r.output and "Traceback" not in r.output
+
+
+# ---- page data ----------------------------------------------------------------------------
+
+def test_page_data_follows_the_analysis() -> None:
+    data = cell_data("lstm")
+    assert len(data["settings"]) == 8 and data["start"] == "111"
+    a = analyze("lstm")
+    for key, entry in data["settings"].items():
+        setting = dict(zip(data["gates"], map(int, key), strict=True))
+        mode = reduce_setting(a, setting).to_dict()
+        assert entry["kind"] == mode["kind"] and entry["updates"] == mode["updates"]
+        assert 'data-gate="f"' in entry["svg"]
