@@ -1,0 +1,108 @@
+"""The shared computing core and scan-parallelism.
+
+**Core** (the article's red box): in each memory state's stage-1 update, the block made of
+linear maps of the input and of the state, plus the nonlinearity around them. For LSTM's ``c``::
+
+    tanh(W_g·x + U_g·(o_prev ⊙ tanh(c)) + b_g)    act tanh, input map W_g, recurrent map U_g,
+                                                  c enters through o_prev ⊙ tanh(c)
+
+Gates are not part of the core (stage 1 takes them as given).
+
+**Scan-parallel**: every memory state's update, with gates and lets fully inlined, is affine in
+the previous memory with coefficients that do not depend on it (``h' = a(x) ⊙ h + b(x)``, as in
+minGRU). Such a recurrence is linear and a parallel scan computes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy
+
+from ..cell.functions import MatVec, function_name
+from ..cell.ir import Cell
+from .memory import Memory
+from .symbols import tex, txt
+
+
+@dataclass(frozen=True)
+class CoreBlock:
+    """``act(pre)`` with its linear maps split into input maps and recurrent maps."""
+
+    act: str
+    expr: sympy.Expr
+    input_maps: tuple[str, ...]
+    recurrent_maps: tuple[str, ...]
+    through: tuple[sympy.Expr, ...]
+    biases: tuple[str, ...]
+
+    def to_dict(self, lead: frozenset[str] = frozenset()) -> dict:
+        return {"act": self.act, "expr": txt(self.expr, lead), "latex": tex(self.expr),
+                "input_maps": list(self.input_maps),
+                "recurrent_maps": list(self.recurrent_maps),
+                "through": [txt(t, lead) for t in self.through], "biases": list(self.biases)}
+
+
+def _blocks(expr: sympy.Expr, recurrent_syms: set[sympy.Symbol], vectors: set[sympy.Symbol]
+            ) -> list[CoreBlock]:
+    """Outermost functions whose argument holds a linear map; loose maps form identity blocks."""
+    found: list[tuple[str, sympy.Expr]] = []
+
+    def visit(e: sympy.Expr) -> None:
+        fname = function_name(e)
+        if fname is not None and e.args[0].has(MatVec):
+            found.append((fname, e))
+        elif isinstance(e, MatVec) or isinstance(e, sympy.Add) and any(
+                isinstance(f, MatVec) for a in e.args for f in sympy.Mul.make_args(a)):
+            found.append(("identity", e))  # linear maps with no nonlinearity around them
+        else:
+            for a in e.args:
+                visit(a)
+
+    visit(expr)
+    out = []
+    for act, e in found:
+        maps = sorted(e.atoms(MatVec), key=sympy.default_sort_key)
+        rec = [m for m in maps if m.vector.free_symbols & recurrent_syms]
+        inp = [m for m in maps if m not in rec]
+        out.append(CoreBlock(
+            act, e, tuple(dict.fromkeys(m.matrix.name for m in inp)),
+            tuple(dict.fromkeys(m.matrix.name for m in rec)),
+            tuple(dict.fromkeys(m.vector for m in rec)),
+            tuple(sorted(s.name for s in e.free_symbols & vectors))))
+    return out
+
+
+def find_core(cell: Cell, memory: Memory) -> dict[str, list[CoreBlock]]:
+    """Per memory state, the core blocks of its stage-1 update."""
+    rec = {cell.sym(s) for s in cell.states} | set(memory.prev_gates.values())
+    vectors = {cell.sym(v) for v in cell.vectors}
+    return {m: _blocks(memory.updates[m], rec, vectors) for m in memory.memory_states}
+
+
+def scan_parallel(cell: Cell, memory: Memory) -> tuple[bool, list[str]]:
+    """Whether the recurrence is affine in the memory with state-free coefficients; reasons."""
+    states = {cell.sym(s) for s in cell.states} | set(memory.prev_gates.values())
+    reasons = []
+    for g, e in cell.gates.items():
+        reads = sorted(s.name for s in cell.inline(e).free_symbols & states)
+        if reads:
+            reasons.append(f"gate {g} depends on the previous {', '.join(reads)}")
+    full = {}
+    rewrite = {cell.sym(r): ro.previous for r, ro in memory.readouts.items()}
+    for m in memory.memory_states:
+        full[m] = cell.inline(cell.nexts[m]).xreplace(rewrite)
+    for m, e in full.items():
+        in_gates = {mv for g in cell.gates.values() for mv in cell.inline(g).atoms(MatVec)}
+        for mv in e.atoms(MatVec) - in_gates:  # maps inside gates are reported with the gate
+            if mv.vector.free_symbols & states:
+                reasons.append(f"{m}' applies the map {mv.matrix.name} to the previous state "
+                               f"({txt(mv)})")
+        if any(mv.vector.free_symbols & states for mv in e.atoms(MatVec)):
+            continue
+        for s in memory.memory_states:
+            d = sympy.diff(e, cell.sym(s))
+            if d.free_symbols & states:
+                reasons.append(f"{m}' is not linear in {s} (∂{m}'/∂{s} = {txt(d)})")
+    reasons = list(dict.fromkeys(reasons))
+    return (not reasons), reasons

@@ -1,0 +1,96 @@
+"""Gradient paths: the Jacobian ∂s'/∂s written as a sum of paths, and its identity term.
+
+Every operator of a cell is elementwise except the linear maps, so the Jacobian of an update with
+respect to a state is a sum over paths, each a product of diagonal factors ``diag(a)`` and weight
+matrices ``W``::
+
+    c' = f ⊙ c + i ⊙ tanh(W·x + U·(o_prev ⊙ tanh(c)) + b)
+    ∂c'/∂c = diag(f) + diag(i ⊙ tanh'(…)) · U · diag(o_prev ⊙ tanh'(c))
+
+A linear map is opaque: the derivative through ``W @ v`` always carries ``W``. A path that
+crosses no matrix and whose diagonal factors are made of gates and numbers only is *direct*; the
+sum of the direct paths is the **direct gain**, and the update has an **identity path** when that
+gain is exactly 1 (``∂s'/∂s = I + …``: gradient passes unchanged, as in a ResNet shortcut).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy
+
+from ..cell.functions import MatVec
+from .symbols import is_scalar, txt
+
+# A path: factors from the output side to the state side; each is ("diag", expr) or ("mat", W).
+Factor = tuple[str, sympy.Expr]
+Path = tuple[Factor, ...]
+
+
+def paths(expr: sympy.Expr, s: sympy.Symbol) -> list[Path]:
+    """Every path from ``s`` to ``expr`` (empty list: ``expr`` does not depend on ``s``)."""
+    if expr == s:
+        return [()]
+    if s not in expr.free_symbols:
+        return []
+    if isinstance(expr, sympy.Add):
+        return [p for a in expr.args for p in paths(a, s)]
+    if isinstance(expr, sympy.Mul):
+        out = []
+        for k, a in enumerate(expr.args):
+            rest = sympy.Mul(*(expr.args[:k] + expr.args[k + 1:]))
+            out += [(("diag", rest),) + p for p in paths(a, s)]
+        return out
+    if isinstance(expr, MatVec):
+        return [(("mat", expr.matrix),) + p for p in paths(expr.vector, s)]
+    if isinstance(expr, sympy.Pow) and s not in expr.exp.free_symbols:
+        d = expr.exp * expr.base ** (expr.exp - 1)
+        return [(("diag", d),) + p for p in paths(expr.base, s)]
+    if isinstance(expr, sympy.Function) and len(expr.args) == 1:
+        return [(("diag", expr.fdiff(1)),) + p for p in paths(expr.args[0], s)]
+    # Anything else (a power with a state-dependent exponent...): one opaque elementwise factor.
+    return [(("diag", sympy.Symbol(f"∂({txt(expr)})/∂{s.name}")),)]
+
+
+def _merged(path: Path) -> list[Factor]:
+    """Adjacent diagonal factors multiplied together; ``diag(1)`` dropped."""
+    out: list[Factor] = []
+    for kind, e in path:
+        if kind == "diag" and out and out[-1][0] == "diag":
+            out[-1] = ("diag", out[-1][1] * e)
+        else:
+            out.append((kind, e))
+    return [(k, e) for k, e in out if not (k == "diag" and e == 1)]
+
+
+@dataclass(frozen=True)
+class Gradient:
+    """∂s'/∂s as paths. ``gain``: the sum of the direct (weight-free, gate-only) paths."""
+
+    paths: tuple[Path, ...]
+    gain: sympy.Expr
+
+    @property
+    def identity_path(self) -> bool:
+        return self.gain == 1  # gain is expanded: the identity shows as exactly 1
+
+    def text(self) -> str:
+        """``diag(f) + diag(i ⊙ (1 - tanh(…)**2))·U·diag(…)``; ``I`` for the identity, ``0``."""
+        terms = []
+        for p in self.paths:
+            fs = _merged(p)
+            if any(k == "diag" and e == 0 for k, e in fs):
+                continue
+            shown = [e.name if k == "mat" else f"diag({txt(e)})" for k, e in fs]
+            terms.append("·".join(shown) if shown else "I")
+        return " + ".join(terms) if terms else "0"
+
+
+def gradient(expr: sympy.Expr, s: sympy.Symbol, scalars: set[sympy.Symbol]) -> Gradient:
+    """The paths of ∂expr/∂s and their direct gain (``scalars``: gate symbols and numbers)."""
+    ps = tuple(paths(expr, s))
+    gain = sympy.Integer(0)
+    for p in ps:
+        if all(k == "diag" and is_scalar(e, scalars) for k, e in p):
+            gain += sympy.Mul(*(e for _, e in p))
+    return Gradient(ps, sympy.expand(gain))
