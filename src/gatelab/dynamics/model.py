@@ -1,0 +1,181 @@
+"""What the gradient lab needs from a cell: its recurrent matrices, a replayable layer, and the
+cell + parameters of a trained run.
+
+A matrix is **recurrent** when some ``W @ v`` in the cell has a vector ``v`` that depends on a
+state (after inlining gates and lets): for LSTM these are ``U_i, U_f, U_o, U_g``, for GRU also the
+``U_n`` of ``U_n @ (r * h)``. Derived from the equations, never from names.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..cell import Cell, MatVec
+from ..cell.evaluate import init_params, step
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch on one intra-op thread, then restore the setting.
+
+    The lab's tensors are tiny (H ≈ 32): splitting a 32×32 product over threads only adds
+    synchronisation, and on a loaded machine OpenMP's spinning threads made one clipping run
+    20–50× slower (measured: 1.05 s on one thread vs 21.6 s on two, 100 SGD steps).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def recurrent_matrices(cell: Cell) -> list[str]:
+    """Names of the matrices that multiply (something depending on) a state, in parameter order.
+
+    >>> from gatelab import load_cell
+    >>> recurrent_matrices(load_cell("gru"))
+    ['U_z', 'U_r', 'U_n']
+    """
+    found: set[str] = set()
+    exprs = [*cell.gates.values(), *cell.lets.values(), *cell.nexts.values()]
+    for expr in exprs:
+        for mv in cell.inline(expr).atoms(MatVec):
+            if cell.depends_on(mv.vector, cell.states):
+                found.add(mv.matrix.name)
+    return [name for name in cell.matrices if name in found]
+
+
+def set_sigma_max(weight: torch.Tensor, sigma_max: float) -> None:
+    """Rescale ``weight`` in place so that its largest singular value is ``sigma_max``."""
+    with torch.no_grad():
+        top = torch.linalg.matrix_norm(weight.double(), ord=2).item()
+        if not top > 0:
+            raise ValueError("cannot rescale a zero matrix to a chosen σ_max")
+        weight.mul_(sigma_max / top)
+
+
+class CellLayer(nn.Module):
+    """A one-layer recurrent network that replays the cell's reference step.
+
+    Slow and obviously right (it walks the SymPy tree each step), and it can pin gates to
+    constants (``force``), which a fused engine cannot. Parameters are ``nn.Parameter``s under the
+    cell's own names. Input ``x`` is ``(N, T, I)`` (batch first); ``forward`` returns every
+    step's states ``[{state: (N, H)}]`` of length ``T + 1`` (index 0 is the initial state) and the
+    outputs ``(N, T, H)``.
+    """
+
+    def __init__(self, cell: Cell, input_size: int, hidden_size: int, *,
+                 params: dict[str, torch.Tensor] | None = None,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        if len(cell.inputs) != 1:
+            raise ValueError(f"cell {cell.name!r} has {len(cell.inputs)} inputs; the gradient "
+                             "lab drives cells with exactly one input")
+        self.cell, self.input_size, self.hidden_size = cell, input_size, hidden_size
+        drawn = params if params is not None else init_params(cell, input_size, hidden_size,
+                                                              generator=generator)
+        self.weights = nn.ParameterDict({k: nn.Parameter(v.detach().clone().float())
+                                         for k, v in drawn.items()})
+
+    def forward(self, x: torch.Tensor, h0: dict[str, torch.Tensor] | None = None,
+                force: dict[str, float] | None = None
+                ) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
+        (inp,) = self.cell.inputs
+        n = x.shape[0]
+        states = h0 or {s: x.new_zeros(n, self.hidden_size) for s in self.cell.states}
+        params = dict(self.weights.items())
+        trail = [states]
+        outs = []
+        for t in range(x.shape[1]):
+            r = step(self.cell, {inp: x[:, t]}, states, params, force)
+            states = r.states
+            trail.append(states)
+            outs.append(r.output)
+        return trail, torch.stack(outs, dim=1)
+
+
+Stack = dict[tuple[int, int], dict[str, torch.Tensor]]  # (layer, direction) -> parameters
+
+
+def load_trained(path: str | Path) -> tuple[Cell, Stack, dict]:
+    """The cell, the parameters of each ``(layer, direction)`` and the config of a run folder.
+
+    Uses ``gatelab.train.load_run(path)``: its ``.model.rnn`` is a ``gatelab.nn.RNN`` whose
+    ``cell_params(layer, direction)`` gives the parameters under the cell's own names.
+    Raises ``ValueError`` with a readable message when the folder is not a run.
+    """
+    try:
+        from ..train.runs import load_run
+    except ImportError as e:  # the train package is not part of this build
+        raise ValueError("trained runs need gatelab.train, which is not installed here") from e
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise ValueError(f"{path} is not a run folder (no config.json); make one with "
+                         "`gatelab train`")
+    try:
+        run = load_run(path)
+    except (OSError, KeyError, RuntimeError) as e:
+        raise ValueError(f"cannot load the run in {path}: {e}") from e
+    rnn = run.model.rnn
+    cell = rnn.cell
+    layers = int(getattr(rnn, "num_layers", 1))
+    directions = int(getattr(rnn, "num_directions", 2 if getattr(rnn, "bidirectional", False)
+                             else 1))
+    params: Stack = {}
+    for layer in range(layers):
+        for direction in range(directions):
+            got = rnn.cell_params(layer, direction)
+            params[layer, direction] = {k: v.detach().float().clone() for k, v in got.items()}
+    return cell, params, dict(run.config)
+
+
+def task_inputs(path: str | Path, n: int, steps: int) -> tuple[torch.Tensor | None, str]:
+    """Up to ``n`` evaluation sequences of a run's own task as its recurrent layer reads them
+    (``(n, steps, I)``, embedded for text), or ``(None, why not)``.
+
+    Sequences shorter than ``steps`` (right-padded text) are left out; ``steps`` is capped at
+    the task's length.
+    """
+    try:
+        from ..train.config import TrainConfig
+        from ..train.runs import load_run
+        from ..train.tasks import make_task
+
+        run = load_run(path)
+        task = make_task(TrainConfig.from_dict(run.config), run.vocab)
+        batch = next(iter(task.eval_batches(max(n * 4, 64))))
+        with torch.no_grad():
+            x = run.model.features(batch.x).float()
+    except Exception as e:  # noqa: BLE001 - any missing data set or old run: say why, go on
+        return None, f"{type(e).__name__}: {e}"
+    if batch.lengths is not None:
+        x = x[batch.lengths >= steps]
+    if x.shape[0] == 0 or x.shape[1] < steps:
+        return None, f"the task's sequences are shorter than {steps} steps"
+    return x[:n, :steps], f"{run.config.get('task', 'task')} evaluation data"
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (JSON has no nan/inf)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def unit_directions(n: int, h: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` random unit vectors of size ``h`` (rows), for projecting a state onto a scalar."""
+    u = torch.randn(n, h, generator=generator)
+    return u / u.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
