@@ -1,0 +1,87 @@
+"""Fashion-MNIST (Xiao et al. 2017) from the Debian package's IDX files.
+
+Images become sequences two ways: **row-wise**, 28 steps of 28 pixels, and **pixel-wise**,
+784 steps of one pixel, optionally in a fixed random order (the "permuted" variant, which spreads
+the dependencies over the whole sequence).
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import DataUnavailable
+
+DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+           "Bag", "Ankle boot")
+_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+_INSTALL = ("install the Debian package with `sudo apt-get install dataset-fashion-mnist` "
+            f"(it puts the IDX files in {DEFAULT_DIR}), or pass the folder that holds them")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (optionally gzipped): big-endian header, then unsigned bytes."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise DataUnavailable(f"{path} is not an IDX file of unsigned bytes")
+    ndim = data[3]
+    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise DataUnavailable(f"{path} is truncated: expected {dims}, found {body.size} bytes")
+    return body.reshape(dims)
+
+
+def _find(folder: Path, stem: str) -> Path:
+    for name in (stem, stem + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    raise DataUnavailable(f"Fashion-MNIST file {stem}[.gz] not found in {folder}: {_INSTALL}")
+
+
+def load_fashion_mnist(split: str = "train", path: str | Path | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images ``(n, 28, 28)`` uint8 and labels ``(n,)`` int64 of the ``train`` or ``test`` split.
+
+    ``path`` is a folder with the four IDX files (default: the Debian package's folder).
+    """
+    if split not in _FILES:
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    folder = Path(path) if path is not None else DEFAULT_DIR
+    if not folder.is_dir():
+        raise DataUnavailable(f"Fashion-MNIST folder {folder} does not exist: {_INSTALL}")
+    images = read_idx(_find(folder, _FILES[split][0]))
+    labels = read_idx(_find(folder, _FILES[split][1]))
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DataUnavailable(f"Fashion-MNIST files in {folder} have unexpected shapes "
+                              f"{images.shape} and {labels.shape}")
+    return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
+
+
+def to_sequences(images: torch.Tensor, mode: str = "row", permute_seed: int | None = None
+                 ) -> torch.Tensor:
+    """Turn images ``(n, 28, 28)`` into float sequences in [0, 1].
+
+    ``mode="row"``: ``(n, 28, 28)``, one row per step. ``mode="pixel"``: ``(n, 784, 1)``, one
+    pixel per step, in a fixed random order when ``permute_seed`` is given (the same seed gives the
+    same permutation everywhere).
+    """
+    x = images.float() / 255.0
+    n = x.shape[0]
+    if mode == "row":
+        return x
+    if mode != "pixel":
+        raise ValueError(f"mode must be 'row' or 'pixel', not {mode!r}")
+    x = x.reshape(n, -1, 1)
+    if permute_seed is not None:
+        perm = torch.randperm(x.shape[1], generator=torch.Generator().manual_seed(permute_seed))
+        x = x[:, perm]
+    return x

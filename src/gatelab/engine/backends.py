@@ -1,0 +1,96 @@
+"""Pick and run a backend for one layer and direction of a recurrent network.
+
+Every backend has the same contract::
+
+    run_layer(layout, tensors, x, state0, mask, backend) -> (out, states)
+
+``x`` ``(T, N, I)`` time-major; ``state0`` one ``(N, H)`` tensor per cell state (cell order);
+``tensors`` the packed parameters of :class:`~gatelab.engine.layout.Layout` (``weight_ih``, ...);
+``mask`` ``(T, N)`` bool or None: where False the states are carried unchanged and the output is
+zero (padding of variable-length batches). ``out`` is ``(T, N, H)``, ``states`` the final states.
+
+Backends: ``"reference"`` (the slow step of :mod:`gatelab.cell.evaluate`, autograd through it),
+``"torch"`` (generated GEMM + fused pointwise step with a generated backward), ``"scan"``
+(parallel scan, scan-parallel cells only), ``"triton"`` (the torch plan with Triton pointwise
+kernels and the Triton scan; CUDA or ``TRITON_INTERPRET=1``). ``"auto"`` takes ``"scan"`` where
+the cell allows it, ``"triton"`` for CUDA tensors, ``"torch"`` otherwise.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..cell.evaluate import step
+from .layout import EngineError, Layout
+
+BACKENDS = ("auto", "torch", "scan", "triton", "reference")
+
+
+def check_backend(backend: str) -> str:
+    """Validate a backend name (clear message instead of a KeyError later)."""
+    if backend not in BACKENDS:
+        raise EngineError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    return backend
+
+
+def resolve(layout: Layout, backend: str, device: torch.device) -> str:
+    """The concrete backend ``"auto"`` stands for on this cell and device."""
+    check_backend(backend)
+    if backend == "scan" and not is_scan_parallel(layout):
+        raise EngineError(f"cell {layout.cell.name!r} is not scan-parallel (a gate or candidate "
+                          "depends on the previous state); use backend='torch'")
+    if backend != "auto":
+        return backend
+    if is_scan_parallel(layout):
+        return "scan"
+    return "triton" if device.type == "cuda" and triton_available() else "torch"
+
+
+def triton_available() -> bool:
+    """Whether Triton can be imported (checked without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("triton") is not None
+
+
+def is_scan_parallel(layout: Layout) -> bool:
+    """Scan-parallel: one state whose update is ``a * s + b`` with ``a``, ``b`` free of states."""
+    from .plan import is_scan_parallel as scan_parallel
+
+    return scan_parallel(layout.cell)
+
+
+def run_layer(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
+              state0: tuple[torch.Tensor, ...], mask: torch.Tensor | None,
+              backend: str) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """Run one direction of one layer; see the module docstring for shapes."""
+    backend = resolve(layout, backend, x.device)
+    if backend == "reference":
+        return run_reference(layout, tensors, x, state0, mask)
+    if backend == "scan":
+        from .scan import run_scan
+
+        return run_scan(layout, tensors, x, state0, mask)
+    from .autograd import run_fused
+
+    return run_fused(layout, tensors, x, state0, mask, compiler=backend)
+
+
+def run_reference(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
+                  state0: tuple[torch.Tensor, ...], mask: torch.Tensor | None):
+    """The plain Python loop over :func:`gatelab.cell.evaluate.step` (autograd does backward)."""
+    cell = layout.cell
+    H = state0[0].shape[-1]
+    params = layout.cell_params(tensors, H)
+    states = dict(zip(cell.states, state0, strict=True))
+    outs = []
+    for t in range(x.shape[0]):
+        r = step(cell, {cell.inputs[0]: x[t]}, states, params)
+        if mask is None:
+            states, out = r.states, r.output
+        else:
+            m = mask[t].unsqueeze(-1)
+            states = {s: torch.where(m, r.states[s], states[s]) for s in cell.states}
+            out = r.output * m
+        outs.append(out)
+    return torch.stack(outs), tuple(states[s] for s in cell.states)

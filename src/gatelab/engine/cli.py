@@ -1,0 +1,98 @@
+"""``gatelab bench`` (CPU benchmark of the engine) and ``gatelab engine CELL`` (show the plan and
+the generated step code of a cell)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def bench(
+        steps: int = typer.Option(100, "--T", help="sequence length"),
+        batch: int = typer.Option(64, "--N", help="batch size"),
+        hidden: int = typer.Option(256, "--H", help="input and hidden size"),
+        repeats: int = typer.Option(7, "--repeats", min=1, help="interleaved rounds"),
+        scan_steps: int = typer.Option(2048, "--scan-T", min=0,
+                                       help="minGRU scan length (0: skip)"),
+        scan_hidden: int = typer.Option(256, "--scan-H", min=1, help="minGRU scan size"),
+        scan_batch: int = typer.Option(64, "--scan-N", min=1, help="minGRU scan batch"),
+        threads: int = typer.Option(0, "--threads", min=0, help="torch threads (0: default)"),
+        memory: bool = typer.Option(True, "--memory/--no-memory", help="measure peak memory"),
+        loops: bool = typer.Option(True, "--loops/--no-loops", help="time the Python loops"),
+        user_cell: Path = typer.Option(None, "--cell", help="the user-written .cell to time "
+                                       "(default: benchmarks/cells/mymgu.cell)"),
+        as_json: Path = typer.Option(None, "--json", help="also write the result as JSON"),
+        markdown: Path = typer.Option(None, "--markdown", help="also write Markdown tables"),
+    ) -> None:
+        """Time the engine against torch and the Python loop (ratios, peak memory, scan).
+
+        Forward+backward of gatelab LSTM/GRU/MGU and a user cell against torch nn.LSTM/GRU and
+        the plain Python loop, interleaved rounds, medians; minGRU scan vs sequential."""
+        from ..cell import load_cell
+        from .bench import format_markdown, run_benchmark
+        from .layout import EngineError, Layout
+
+        for name, v in (("--T", steps), ("--N", batch), ("--H", hidden)):
+            if v < 1:
+                raise typer.BadParameter(f"{name} must be at least 1, got {v}")
+        if user_cell is not None:
+            try:
+                Layout.of(load_cell(user_cell))
+            except EngineError as e:
+                raise typer.BadParameter(f"{user_cell}: {e}") from None
+        console = Console()
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=console, transient=True) as progress:
+            task = progress.add_task("bench", total=None)
+            result = run_benchmark(steps, batch, hidden, repeats, scan_steps, scan_batch,
+                                   scan_hidden, threads or None, memory, loops, user_cell,
+                                   progress=lambda s: progress.update(task, description=s))
+        text = format_markdown(result)
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+        if as_json:
+            as_json.write_text(json.dumps(result, indent=1), encoding="utf-8")
+        if markdown:
+            markdown.write_text(text, encoding="utf-8")
+
+    @app.command()
+    def engine(cell: str = typer.Argument(..., help="built-in name or .cell file"),
+               code: bool = typer.Option(False, "--code", help="print the generated code"),
+               ) -> None:
+        """Show how the engine runs a cell: the GEMMs of a step and the pointwise functions."""
+        from ..cell import load_cell
+        from .autograd import compiled
+        from .layout import EngineError
+        from .plan import is_scan_parallel
+
+        c = load_cell(cell)
+        console = Console()
+        try:
+            step = compiled(c, True, "torch")
+        except EngineError as e:
+            console.print(f"{cell}: {e}", markup=False, highlight=False)
+            raise typer.Exit(2) from None
+        plan = step.plan
+        console.print(f"{c.name}: weight_ih blocks {plan.layout.ih}, "
+                      f"weight_hh blocks {plan.layout.hh}", highlight=False, markup=False)
+        console.print("before the loop: Gx = x @ weight_ih.T + bias  (one GEMM, all steps)")
+        for g in plan.groups:
+            fused = "Gx[t] + " if g.ih_rows else ""
+            console.print(f"stage {g.stage}: [{', '.join(map(str, g.symbols))}] = {fused}"
+                          f"({g.vector}) @ [{', '.join(g.matrices)}].T", highlight=False,
+                          markup=False)
+        for s, e in zip(c.states, plan.nexts, strict=True):
+            console.print(f"next {s} = {e}", highlight=False, markup=False)
+        if is_scan_parallel(c):
+            console.print("scan-parallel: trained with the parallel scan (backend 'scan')")
+        if code:
+            for title, fn in [("final", step.final), ("final backward", step.final_bwd),
+                              *[(f"prepare {k}", f) for k, f in step.prep.items()],
+                              *[(f"prepare {k} backward", f) for k, f in step.prep_bwd.items()]]:
+                console.print(f"[bold]# {title}[/bold]")
+                console.print(fn.source, markup=False, highlight=False, soft_wrap=True)

@@ -1,0 +1,130 @@
+"""``gatelab train`` and ``gatelab compare``."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from .config import TASKS, TrainConfig
+
+console = Console()
+TASK_HELP = "task: " + ", ".join(TASKS)
+
+
+@contextmanager
+def _clean_errors():
+    """Expected failures (missing data, bad options, diverged loss) as one message, no
+    traceback."""
+    from ..data import DataUnavailable
+    from .trainer import TrainError
+
+    try:
+        yield
+    except (DataUnavailable, TrainError, ValueError, FileNotFoundError) as e:
+        console.print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        print("interrupted: continue the run with --resume", file=sys.stderr)
+        raise typer.Exit(130) from None
+
+
+def _config(task: str, cell: str, hidden, layers, steps, epochs, batch, lr, clip, seed, device,
+            out, T, dropout, eval_every, train_size, eval_size, data, nproc, threshold,
+            threads) -> TrainConfig:  # noqa: ANN001 - straight from the typer options
+    return TrainConfig(task=task, cell=cell, hidden=hidden, layers=layers, steps=steps,
+                       epochs=epochs, batch=batch, lr=lr, clip=clip, seed=seed, device=device,
+                       out=str(out) if out else None, T=T, dropout=dropout,
+                       eval_every=eval_every, train_size=train_size, eval_size=eval_size,
+                       data_path=str(data) if data else None, nproc=nproc,
+                       threshold=threshold, threads=threads)
+
+
+def register(app: typer.Typer) -> None:
+    common = dict(
+        hidden=typer.Option(None, "--hidden", help="hidden size (task default)"),
+        layers=typer.Option(1, "--layers", help="stacked recurrent layers"),
+        steps=typer.Option(None, "--steps", help="optimiser steps (task default)"),
+        epochs=typer.Option(None, "--epochs", help="passes over the data (instead of --steps)"),
+        batch=typer.Option(None, "--batch", help="global batch size"),
+        lr=typer.Option(None, "--lr", help="Adam learning rate"),
+        clip=typer.Option(1.0, "--clip", help="clip the gradient norm to this (0: off)"),
+        device=typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 or auto"),
+        T=typer.Option(None, "--T", "-T", help="sequence length (generated tasks, stdlib BPTT)"),
+        dropout=typer.Option(0.0, "--dropout", help="dropout between layers"),
+        eval_every=typer.Option(None, "--eval-every",
+                                help="evaluate + checkpoint every N steps (default: 20 per run)"),
+        train_size=typer.Option(None, "--train-size", help="use only the first N examples"),
+        eval_size=typer.Option(None, "--eval-size", help="evaluate on N examples"),
+        data=typer.Option(None, "--data", help="path of the data (instead of the package)"),
+        threshold=typer.Option(None, "--threshold", help="metric level for 'steps to reach'"),
+        threads=typer.Option(1, "--threads", help="torch CPU threads per process"),
+    )
+
+    @app.command("train")
+    def train_cmd(
+        task: str = typer.Argument(..., help=TASK_HELP),
+        cell: str = typer.Option("lstm", "--cell", help="built-in cell name or .cell file"),
+        hidden: int = common["hidden"], layers: int = common["layers"],
+        steps: int = common["steps"], epochs: float = common["epochs"],
+        batch: int = common["batch"], lr: float = common["lr"], clip: float = common["clip"],
+        seed: int = typer.Option(0, "--seed"), device: str = common["device"],
+        out: Path = typer.Option(None, "--out", help="run folder (default runs/TASK-CELL-...)"),
+        resume: bool = typer.Option(False, "--resume", help="continue the run in --out"),
+        nproc: int = typer.Option(1, "--nproc", help="processes for DDP training"),
+        T: int = common["T"], dropout: float = common["dropout"],
+        eval_every: int = common["eval_every"], train_size: int = common["train_size"],
+        eval_size: int = common["eval_size"], data: Path = common["data"],
+        threshold: float = common["threshold"], threads: int = common["threads"],
+    ) -> None:
+        """Train one cell on one task; leaves a run folder (config, metrics, checkpoint)."""
+        from .runs import load_run
+        from .trainer import train
+
+        with _clean_errors():
+            cfg = _config(task, cell, hidden, layers, steps, epochs, batch, lr, clip, seed,
+                          device, out, T, dropout, eval_every, train_size, eval_size, data,
+                          nproc, threshold, threads)
+            folder = train(cfg, progress=True, resume=resume)
+            run = load_run(folder)
+        last = run.metrics[-1] if run.metrics else {}
+        console.print(f"run folder [bold]{folder}[/bold]: step {last.get('step', 0)}, "
+                      f"test {run.config['metric']} {last.get('metric', float('nan')):.4f}",
+                      highlight=False)
+
+    @app.command("compare")
+    def compare_cmd(
+        task: str = typer.Argument(..., help=TASK_HELP),
+        cells: str = typer.Option("rnn,lstm,gru,mgu", "--cells",
+                                  help="comma-separated names or .cell files"),
+        seeds: int = typer.Option(1, "--seeds", help="seeds per cell (0, 1, ...)"),
+        hidden: int = common["hidden"], layers: int = common["layers"],
+        steps: int = common["steps"], epochs: float = common["epochs"],
+        batch: int = common["batch"], lr: float = common["lr"], clip: float = common["clip"],
+        device: str = common["device"],
+        out: Path = typer.Option(None, "--out", help="folder (default compare/TASK)"),
+        resume: bool = typer.Option(False, "--resume", help="finish interrupted runs"),
+        T: int = common["T"], dropout: float = common["dropout"],
+        eval_every: int = common["eval_every"], train_size: int = common["train_size"],
+        eval_size: int = common["eval_size"], data: Path = common["data"],
+        threshold: float = common["threshold"], threads: int = common["threads"],
+    ) -> None:
+        """Train several cells over several seeds; write a leaderboard (md, json, plot)."""
+        from .compare import markdown, run_compare
+
+        names = [c.strip() for c in cells.split(",") if c.strip()]
+        if not names or seeds < 1:
+            console.print("[red]error:[/red] give at least one cell and --seeds >= 1")
+            raise typer.Exit(1)
+        folder = out or Path("compare") / task
+        with _clean_errors():
+            base = _config(task, names[0], hidden, layers, steps, epochs, batch, lr, clip, 0,
+                           device, None, T, dropout, eval_every, train_size, eval_size, data, 1,
+                           threshold, threads)
+            board = run_compare(base, names, seeds, folder, progress=True, resume=resume)
+        console.print(markdown(board), highlight=False)
+        console.print(f"wrote {folder}/leaderboard.md, leaderboard.json, curves.png",
+                      highlight=False)

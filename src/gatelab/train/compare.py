@@ -1,0 +1,151 @@
+"""``gatelab compare``: train several cells on one task over several seeds, then a leaderboard.
+
+For each cell: the final metric (mean ± standard deviation over seeds), the parameter count, the
+time per training step, and how many steps it took to reach a threshold (the first evaluation at
+or past it; median over the seeds that got there). Written as ``leaderboard.md``,
+``leaderboard.json`` and ``curves.png`` (the metric against the step, mean over seeds and a band
+from the lowest to the highest seed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .config import TrainConfig
+from .runs import atomic_write_text, load_run
+from .trainer import train
+
+
+def cell_label(cell: str) -> str:
+    return Path(cell).stem if cell.endswith(".cell") else cell
+
+
+def run_compare(base: TrainConfig, cells: list[str], seeds: int, out: Path,
+                progress: bool = True, resume: bool = False,
+                say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train ``cells × seeds`` runs under ``out/CELL-sSEED`` and write the leaderboard there.
+
+    Returns the leaderboard as a dict (``rows``, ``task``, ``metric``...); ``resume`` finishes
+    runs that were interrupted (finished ones are kept as they are).
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    folders: dict[str, list[Path]] = {}
+    for cell in cells:
+        for seed in range(base.seed, base.seed + seeds):
+            folder = out / f"{cell_label(cell)}-s{seed}"
+            if say:
+                say(f"training {cell_label(cell)} (seed {seed})")
+            cfg = dataclasses.replace(base, cell=cell, seed=seed, out=str(folder), cell_text="")
+            folders.setdefault(cell, []).append(
+                train(cfg, progress=progress, resume=resume))
+    board = leaderboard(folders)
+    write_leaderboard(board, out)
+    return board
+
+
+def steps_to(rows: list[dict], threshold: float | None, higher: bool) -> int | None:
+    """First evaluated step whose metric reaches ``threshold`` (None if never)."""
+    if threshold is None:
+        return None
+    for r in rows:
+        if (r["metric"] >= threshold) if higher else (r["metric"] <= threshold):
+            return int(r["step"])
+    return None
+
+
+def leaderboard(folders: dict[str, list[Path]]) -> dict[str, Any]:
+    """Aggregate the runs of each cell (keys: cell names, values: their run folders)."""
+    rows, curves, meta = [], {}, {}
+    for cell, paths in folders.items():
+        runs = [load_run(p) for p in paths]
+        cfg = runs[0].config
+        meta = cfg
+        finals = [r.metrics[-1]["metric"] for r in runs if r.metrics]
+        higher = bool(cfg["higher_is_better"])
+        reach = [steps_to(r.metrics, cfg.get("threshold"), higher) for r in runs]
+        hit = [s for s in reach if s is not None]
+        per_step = [r.metrics[-1]["seconds"] / r.metrics[-1]["step"] for r in runs if r.metrics]
+        rows.append({
+            "cell": cell_label(cell),
+            "final": statistics.fmean(finals) if finals else None,
+            "spread": statistics.stdev(finals) if len(finals) > 1 else 0.0,
+            "finals": finals,
+            "params": cfg["params"],
+            "ms_per_step": 1000 * statistics.fmean(per_step) if per_step else None,
+            "steps_to_threshold": statistics.median(hit) if hit else None,
+            "reached": f"{len(hit)}/{len(runs)}",
+            "runs": [str(p) for p in paths],
+        })
+        curves[cell_label(cell)] = [[(m["step"], m["metric"]) for m in r.metrics] for r in runs]
+    higher = bool(meta.get("higher_is_better", True))
+    rows.sort(key=lambda r: (r["final"] is None,
+                             -(r["final"] or 0) if higher else (r["final"] or 0)))
+    return {"task": meta.get("task"), "metric": meta.get("metric"), "higher_is_better": higher,
+            "threshold": meta.get("threshold"), "baseline": meta.get("baseline"),
+            "T": meta.get("T"), "hidden": meta.get("hidden"), "steps": meta.get("steps"),
+            "rows": rows, "curves": curves}
+
+
+def markdown(board: dict[str, Any]) -> str:
+    """The leaderboard as a Markdown table."""
+    arrow = "↑" if board["higher_is_better"] else "↓"
+    thr = board["threshold"]
+    head = (f"| rank | cell | final {board['metric']} {arrow} (mean ± sd) | seeds | parameters | "
+            f"ms/step | steps to {board['metric']} {'≥' if board['higher_is_better'] else '≤'} "
+            f"{thr} |\n|---|---|---|---|---|---|---|\n")
+    lines = []
+    for i, r in enumerate(board["rows"], 1):
+        final = "-" if r["final"] is None else f"{r['final']:.4f} ± {r['spread']:.4f}"
+        ms = "-" if r["ms_per_step"] is None else f"{r['ms_per_step']:.1f}"
+        st = "never" if r["steps_to_threshold"] is None else f"{r['steps_to_threshold']:.0f}"
+        lines.append(f"| {i} | {r['cell']} | {final} | {len(r['finals'])} | {r['params']} | "
+                     f"{ms} | {st} ({r['reached']}) |")
+    note = ""
+    if board.get("baseline") is not None:
+        note = f"\nTrivial baseline: {board['metric']} = {board['baseline']:.4f}.\n"
+    return head + "\n".join(lines) + "\n" + note
+
+
+def plot_curves(board: dict[str, Any], path: Path) -> None:
+    """Learning curves: metric against step, mean over seeds, band = min..max over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for cell, runs in board["curves"].items():
+        n = min((len(c) for c in runs), default=0)
+        if n == 0:
+            continue
+        steps = np.array([s for s, _ in runs[0][:n]])
+        vals = np.array([[m for _, m in c[:n]] for c in runs])
+        line, = ax.plot(steps, vals.mean(0), label=cell, lw=1.8)
+        if len(runs) > 1:
+            ax.fill_between(steps, vals.min(0), vals.max(0), color=line.get_color(), alpha=0.18)
+    if board.get("baseline") is not None:
+        ax.axhline(board["baseline"], color="grey", ls=":", lw=1, label="trivial baseline")
+    if board.get("metric") in ("mse", "bpc"):
+        ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"test {board['metric']}")
+    ax.set_title(f"{board['task']}" + (f", T={board['T']}" if board.get("T") else ""))
+    ax.legend(frameon=False)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def write_leaderboard(board: dict[str, Any], out: Path) -> None:
+    atomic_write_text(out / "leaderboard.md", markdown(board))
+    atomic_write_text(out / "leaderboard.json", json.dumps(board, indent=2))
+    plot_curves(board, out / "curves.png")

@@ -1,0 +1,72 @@
+"""Multi-process training with ``torch.distributed`` (DDP; gloo on CPU, NCCL on CUDA).
+
+Every rank builds the same model from the same seed, reads its share (``rank::world``) of the
+same global batch, and DDP averages the gradients, so ``--nproc 2`` with ``--batch 64`` trains on
+the same 64 examples per step as one process. Rank 0 evaluates, writes the run folder and shows
+the progress bar.
+"""
+
+from __future__ import annotations
+
+import socket
+import traceback
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from .config import TrainConfig
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, config: TrainConfig, progress: bool,
+            resume: bool, errors) -> None:  # noqa: ANN001 - a multiprocessing queue
+    from .trainer import train_worker
+
+    backend = "nccl" if config.device.startswith("cuda") else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(rank)
+        config.device = f"cuda:{rank}"
+    torch.set_num_threads(config.threads)
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world)
+    try:
+        train_worker(config, rank, world, progress=progress, resume=resume)
+    except Exception as e:  # noqa: BLE001 - handed to the parent, which re-raises it
+        errors.put((rank, type(e).__name__, str(e), traceback.format_exc()))
+    finally:
+        dist.destroy_process_group()
+
+
+def train_ddp(config: TrainConfig, progress: bool = True, resume: bool = False) -> Path:
+    """Train with ``config.nproc`` processes on this machine; returns the run folder."""
+    from .trainer import TrainError, _prepare
+
+    world = config.nproc
+    if config.device.startswith("cuda") and torch.cuda.device_count() < world:
+        raise ValueError(f"--nproc {world} on CUDA needs {world} GPUs, "
+                         f"found {torch.cuda.device_count()}")
+    # Resolve the folder (and refuse to overwrite) before starting any process.
+    config, out, _ = _prepare(config, resume)
+    ctx = mp.get_context("spawn")
+    errors = ctx.SimpleQueue()
+    mp.start_processes(_worker, args=(world, _free_port(), config, progress, resume, errors),
+                       nprocs=world, join=True, start_method="spawn")
+    if not errors.empty():
+        rank, kind, msg, tb = errors.get()
+        if kind == "DataUnavailable":
+            from ..data import DataUnavailable
+
+            raise DataUnavailable(msg)
+        if kind in ("TrainingDiverged", "RunExists", "TrainError"):
+            raise TrainError(msg)
+        if kind == "ValueError":
+            raise ValueError(msg)
+        raise RuntimeError(f"rank {rank} failed: {kind}: {msg}\n{tb}")
+    return out

