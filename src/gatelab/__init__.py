@@ -3,7 +3,7 @@
 >>> import gatelab
 >>> cell = gatelab.load_cell("lstm")
 >>> print(gatelab.cell_unicode(cell).splitlines()[0])
-i = σ(b_i + W_i·x + U_i·h)
+i = σ(W_i·x + U_i·h + b_i)
 """
 
 from .cell import (

@@ -1,3 +1,6 @@
+"""``python -m gatelab``: the same as the ``gatelab`` command."""
+
 from .cli import main
 
-main()
+if __name__ == "__main__":
+    main()

@@ -11,7 +11,7 @@ step; ``nexts[s]`` is its new value.
 >>> cell.params["U_n"]
 Param(name='U_n', role='matrix', shape=('H', 'H'))
 >>> cell.param_count()
-6*d**2 + 2*d
+4*d**2 + 2*d
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@
 >>> cell = load_cell("gru")
 >>> print(expr_text(cell.nexts["h"]))
 h*z + n*(1 - z)
->>> print(expr_text(cell.lets["n"], unicode=True))
-tanh(b_n + W_n·x + U_n·(r ⊙ h))
+>>> print(expr_text(cell.lets["n"], unicode=True, lead=frozenset({"r"}), inputs=frozenset({"x"})))
+tanh(W_n·x + U_n·(r ⊙ h) + b_n)
 """
 
 from __future__ import annotations
@@ -20,31 +20,34 @@ from .ir import Cell
 ADD, MUL, NEG, MATMUL, POW, ATOM = range(6)
 
 
-def expr_text(expr: sympy.Expr, unicode: bool = False, lead: frozenset[str] = frozenset()) -> str:
+def expr_text(expr: sympy.Expr, unicode: bool = False, lead: frozenset[str] = frozenset(),
+              inputs: frozenset[str] = frozenset()) -> str:
     """Render an expression in cell syntax (ASCII, parseable) or in Unicode (σ, ⊙, ·).
 
-    Factors made only of the names in ``lead`` (a cell's gates) are written first: ``f*c``.
+    Factors made only of the names in ``lead`` (a cell's gates) are written first: ``f*c``;
+    linear maps of ``inputs`` come before the other linear maps: ``W·x + U·h + b``.
     """
-    return _Printer(unicode, lead).show(expr)[0]
-
-
-def _term_rank(t: sympy.Expr) -> int:
-    """Sum order: linear maps first, then other terms, then lone biases, then subtractions."""
-    if t.could_extract_minus_sign():
-        return 3
-    if isinstance(t, MatVec):
-        return 0
-    if isinstance(t, sympy.Symbol) or t.is_Number:
-        return 2
-    return 1
+    return _Printer(unicode, lead, inputs).show(expr)[0]
 
 
 class _Printer:
-    def __init__(self, unicode: bool, lead: frozenset[str] = frozenset()):
+    def __init__(self, unicode: bool, lead: frozenset[str] = frozenset(),
+                 inputs: frozenset[str] = frozenset()):
         self.u = unicode
         self.lead = {sympy.Symbol(n) for n in lead}
+        self.inputs = {sympy.Symbol(n) for n in inputs}
         self.mul = " ⊙ " if unicode else "*"
         self.matmul = "·" if unicode else " @ "
+
+    def _term_rank(self, t: sympy.Expr) -> float:
+        """Sum order: maps of inputs, other linear maps, other terms, lone biases, subtractions."""
+        if t.could_extract_minus_sign():
+            return 4
+        if isinstance(t, MatVec):
+            return 0 if t.vector.free_symbols <= self.inputs else 1
+        if isinstance(t, sympy.Symbol) or t.is_Number:
+            return 3
+        return 2
 
     def wrap(self, expr: sympy.Expr, at_least: int) -> str:
         text, prec = self.show(expr)
@@ -69,7 +72,7 @@ class _Printer:
         if isinstance(e, sympy.Add):
             terms = sympy.Add.make_args(e)
             # positive terms first reads naturally: "1 - z" rather than "-z + 1"
-            terms = sorted(terms, key=_term_rank)
+            terms = sorted(terms, key=self._term_rank)
             out = self.wrap(terms[0], ADD + 1) if not terms[0].could_extract_minus_sign() \
                 else self.show(terms[0])[0]
             for t in terms[1:]:
@@ -103,13 +106,13 @@ class _Printer:
 
 def cell_text(cell: Cell) -> str:
     """The cell as ``.cell`` source; ``parse_cell(cell_text(c)) == c``."""
-    lead = frozenset(cell.gates)
+    lead, ins = frozenset(cell.gates), frozenset(cell.inputs)
     lines = [f"# {d}".rstrip() for d in cell.doc]
     lines.append(f"name   {cell.name}")
     lines += [f"input  {n}" for n in cell.inputs]
     lines += [f"state  {n}" for n in cell.states]
     for kind, n in cell.order:
-        lines.append(f"{kind:<6} {n} = {expr_text(cell.definition(n), lead=lead)}")
+        lines.append(f"{kind:<6} {n} = {expr_text(cell.definition(n), lead=lead, inputs=ins)}")
     lines += [f"next   {s} = {expr_text(e, lead=lead)}" for s, e in cell.nexts.items()]
     lines.append(f"output {cell.output}")
     return "\n".join(lines) + "\n"
@@ -118,12 +121,12 @@ def cell_text(cell: Cell) -> str:
 
 def cell_unicode(cell: Cell) -> str:
     """Equations for people: ``f = σ(W_f·x + U_f·h + b_f)``, ``h' = …``."""
-    lead = frozenset(cell.gates)
+    lead, ins = frozenset(cell.gates), frozenset(cell.inputs)
     lines = []
     for _, n in cell.order:
-        lines.append(f"{n} = {expr_text(cell.definition(n), unicode=True, lead=lead)}")
+        lines.append(f"{n} = {expr_text(cell.definition(n), unicode=True, lead=lead, inputs=ins)}")
     for s, e in cell.nexts.items():
-        lines.append(f"{s}' = {expr_text(e, unicode=True, lead=lead)}")
+        lines.append(f"{s}' = {expr_text(e, unicode=True, lead=lead, inputs=ins)}")
     return "\n".join(lines)
 
 

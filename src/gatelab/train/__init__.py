@@ -1,8 +1,8 @@
 """Training: tasks, a trainer with exact resume and DDP, run folders, cell-vs-cell comparisons.
 
 >>> from gatelab.train import TrainConfig, train, load_run      # doctest: +SKIP
->>> run = load_run(train(TrainConfig(task="adding", cell="mgu", T=50, steps=500)))
->>> run.metrics[-1]["metric"]                                     # test MSE at the end
+>>> run = load_run(train(TrainConfig(task="adding", cell="mgu", T=50, steps=500)))  # doctest: +SKIP
+>>> run.metrics[-1]["metric"]                    # test MSE at the end  # doctest: +SKIP
 """
 
 from .config import TASKS, TrainConfig
