@@ -220,3 +220,34 @@ def test_scan_parallel_agrees_with_the_analysis():
     for name in ZOO:
         cell = gatelab.load_cell(name)
         assert is_scan_parallel(cell) == analysis.analyze(cell).scan_parallel, name
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_generated_out_writes_equal_returned_values(name):
+    """Every generated torch function called with ``out=`` (results written into given tensors,
+    as the time loops and the scan do) gives exactly what it returns without ``out``."""
+    import inspect
+
+    from gatelab.engine.autograd import compiled
+    from gatelab.engine.plan import scan_functions
+
+    cell = gatelab.load_cell(name)
+    st = compiled(cell, True, "torch")
+    fns = [st.final, st.final_bwd, *st.prep.values(), *st.prep_bwd.values()]
+    if is_scan_parallel(cell):
+        sf = scan_functions(cell)
+        fns += [sf.fwd, sf.bwd]
+    checked = 0
+    for fn in fns:
+        if not getattr(fn, "supports_out", False):
+            continue
+        k = len(inspect.signature(fn).parameters) - 1
+        args = [torch.randn(5, 4, dtype=F64) for _ in range(k)]
+        ref = fn(*args)
+        outs = tuple(torch.full((5, 4), float("nan"), dtype=F64) for _ in ref)
+        got = fn(*args, out=outs)
+        assert all(g is o for g, o in zip(got, outs, strict=True))
+        for r, g in zip(ref, got, strict=True):
+            assert torch.equal(torch.as_tensor(r, dtype=F64).expand(5, 4), g), fn.source
+        checked += 1
+    assert checked

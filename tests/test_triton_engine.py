@@ -129,3 +129,32 @@ def test_bf16_layer_keeps_fp32_math_inside_the_kernels():
         assert p.grad.dtype == torch.bfloat16
         scale = q.grad.abs().max().item()
         assert (p.grad.float() - q.grad).abs().max().item() < 3e-2 * max(scale, 1.0), label
+
+
+def test_forward_loop_goes_through_cuda_graph_wrapper_eagerly_here(monkeypatch):
+    """backend='triton' runs its forward time loop through GraphedFunction (a CUDA graph per
+    shape on a GPU); under the interpreter and on CPU tensors the wrapper runs it eagerly, captures
+    nothing, and the result still equals the torch backend. The torch backend never uses it."""
+    from gatelab.engine import cuda_graphs as cg
+
+    assert cg.why_not_graphs(torch.zeros(1)) is not None  # CPU tensors: eager
+    calls = []
+    real_call = cg.GraphedFunction.__call__
+
+    def spy(self, *args):
+        calls.append(self)
+        return real_call(self, *args)
+
+    monkeypatch.setattr(cg.GraphedFunction, "__call__", spy)
+    ref, mine = _pair("mgu")
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(T, N, I, generator=g).requires_grad_()
+    hx = torch.randn(1, N, H, generator=g).requires_grad_()
+    w = torch.randn(T, N, H, generator=g)
+    out_r, st_r, gr_r = _run(ref, x, hx, w)
+    assert calls == []
+    out_m, st_m, gr_m = _run(mine, x, hx, w)
+    assert len(calls) == 1 and len(calls[0]) == 0  # one loop per call, no graph captured
+    assert (out_r - out_m).abs().max().item() < 1e-5
+    for a, b in zip((*st_r, *gr_r), (*st_m, *gr_m), strict=True):
+        assert (a - b).abs().max().item() < 1e-5

@@ -10,6 +10,11 @@ Backward walks the steps in reverse with the generated vector-Jacobian products 
 and ``final`` (SymPy derivatives), one ``dA @ weight_hh[rows]`` GEMM per group and step, and
 collects ``dA``/``dGx`` for all steps so the weight gradients are single large GEMMs after the
 loop: ``dW_hh = dA^T V``, ``dW_ih = dGx^T x``, ``dx = dGx @ W_ih``.
+
+With ``compiler="triton"`` and no padding mask the forward loop runs through
+:class:`~gatelab.engine.cuda_graphs.GraphedFunction`: captured once per shape on CUDA and
+replayed, run eagerly everywhere else (CPU tensors, the Triton interpreter). The backward loop
+is not graphed yet.
 """
 
 from __future__ import annotations
@@ -56,6 +61,18 @@ class CompiledStep:
             self.prep_wrt[k] = self._wrt([g.vector])
             self.prep_bwd[k] = compile_pointwise(
                 *vjp(self.inputs, [g.vector], self.prep_wrt[k]), compiler)
+        self._graphed = None
+        # Whether the forward functions take ``out=`` (generated torch code without constant
+        # outputs): results are then written straight into the loop's buffers.
+        self.writes_out = all(getattr(f, "supports_out", False)
+                              for f in (self.final, *self.prep.values()))
+
+    @property
+    def graphed_forward(self):
+        """The forward loop wrapped in a per-shape CUDA graph (made on first use)."""
+        if self._graphed is None:
+            self._graphed = _graphed_forward_loop(self)
+        return self._graphed
 
     def _wrt(self, outs: list[sympy.Expr]) -> list[sympy.Symbol]:
         free = set().union(*(o.free_symbols for o in outs))
@@ -94,51 +111,19 @@ class FusedRNN(torch.autograd.Function):
             gx = linear(x.reshape(T * N, -1), w_ih, bias).view(T, N, n_ih * H)
         else:
             gx = x.new_zeros(T, N, 0)
-        abuf: dict[int, list[torch.Tensor]] = {k: [] for k, g in enumerate(plan.groups)
-                                               if g.ih_rows is None}
-        vbuf = {k: x.new_empty(T, N, H) for k in step.prep}
-        sbuf = [x.new_empty(T + 1, N, H) for _ in s0]
-        for b, s in zip(sbuf, s0, strict=True):
-            b[0] = s
-        out = x.new_empty(T, N, H) if (step.out_separate or mask is not None) else None
-        args = [None] * len(step.inputs)
-        xpos = [(step.index[s], k) for k, s in enumerate(plan.xsyms) if s is not None]
-        for v, sym in zip(vecs, plan.vectors, strict=True):
-            args[step.index[sym]] = v
-        w_rows = [w_hh[g.rows[0] * H:g.rows[1] * H] for g in plan.groups]
-        b_rows = [None if b_hh is None else b_hh[g.rows[0] * H:g.rows[1] * H]
-                  for g in plan.groups]
+        if step.compiler == "triton" and mask is None:
+            # On CUDA the whole loop is captured in a CUDA graph per shape and replayed (one
+            # launch instead of several per step); elsewhere GraphedFunction runs it eagerly.
+            res = step.graphed_forward(gx, w_hh, b_hh, *vecs, *s0)
+            n_v, n_s, n_a = len(step.prep), len(s0), len(res) - 2 - len(step.prep) - len(s0)
+            gx, out = res[0], res[-1]
+            vbuf = dict(zip(step.prep, res[1:1 + n_v], strict=True))
+            sbuf = list(res[1 + n_v:1 + n_v + n_s])
+            unfused = [k for k, g in enumerate(plan.groups) if g.ih_rows is None]
+            abuf = dict(zip(unfused, res[1 + n_v + n_s:1 + n_v + n_s + n_a], strict=True))
+        else:
+            out, sbuf, vbuf, abuf = _forward_loop(step, gx, w_hh, b_hh, vecs, s0, mask)
         n_states = len(s0)
-        for t in range(T):
-            for i in range(n_states):
-                args[i] = sbuf[i][t]
-            for i, k in xpos:
-                args[i] = gx[t, :, k * H:(k + 1) * H]
-            for k, g in enumerate(plan.groups):
-                if k in step.prep:
-                    v = vbuf[k][t]
-                    v.copy_(step.prep[k](*args)[0])
-                else:
-                    v = args[step.index[g.vector]]
-                if g.ih_rows is not None:  # z = Gx[t] + v U^T, in place in Gx's block
-                    a = gx[t, :, g.ih_rows[0] * H:g.ih_rows[1] * H]
-                    a.add_(linear(v, w_rows[k]))
-                else:
-                    a = linear(v, w_rows[k], b_rows[k])
-                    abuf[k].append(a)
-                for j, sym in enumerate(g.symbols):
-                    args[step.index[sym]] = a[:, j * H:(j + 1) * H]
-            res = step.final(*args)
-            for i in range(n_states):
-                new = res[i]
-                if mask is not None:
-                    new = torch.where(mask[t].unsqueeze(-1), new, sbuf[i][t])
-                sbuf[i][t + 1] = new
-            if out is not None:
-                o = res[n_states] if step.out_separate else sbuf[plan.output_index][t + 1]
-                out[t] = o if mask is None else o * mask[t].unsqueeze(-1)
-        if out is None:
-            out = sbuf[plan.output_index][1:].clone()
         ctx.step, ctx.mask, ctx.n_vec = step, mask, n_vec
         ctx.abuf = abuf  # intermediate results, kept on ctx (neither inputs nor outputs)
         ctx.save_for_backward(x, w_ih, w_hh, b_ih, b_hh, gx, *vbuf.values(), *sbuf, *vecs)
@@ -228,6 +213,89 @@ class FusedRNN(torch.autograd.Function):
                 ds[i] = d if carry is None else d + carry[i]
         return (None, None, *_weight_grads(ctx, step, x, w_ih, w_hh, b_ih, b_hh, dgx, dabuf,
                                            vbuf, sbuf), None, *dvec, *ds)
+
+def _forward_loop(step: CompiledStep, gx, w_hh, b_hh, vecs, s0, mask, stack: bool = False):
+    """The forward time loop of :class:`FusedRNN` (``gx`` is updated in place): returns
+    ``(out, sbuf, vbuf, abuf)``. ``stack``: each unfused group's GEMM results as one
+    ``(T, N, G*H)`` tensor instead of a list."""
+    plan = step.plan
+    T, N = gx.shape[0], gx.shape[1]
+    H = s0[0].shape[-1]
+    x = gx  # new buffers take gx's dtype and device
+    abuf: dict[int, list[torch.Tensor]] = {k: [] for k, g in enumerate(plan.groups)
+                                           if g.ih_rows is None}
+    vbuf = {k: x.new_empty(T, N, H) for k in step.prep}
+    sbuf = [x.new_empty(T + 1, N, H) for _ in s0]
+    for b, s in zip(sbuf, s0, strict=True):
+        b[0] = s
+    out = x.new_empty(T, N, H) if (step.out_separate or mask is not None) else None
+    args = [None] * len(step.inputs)
+    xpos = [(step.index[s], k) for k, s in enumerate(plan.xsyms) if s is not None]
+    for v, sym in zip(vecs, plan.vectors, strict=True):
+        args[step.index[sym]] = v
+    w_rows = [w_hh[g.rows[0] * H:g.rows[1] * H] for g in plan.groups]
+    b_rows = [None if b_hh is None else b_hh[g.rows[0] * H:g.rows[1] * H]
+              for g in plan.groups]
+    n_states = len(s0)
+    next_out = None
+    if mask is None and step.writes_out:
+        extra = [out] if step.out_separate else []
+        next_out = [(*(b[t + 1] for b in sbuf), *(e[t] for e in extra)) for t in range(T)]
+    for t in range(T):
+        for i in range(n_states):
+            args[i] = sbuf[i][t]
+        for i, k in xpos:
+            args[i] = gx[t, :, k * H:(k + 1) * H]
+        for k, g in enumerate(plan.groups):
+            if k in step.prep:
+                v = vbuf[k][t]
+                if step.writes_out:
+                    step.prep[k](*args, out=(v,))
+                else:
+                    v.copy_(step.prep[k](*args)[0])
+            else:
+                v = args[step.index[g.vector]]
+            if g.ih_rows is not None:  # z = Gx[t] + v U^T, in place in Gx's block
+                a = gx[t, :, g.ih_rows[0] * H:g.ih_rows[1] * H]
+                a.add_(linear(v, w_rows[k]))
+            else:
+                a = linear(v, w_rows[k], b_rows[k])
+                abuf[k].append(a)
+            for j, sym in enumerate(g.symbols):
+                args[step.index[sym]] = a[:, j * H:(j + 1) * H]
+        if mask is None and step.writes_out:  # new states written in place
+            res = step.final(*args, out=next_out[t])
+        else:
+            res = step.final(*args)
+            for i in range(n_states):
+                new = res[i]
+                if mask is not None:
+                    new = torch.where(mask[t].unsqueeze(-1), new, sbuf[i][t])
+                sbuf[i][t + 1] = new
+        if out is not None and next_out is None:
+            o = res[n_states] if step.out_separate else sbuf[plan.output_index][t + 1]
+            out[t] = o if mask is None else o * mask[t].unsqueeze(-1)
+    if out is None:
+        out = sbuf[plan.output_index][1:].clone()
+    if stack:
+        abuf = {k: torch.stack(v) for k, v in abuf.items()}
+    return out, sbuf, vbuf, abuf
+
+
+def _graphed_forward_loop(step: CompiledStep):
+    """The forward loop (no mask) as a pure tensor function in a
+    :class:`~gatelab.engine.cuda_graphs.GraphedFunction`:
+    ``fn(gx, w_hh, b_hh, *vectors, *states0) -> (gx, *vbuf, *sbuf, *abuf, out)``."""
+    from .cuda_graphs import GraphedFunction
+
+    n_vec = len(step.plan.vectors)
+
+    def loop(gx, w_hh, b_hh, *rest):
+        vecs, s0 = rest[:n_vec], rest[n_vec:]
+        out, sbuf, vbuf, abuf = _forward_loop(step, gx, w_hh, b_hh, vecs, s0, None, stack=True)
+        return (gx, *vbuf.values(), *sbuf, *abuf.values(), out)
+
+    return GraphedFunction(loop)
 
 
 def _weight_grads(ctx, step: CompiledStep, x, w_ih, w_hh, b_ih, b_hh, dgx, dabuf, vbuf, sbuf):

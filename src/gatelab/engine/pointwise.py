@@ -51,7 +51,9 @@ def vjp(inputs: Sequence[sympy.Symbol], outputs: Sequence[sympy.Expr],
         for g, y in zip(gs, outputs, strict=True):
             if u in y.free_symbols:
                 total += g * sympy.diff(y, u)
-        grads.append(total)
+        # Common factors pulled out of sums (``g*s*(1-s)*a - g*s*(1-s)*b`` -> ``g*s*(1-s)*(a-b)``):
+        # fewer elementwise operations per backward step (counted: LSTM 38 -> 32, MGU 22 -> 19).
+        grads.append(sympy.factor_terms(total))
     return [*inputs, *gs], grads
 
 
@@ -72,7 +74,7 @@ def compile_pointwise(inputs: Sequence[sympy.Symbol], outputs: Sequence[sympy.Ex
     if not consts:
         return inner
 
-    def fn(*args):
+    def fn(*args):  # no ``out=``: constant outputs are not tensors
         got = iter(inner(*args) if live else ())
         return tuple(consts[i] if i in consts else next(got) for i in range(len(outputs)))
 
@@ -84,10 +86,26 @@ def _compile_torch(inputs: list[sympy.Symbol], outputs: list[sympy.Expr]) -> Poi
     names = {s: sympy.Symbol(f"v{k}") for k, s in enumerate(inputs)}
     exprs = [o.xreplace(names) for o in outputs]
     repl, reduced = sympy.cse(exprs, symbols=sympy.numbered_symbols("t"))
-    lines = [f"def pointwise({', '.join(str(names[s]) for s in inputs)}):"]
+    lines = [f"def pointwise({''.join(str(names[s]) + ', ' for s in inputs)}out=None):",
+             "    if out is None:"]
     for sym, e in repl:
-        lines.append(f"    {sym} = {_emit(e)}")
-    lines.append(f"    return ({''.join(_emit(e) + ', ' for e in reduced)})")
+        lines.append(f"        {sym} = {_emit(e)}")
+    lines.append(f"        return ({''.join(_emit(e) + ', ' for e in reduced)})")
+    # ``out``: one preallocated tensor per output (none aliasing an input); the last operation
+    # of each output writes into it (no temporary, no copy), else the value is copied in. A
+    # common subexpression that is itself an output is computed straight into its tensor.
+    direct = {e: j for j, e in enumerate(reduced) if isinstance(e, sympy.Symbol)
+              and any(e == sym for sym, _ in repl)}
+    for sym, e in repl:
+        if sym in direct:
+            lines.append(f"    {_emit_into(e, f'out[{direct[sym]}]')}")
+            lines.append(f"    {sym} = out[{direct[sym]}]")
+        else:
+            lines.append(f"    {sym} = {_emit(e)}")
+    for j, e in enumerate(reduced):
+        if direct.get(e) != j:
+            lines.append(f"    {_emit_into(e, f'out[{j}]')}")
+    lines.append("    return out")
     src = "\n".join(lines) + "\n"
     filename = f"<gatelab-pointwise-{next(_counter)}>"
     linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
@@ -95,7 +113,24 @@ def _compile_torch(inputs: list[sympy.Symbol], outputs: list[sympy.Expr]) -> Poi
     exec(compile(src, filename, "exec"), namespace)  # source built from the IR, see docstring
     fn = namespace["pointwise"]
     fn.source = src
+    fn.supports_out = True
     return fn
+
+
+def _emit_into(e: sympy.Expr, out: str) -> str:
+    """A statement writing ``e`` into the tensor ``out`` with its last operation (``out=``)."""
+    if isinstance(e, sympy.Add):
+        return _emit_add(e, out)
+    if isinstance(e, sympy.Mul):
+        coeff, rest = e.as_coeff_Mul()
+        fs = list(sympy.Mul.make_args(rest))
+        if coeff == 1 and len(fs) >= 2 and not any(_is_reciprocal(f) for f in fs):
+            head = " * ".join(_emit(f) for f in fs[:-1])
+            return f"torch.mul({head}, {_emit(fs[-1])}, out={out})"
+    if type(e) in (sigmoid, relu, sympy.exp, sympy.log, sympy.Abs) and not isinstance(
+            e.args[0], sympy.Symbol):
+        return f"{_FUNCS[type(e)]}({_emit(e.args[0])}, out={out})"
+    return f"{out}.copy_({_emit(e)})"
 
 
 def _emit(e: sympy.Expr) -> str:
@@ -143,9 +178,10 @@ def _emit(e: sympy.Expr) -> str:
     raise TypeError(f"the pointwise compiler does not know {type(e).__name__} ({e})")
 
 
-def _emit_add(e: sympy.Add) -> str:
+def _emit_add(e: sympy.Add, out: str | None = None) -> str:
     """A sum; each ``c * a * b`` term after the first becomes one ``torch.addcmul`` (one kernel
-    instead of two: on CPU every torch call costs a few microseconds of dispatch)."""
+    instead of two: on CPU every torch call costs a few microseconds of dispatch). ``out``: the
+    last operation writes into that tensor (``out=``)."""
     const = float(sum(a for a in e.args if a.is_Number))
     terms = [a.as_coeff_Mul() for a in e.args if not a.is_Number]
 
@@ -157,18 +193,28 @@ def _emit_add(e: sympy.Add) -> str:
 
     # Start from a term that is not a two-factor product, if any (it cannot fold).
     terms.sort(key=lambda cr: (pair(cr[1]) is not None, float(cr[0]) < 0))
+    o = "" if out is None else f", out={out}"
     c0, r0 = terms[0]
+    last = len(terms) == 1 and not const
     if c0 == 1:
         acc = _emit(r0)
     elif c0 == -1 and const:  # 1 - f: one rsub
+        if len(terms) == 1 and out is not None:
+            return f"torch.neg({_emit(r0)}{o}).add_({const!r})"
         acc, const = f"({const!r} - {_emit(r0)})", 0.0
+    elif last and out is not None:
+        return f"torch.mul({_emit(r0)}, {float(c0)!r}{o})"
     else:
         acc = f"({float(c0)!r} * {_emit(r0)})"
-    for c, r in terms[1:]:
+    for i, (c, r) in enumerate(terms[1:]):
+        fin = out is not None and i == len(terms) - 2 and not const
         fs = pair(r)
         if fs is not None:
             value = "" if c == 1 else f", value={float(c)!r}"
-            acc = f"torch.addcmul({acc}, {_emit(fs[0])}, {_emit(fs[1])}{value})"
+            acc = f"torch.addcmul({acc}, {_emit(fs[0])}, {_emit(fs[1])}{value}{o if fin else ''})"
+        elif fin:
+            alpha = "" if c == 1 else f", alpha={float(c)!r}"
+            acc = f"torch.add({acc}, {_emit(r)}{alpha}{o})"
         elif c == 1:
             acc = f"({acc} + {_emit(r)})"
         elif c == -1:
@@ -176,7 +222,11 @@ def _emit_add(e: sympy.Add) -> str:
         else:
             acc = f"({acc} + {float(c)!r} * {_emit(r)})"
     if const:
+        if out is not None:
+            return f"torch.add({acc}, {const!r}{o})"
         acc = f"({acc} + {const!r})" if const > 0 else f"({acc} - {-const!r})"
+    elif out is not None and len(terms) == 1:
+        return f"{out}.copy_({acc})"
     return acc
 
 
