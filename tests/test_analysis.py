@@ -151,6 +151,24 @@ def test_bad_settings_give_clear_errors():
     assert parse_setting(" r=1 , z=0", ("z", "r")) == {"z": 0, "r": 1}
 
 
+@pytest.mark.parametrize("text", ["z=1,z=0", "z=1, r=0, z=1"])
+def test_a_gate_set_twice_is_an_error(text):
+    """Not silently the last value: ``--set z=1,z=0`` names the gate and both values."""
+    with pytest.raises(AnalysisError, match="gate z is set twice: z=1 and z="):
+        parse_setting(text, ("z", "r"))
+
+
+def test_txt_refuses_text_instead_of_parsing_it():
+    """``txt`` converts plain numbers; a string is never handed to SymPy's parser (eval)."""
+    import sympy
+
+    from gatelab.analysis.symbols import txt
+
+    assert txt(1) == "1" and txt(0.5) == "0.5" and txt(sympy.Symbol("f")) == "f"
+    with pytest.raises(sympy.SympifyError):
+        txt("__import__('os').getcwd()")
+
+
 def test_many_gates_are_capped_with_a_message():
     gates = "\n".join(f"gate g{k} = sigmoid(W{k} @ x)" for k in range(11))
     terms = " + ".join(f"g{k} * h" for k in range(11))

@@ -63,3 +63,18 @@ def test_bad_input_is_a_message_not_a_traceback(tmp_path):
     bad.write_text("input x\nstate h\nnext h = tanh(W @ x +)\noutput h\n", encoding="utf-8")
     r = run(str(bad))
     assert r.exit_code == 2 and "bad.cell:3:" in r.output
+
+
+def test_a_gate_set_twice_is_one_line_exit_2_in_every_command(tmp_path):
+    """``--set f=1,f=0`` used to keep the last value silently; every ``--set`` goes through the
+    analysis' parser, so analyze, diagram and grad flow all refuse it the same way."""
+    from gatelab.cli import app as main_app
+
+    for args in (["analyze", "lstm", "--set", "f=1,f=0"],
+                 ["diagram", "lstm", "--set", "f=1,i=0,f=0", "-o", str(tmp_path / "x.svg")],
+                 ["grad", "flow", "lstm", "--set", "f=1,f=0", "--steps", "2"]):
+        r = runner.invoke(main_app, args)
+        assert r.exit_code == 2, (args, r.output)
+        assert "gate f is set twice: f=1 and f=0" in r.output, r.output
+        assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    assert not (tmp_path / "x.svg").exists()

@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner, Result
 
 from gatelab import CellError, parse_cell
 from gatelab.cell import load_file
+from gatelab.cli import app
 
 LINE = re.compile(r"^(?P<path>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<msg>.+)$")
 
@@ -92,9 +94,15 @@ def test_one_megabyte_file_is_refused_without_reading_it_all(tmp_path: Path):
         load_file(big)
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gatelab", *args], capture_output=True,
-                          text=True, timeout=120)
+runner = CliRunner()
+
+
+def run_cli(*args: str) -> Result:
+    """The CLI in-process (fast); ``test_console_entry_...`` covers the real ``gatelab`` command."""
+    res = runner.invoke(app, list(args))
+    # A CellError (or anything else) escaping the app would be a traceback for a user.
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    return res
 
 
 def test_check_command_exit_status_and_lines(tmp_path: Path):
@@ -104,14 +112,14 @@ def test_check_command_exit_status_and_lines(tmp_path: Path):
         f.write_text(case[1])
         files.append(str(f))
     res = run_cli("check", *files)
-    assert res.returncode == 2
+    assert res.exit_code == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) >= 6 and all(LINE.match(ln) for ln in lines), res.stderr
     assert "Traceback" not in res.stderr
     good = tmp_path / "good.cell"
     good.write_text(GOOD_HEAD + "next h = tanh(W @ x + U @ h + b)\n")
     ok = run_cli("check", str(good))
-    assert ok.returncode == 0, ok.stderr
+    assert ok.exit_code == 0, ok.stderr
 
 
 def test_a_file_trying_to_run_code_runs_nothing(tmp_path: Path):
@@ -128,10 +136,32 @@ def test_a_file_trying_to_run_code_runs_nothing(tmp_path: Path):
         f = tmp_path / "evil.cell"
         f.write_text(GOOD_HEAD + code + "\n")
         res = run_cli("check", str(f))
-        assert res.returncode == 2 and LINE.match(res.stderr.splitlines()[0]), res.stderr
+        assert res.exit_code == 2 and LINE.match(res.stderr.splitlines()[0]), res.stderr
         res = run_cli("show", str(f))
-        assert res.returncode == 2
+        assert res.exit_code == 2
+        assert LINE.match(res.stderr.splitlines()[0]) and "Traceback" not in res.output, res.output
     assert not marker.exists()
+
+
+def console_entry() -> list[str]:
+    """The installed ``gatelab`` script next to this Python, else ``python -m gatelab``."""
+    script = Path(sys.executable).with_name("gatelab")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "gatelab"]
+
+
+def test_console_entry_reports_a_bad_cell_without_traceback(tmp_path: Path):
+    """The one real subprocess: the console entry turns a bad cell into PATH:LINE:COL, exit 2."""
+    f = tmp_path / "bad.cell"
+    f.write_text(GOOD_HEAD + "next h = tanh(W @ x) + frob(h)\n")
+    res = subprocess.run([*console_entry(), "show", str(f)], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert lines and all(LINE.match(ln) for ln in lines), res.stderr
+    m = LINE.match(lines[0])
+    assert (m["path"], m["line"], m["col"]) == (str(f), "3", "24"), lines[0]
+    assert "unknown function 'frob'" in m["msg"]
+    assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
 
 
 def test_parser_source_uses_no_eval():

@@ -9,11 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from gatelab import analyze, parse_cell, zoo_names
-from gatelab.analysis import reduce_setting
+from gatelab.analysis import KIND_LABELS, reduce_setting
 from gatelab.cli import app
 from gatelab.diagram import build_circuit, cell_data, draw, figure, prepare, save
-from gatelab.diagram.drawing import KIND_NAMES
-from gatelab.diagram.settings import all_settings, identity_uses, live_parts
+from gatelab.diagram.settings import identity_uses, live_parts
 from gatelab.diagram.svgpost import web_svg
 
 NS = "{http://www.w3.org/2000/svg}"
@@ -108,14 +107,14 @@ def test_every_zoo_cell_draws_valid_svg(name: str) -> None:
 def test_cli_every_setting(name: str, tmp_path: Path) -> None:
     """``gatelab diagram CELL --set ...`` for every setting: valid SVG titled with the kind."""
     a = analyze(name)
-    for setting in all_settings(list(a.gates)):
+    for setting in (m.gates for m in a.modes):
         text = ",".join(f"{g}={v}" for g, v in setting.items())
         out = tmp_path / f"{name}-{text}.svg"
         r = runner.invoke(app, ["diagram", name, "--set", text, "-o", str(out)])
         assert r.exit_code == 0, r.output
         kinds = reduce_setting(a, setting).kind
         title = f"{name.upper()}, {' '.join(f'{g}={v}' for g, v in setting.items())}: "
-        title += ", ".join(KIND_NAMES[k] for k in kinds.values())
+        title += ", ".join(KIND_LABELS[k] for k in kinds.values())
         assert title in texts(out.read_text())
 
 

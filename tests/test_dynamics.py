@@ -129,11 +129,18 @@ def test_hold_setting_is_flat_for_gru_and_mgu(name):
     assert r.spread < 1e-6
 
 
-@pytest.mark.parametrize("text, message", [("q=1", "not a gate"), ("f=2", "[0, 1]"),
-                                           ("f", "gate=value"), ("f=x", "number")])
+@pytest.mark.parametrize("text, message", [("q=1", "unknown gate 'q'"), ("f=2", "[0, 1]"),
+                                           ("f", "write gate=0"), ("f=x", "number"),
+                                           ("f=1,i=0,f=0", "gate f is set twice")])
 def test_parse_settings_errors(text, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse_settings(text, load_cell("lstm"))
+
+
+def test_parse_settings_keeps_fractions_and_the_order_written():
+    """The analysis' parser reads the syntax; flow alone also takes fractions in [0, 1]."""
+    got = parse_settings(" f=1 , i=0.25", load_cell("lstm"))
+    assert got == {"f": 1.0, "i": 0.25} and list(got) == ["f", "i"]
 
 
 # ---- spectrum -------------------------------------------------------------------------------
@@ -194,7 +201,8 @@ def test_cli_flow_text(app):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["grad", "flow", "lstm", "--set", "q=1"], "not a gate of lstm"),
+    (["grad", "flow", "lstm", "--set", "q=1"], "unknown gate 'q'"),
+    (["grad", "flow", "lstm", "--set", "f=1,f=0"], "gate f is set twice"),
     (["grad", "flow", "no-such-cell"], "no built-in cell"),
     (["grad", "law", "--sigma-max", "0"], "must be positive"),
     (["grad", "spectrum", "."], "not a run folder"),

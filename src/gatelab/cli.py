@@ -15,10 +15,30 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from .cell import CellError, cell_latex, cell_text, cell_unicode, load_cell, load_file, zoo_names
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+
+def print_problems(error: CellError) -> None:
+    """One ``PATH:LINE:COL: ...`` line per problem on stderr."""
+    for p in error.problems:
+        print(p, file=sys.stderr)
+
+
+class CellErrorGroup(TyperGroup):
+    """Turns a CellError raised by any command into ``PATH:LINE:COL`` lines and exit status 2,
+    inside the app itself, so the console entry and ``CliRunner`` behave alike."""
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except CellError as e:
+            print_problems(e)
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(cls=CellErrorGroup, add_completion=False, no_args_is_help=True,
                   help="Define, explain, train and inspect gated recurrent networks.")
 console = Console()
 
@@ -101,8 +121,7 @@ def check(files: list[Path] = typer.Argument(..., help=".cell files to validate"
                           highlight=False)
         except CellError as e:
             bad = True
-            for p in e.problems:
-                print(p, file=sys.stderr)
+            print_problems(e)
     if bad:
         raise typer.Exit(2)
 
@@ -125,7 +144,6 @@ def main() -> None:
     """Console entry point: cell errors become ``PATH:LINE:COL`` lines and exit status 2."""
     try:
         app()
-    except CellError as e:
-        for p in e.problems:
-            print(p, file=sys.stderr)
+    except CellError as e:  # raised outside a command (the group handles those)
+        print_problems(e)
         sys.exit(2)

@@ -7,9 +7,9 @@ The JSON schema is documented in ``docs/analysis.md``.
 """
 
 from .analyze import Analysis, analyze, reduce_setting
-from .kinds import KINDS
-from .stages import MAX_GATES, Mode, parse_setting
+from .kinds import KIND_LABELS, KINDS, kind_label, kind_text
+from .stages import MAX_GATES, Mode, parse_setting, read_setting
 from .symbols import AnalysisError
 
-__all__ = ["KINDS", "MAX_GATES", "Analysis", "AnalysisError", "Mode", "analyze", "parse_setting",
-           "reduce_setting"]
+__all__ = ["KINDS", "KIND_LABELS", "MAX_GATES", "Analysis", "AnalysisError", "Mode", "analyze",
+           "kind_label", "kind_text", "parse_setting", "read_setting", "reduce_setting"]

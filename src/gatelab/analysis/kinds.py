@@ -17,14 +17,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import sympy
 
 from ..cell.functions import FUNCTIONS, MatVec, function_name
 from .symbols import split_scalar, txt
 
+if TYPE_CHECKING:
+    from .stages import Mode
+
 KINDS = ("hold", "rnn", "residual_rnn", "feedforward", "zero", "other")
+# How titles and labels name each kind; JSON keeps the names of KINDS.
+KIND_LABELS = {"hold": "hold", "rnn": "RNN", "residual_rnn": "residual RNN",
+               "feedforward": "feed-forward", "zero": "zero", "other": "other"}
+
+
+def kind_label(kind: str) -> str:
+    """The human name of one kind: ``"residual_rnn"`` -> ``"residual RNN"``."""
+    return KIND_LABELS.get(kind, kind)
+
+
+def kind_text(mode: Mode | Mapping[str, str], *, labels: bool = True,
+              merge: bool = False) -> str:
+    """A mode's kind (or a ``{memory state: kind}`` map) as one line of text.
+
+    One memory state: its kind alone; several: ``"c: RNN, m: hold"``. ``merge``: the kind
+    alone also when every memory state has the same one. ``labels=False`` keeps the analysis'
+    names (``residual_rnn``).
+
+    >>> kind_text({"c": "residual_rnn"})
+    'residual RNN'
+    >>> kind_text({"c": "hold", "m": "hold"}), kind_text({"c": "hold", "m": "hold"}, merge=True)
+    ('c: hold, m: hold', 'hold')
+    """
+    kinds = mode if isinstance(mode, Mapping) else mode.kind
+    name = kind_label if labels else str
+    if len(kinds) == 1 or (merge and len(set(kinds.values())) == 1):
+        return name(next(iter(kinds.values())))
+    return ", ".join(f"{s}: {name(k)}" for s, k in kinds.items())
 
 
 @dataclass(frozen=True)

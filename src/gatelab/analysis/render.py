@@ -167,7 +167,7 @@ def latex(a: Analysis) -> str:
         md = m.to_dict()
         setting = ",\\ ".join(f"{g}={v}" for g, v in m.gates.items()) or "\\text{no gates}"
         body = " \\\\\n".join(
-            f"{s}_t &= {md['updates_latex'][s]} && \\text{{{md['kind'][s]}}}"
+            f"{s}_t &= {md['updates_latex'][s]} && \\text{{{_tex_text(md['kind'][s])}}}"
             for s in a.memory_states)
         out.append(f"% {m.label}\n\\begin{{aligned}}\n&{setting}: \\\\\n{body}\n\\end{{aligned}}")
     return "\n".join(out) + "\n"
@@ -175,7 +175,13 @@ def latex(a: Analysis) -> str:
 
 def latex_mode(a: Analysis, mode: Mode) -> str:
     md = mode.to_dict()
-    rows = [f"{s}_t &= {e}" + (f" && \\text{{{md['kind'][s]}}}" if s in md["kind"] else "")
+    rows = [f"{s}_t &= {e}"
+            + (f" && \\text{{{_tex_text(md['kind'][s])}}}" if s in md["kind"] else "")
             for s, e in md["updates_latex"].items()]
     return f"% {a.cell.name} at {mode.label}\n\\begin{{aligned}}\n" + " \\\\\n".join(rows) + \
         "\n\\end{aligned}\n"
+
+
+def _tex_text(word: str) -> str:
+    """``word`` safe inside ``\\text{}``: underscores escaped (``residual_rnn``)."""
+    return word.replace("_", "\\_")

@@ -8,7 +8,7 @@ gates in the setting are replaced by 0 or 1 and the updates simplify: GRU at ``z
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import product
 
@@ -75,13 +75,17 @@ class Mode:
         }
 
 
+def _check_gate(name: str, gates: Sequence[str]) -> None:
+    if name not in gates:
+        known = ", ".join(gates) if gates else "none: this cell has no gates"
+        raise AnalysisError(f"unknown gate {name!r}; the cell's gates are {known}")
+
+
 def check_setting(setting: Mapping[str, object], gates: tuple[str, ...]) -> dict[str, int]:
     """Validate ``{"f": 1, "i": 0}``: known gates (in cell order), values 0 or 1."""
     out: dict[str, int] = {}
     for name, value in setting.items():
-        if name not in gates:
-            known = ", ".join(gates) if gates else "none: this cell has no gates"
-            raise AnalysisError(f"unknown gate {name!r}; the cell's gates are {known}")
+        _check_gate(name, gates)
         if isinstance(value, str):
             value = value.strip()
         if value not in (0, 1, "0", "1"):
@@ -90,15 +94,34 @@ def check_setting(setting: Mapping[str, object], gates: tuple[str, ...]) -> dict
     return {g: out[g] for g in gates if g in out}
 
 
-def parse_setting(text: str, gates: tuple[str, ...]) -> dict[str, int]:
-    """``"f=1,i=0"`` -> ``{"i": 0, "f": 1}`` (cell order), with clear errors."""
+def read_setting(text: str, gates: Sequence[str]) -> dict[str, str]:
+    """The ``--set`` syntax of every command: ``"f=1, i=0"`` -> ``{"f": "1", "i": "0"}``.
+
+    Pairs come in the order written; each gate must be one of ``gates`` and appear once. Values
+    stay text for the caller to check: :func:`parse_setting` takes 0/1, ``gatelab grad flow``
+    also fractions.
+
+    >>> read_setting("f=1,f=0", ("f",))
+    Traceback (most recent call last):
+    ...
+    gatelab.analysis.symbols.AnalysisError: gate f is set twice: f=1 and f=0
+    """
     pairs: dict[str, str] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
-        name, eq, value = part.partition("=")
-        if not eq or not name.strip():
+        name, eq, value = (s.strip() for s in part.partition("="))
+        if not eq or not name:
             raise AnalysisError(f"cannot read {part!r}; write gate=0 or gate=1, e.g. f=1,i=0")
-        pairs[name.strip()] = value.strip()
-    return check_setting(pairs, gates)
+        _check_gate(name, gates)
+        if name in pairs:
+            raise AnalysisError(f"gate {name} is set twice: {name}={pairs[name]} and "
+                                f"{name}={value}")
+        pairs[name] = value
+    return pairs
+
+
+def parse_setting(text: str, gates: tuple[str, ...]) -> dict[str, int]:
+    """``"f=1,i=0"`` -> ``{"i": 0, "f": 1}`` (cell order), with clear errors."""
+    return check_setting(read_setting(text, gates), gates)
 
 
 def all_settings(gates: tuple[str, ...]) -> list[dict[str, int]]:

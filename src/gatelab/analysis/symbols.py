@@ -19,7 +19,9 @@ class AnalysisError(ValueError):
 
 def txt(expr: sympy.Expr, lead: frozenset[str] = frozenset()) -> str:
     """Unicode text of an expression, the cell's own printing (``σ``, ``⊙``, ``W·x``)."""
-    expr = sympy.sympify(expr)  # plain numbers from arithmetic on settings
+    # Plain numbers from arithmetic on settings become SymPy numbers; strict: a string is
+    # refused, never parsed (sympify would eval it).
+    expr = sympy.sympify(expr, strict=True)
     if expr.has(sympy.nan, sympy.zoo):
         return "undefined (0/0)"
     return expr_text(_printable(expr, lead), unicode=True, lead=lead)

@@ -16,7 +16,7 @@ import schemdraw
 from schemdraw.elements import Element
 from schemdraw.segments import Segment, SegmentCircle, SegmentPoly, SegmentText
 
-from ..analysis import Analysis, analyze, reduce_setting
+from ..analysis import KIND_LABELS, Analysis, analyze, kind_text, reduce_setting
 from ..cell import Cell, load_cell
 from .circuit import Circuit, build_circuit
 from .layout import BOX_H, CONTACT, R_SUM, SW, THROW, Layout, layout, top_child_is_one
@@ -29,8 +29,7 @@ CORE = "#c0392b"
 LINK = "#2e6fb7"
 TITLE_SIZE = 14.0
 
-KIND_NAMES = {"hold": "hold", "rnn": "RNN", "residual_rnn": "residual RNN",
-              "feedforward": "feed-forward", "zero": "zero", "other": "other"}
+KIND_NAMES = KIND_LABELS  # the analysis' table; the name tests/test_browser_diagram.py imports
 
 
 class Painter:
@@ -71,10 +70,8 @@ def _title(circuit: Circuit, setting: Setting, analysis: Analysis) -> tuple[str,
         plural = "s" if len(cell.gates) > 1 else ""
         return (f"{name}: gate{plural} {gates} as switches" if gates else f"{name}: no gates"), None
     mode = reduce_setting(analysis, setting)
-    kinds = mode.kind
-    text = ", ".join(KIND_NAMES.get(k, k) if len(kinds) == 1 else f"{s}: {KIND_NAMES.get(k, k)}"
-                     for s, k in kinds.items())
-    return f"{name}, {setting_text(setting, list(cell.gates))}: {text}", mode.identity_path
+    title = f"{name}, {setting_text(setting, list(cell.gates))}: {kind_text(mode)}"
+    return title, mode.identity_path
 
 
 def prepare(cell: str | Path | Cell | Analysis) -> tuple[Analysis, Circuit, Layout]:

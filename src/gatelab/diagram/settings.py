@@ -1,12 +1,11 @@
 """Gate settings on a circuit: switch positions, live and dead wires, the identity path.
 
 A setting maps gate names to 0 or 1 (the article's third simplification); gates left out stay
-symbolic (their switches are drawn in the neutral position and count as possibly closed).
+symbolic (their switches are drawn in the neutral position and count as possibly closed). Every
+full setting, with its kind, is one of the analysis' modes (``analyze(cell).modes``).
 """
 
 from __future__ import annotations
-
-from itertools import product
 
 import sympy
 
@@ -18,11 +17,6 @@ Setting = dict[str, int]
 def setting_text(setting: Setting, gates: list[str]) -> str:
     """``"i=1 f=0 o=1"`` in the cell's gate order."""
     return " ".join(f"{g}={setting[g]}" for g in gates if g in setting)
-
-
-def all_settings(gates: list[str]) -> list[Setting]:
-    """Every 0/1 setting of ``gates`` (2^k of them), all-ones first."""
-    return [dict(zip(gates, bits, strict=True)) for bits in product((1, 0), repeat=len(gates))]
 
 
 def switch_value(part: Part, setting: Setting) -> float | None:

@@ -1,8 +1,8 @@
 """The interactive diagram block of the report: every setting's SVG precomputed and embedded as
 JSON, and a small script that flips a gate when its switch is clicked. No server is needed.
 
-A cell with k gates has 2^k settings (LSTM: 8); each is drawn once, with its reduced update and
-kind from the analysis (:func:`gatelab.analysis.reduce_setting`).
+A cell with k gates has 2^k settings (LSTM: 8), the analysis' modes; each is drawn once, with
+the mode's reduced update and kind.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import html
 import json
 from pathlib import Path
 
-from ..analysis import Analysis, reduce_setting
+from ..analysis import Analysis, kind_label, reduce_setting
 from ..cell import Cell
-from .drawing import KIND_NAMES, figure, prepare
-from .settings import all_settings, setting_text
+from .drawing import figure, prepare
+from .settings import setting_text
 from .svgpost import web_svg
 
 MAX_INTERACTIVE_GATES = 6  # 64 drawings; beyond that only the symbolic drawing is shown
@@ -36,20 +36,21 @@ def cell_data(cell: str | Path | Cell | Analysis) -> dict:
     data = {"name": c.name, "title": c.title, "gates": gates,
             "memory": list(analysis.memory_states), "readouts": readouts,
             "switch_gates": circuit.gates, "settings": {}}
-    if len(gates) > MAX_INTERACTIVE_GATES:
-        settings = [{}]
+    if len(gates) > MAX_INTERACTIVE_GATES or not analysis.modes:
+        modes = [reduce_setting(analysis, {})]  # the symbolic drawing only: every gate free
     else:
-        settings = all_settings(gates)
-    data["start"] = bits(settings[0], gates) if settings[0] or not gates else ""
-    for setting in settings:
+        modes = analysis.modes[::-1]  # every 0/1 setting, all gates at 1 first
+    data["start"] = bits(modes[0].gates, gates) if modes[0].gates or not gates else ""
+    for m in modes:
+        setting = m.gates
         fig = figure(prepared, setting)
-        mode = reduce_setting(analysis, setting).to_dict()
+        mode = m.to_dict()
         data["settings"][bits(setting, gates) if setting or not gates else ""] = {
             "svg": web_svg(fig),
             "title": fig.title,
             "label": setting_text(setting, gates),
             "kind": mode["kind"],
-            "kind_text": {s: KIND_NAMES.get(k, k) for s, k in mode["kind"].items()},
+            "kind_text": {s: kind_label(k) for s, k in mode["kind"].items()},
             "updates": mode["updates"],
             "identity": mode["identity_path"],
             "note": mode["note"],

@@ -12,21 +12,24 @@ the memory update is ``c' = 1·c + 0·g``, so ``∂L_c/∂c_k = u`` exactly and 
 float precision (the short circuit); a plain RNN's curve decays like a product of
 ``diag(tanh') U_h`` factors.
 
-The **memory state** (the curve the summary numbers describe) is derived from the equations: a
-state whose previous value reaches its own update outside every ``W @ ·`` (LSTM's ``c``, GRU's
-and MGU's ``h``); a cell with none (the plain RNN) uses its first state.
+The **memory state** (the curve the summary numbers describe) is the analysis' first memory
+state (:func:`gatelab.analysis.memory.find_memory`: LSTM's ``c``, GRU's and MGU's ``h``; a cell
+whose states are all readouts uses its first state), and the setting that makes it hold is read
+off the analysis' modes (:func:`hold_setting`).
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import asdict, dataclass, field
+from itertools import combinations, product
 from pathlib import Path
 
 import sympy
 import torch
 
-from ..cell import Cell, MatVec
+from ..analysis import analyze, read_setting, reduce_setting
+from ..analysis.memory import find_memory
+from ..cell import Cell
 from .law import fit_rate
 from .model import (
     CellLayer,
@@ -39,8 +42,10 @@ from .model import (
 
 
 def parse_settings(text: str | None, cell: Cell) -> dict[str, float]:
-    """``"i=0,f=1"`` -> ``{"i": 0.0, "f": 1.0}``, checked against the cell's gates;
-    ``"hold"`` is the setting that makes the memory state hold (:func:`hold_setting`)."""
+    """``"i=0,f=1"`` -> ``{"i": 0.0, "f": 1.0}`` in the order written, read by the analysis'
+    ``--set`` parser (:func:`gatelab.analysis.read_setting`); a gate may also be held at a
+    fraction in [0, 1] (``f=0.5``). ``"hold"`` is the setting that makes the memory state hold
+    (:func:`hold_setting`)."""
     if not text:
         return {}
     if text.strip() == "hold":
@@ -50,13 +55,7 @@ def parse_settings(text: str | None, cell: Cell) -> dict[str, float]:
                              "hold (s' = s)")
         return found
     out: dict[str, float] = {}
-    for part in text.split(","):
-        name, sep, value = (p.strip() for p in part.partition("="))
-        if not sep or not name or not value:
-            raise ValueError(f"--set expects gate=value pairs like 'f=1,i=0', got {part!r}")
-        if name not in cell.gates:
-            have = ", ".join(cell.gates) or "none"
-            raise ValueError(f"{name!r} is not a gate of {cell.name} (its gates: {have})")
+    for name, value in read_setting(text, tuple(cell.gates)).items():
         try:
             val = float(value)
         except ValueError:
@@ -68,47 +67,37 @@ def parse_settings(text: str | None, cell: Cell) -> dict[str, float]:
     return out
 
 
-def _update(cell: Cell, state: str) -> sympy.Expr:
-    """The state's update with lets inlined and gates kept as symbols."""
-    return cell.inline(cell.nexts[state], keep=set(cell.gates))
-
-
 def memory_state(cell: Cell) -> str:
-    """The cell's (first) memory state, as :func:`gatelab.analysis.memory.find_memory` finds it;
-    without the analysis package: the first state whose previous value appears in its own
-    update outside any ``W @ ·``."""
-    try:
-        from ..analysis.memory import find_memory
-    except ImportError:
-        pass
-    else:
-        found = find_memory(cell).memory_states
-        return found[0] if found else cell.states[0]
-    for s in cell.states:
-        expr = _update(cell, s)
-        bare = expr.xreplace({mv: sympy.Integer(0) for mv in expr.atoms(MatVec)})
-        if cell.sym(s) in bare.free_symbols:
-            return s
-    return cell.states[0]
+    """The cell's first memory state, as :func:`gatelab.analysis.memory.find_memory` finds it
+    (its first state when every state is a readout)."""
+    found = find_memory(cell).memory_states
+    return found[0] if found else cell.states[0]
 
 
 def hold_setting(cell: Cell, state: str | None = None) -> dict[str, float] | None:
-    """The smallest 0/1 gate setting that makes ``state' = state`` (the identity path), or None.
+    """The smallest 0/1 gate setting whose mode, in the analysis, has kind ``hold`` for
+    ``state`` (``state' = state``: the identity path), or None.
+
+    Read off the analysis: None unless one of its modes holds ``state``; then the partial
+    settings (gates left out stay free) of the gates in ``state``'s stage-2 update are tried,
+    fewest gates first, in cell order.
 
     >>> from gatelab import load_cell
     >>> [hold_setting(load_cell(name)) for name in ("lstm", "gru", "rnn")]
     [{'i': 0.0, 'f': 1.0}, {'z': 1.0}, None]
     """
     state = state or memory_state(cell)
-    expr = _update(cell, state)
-    target = cell.sym(state)
-    gates = [g for g in cell.gates if cell.sym(g) in expr.free_symbols]
+    a = analyze(cell)
+    if not a.modes_skipped and not any(m.kind.get(state) == "hold" for m in a.modes):
+        return None
+    # A gate missing from the update (directly or as o_prev) cannot change it: never needed.
+    used = a.stage2[state].free_symbols
+    gates = [g for g in a.gates if {sympy.Symbol(g), a.memory.prev_gates.get(g)} & used]
     for size in range(1, len(gates) + 1):
-        for chosen in itertools.combinations(gates, size):
-            for values in itertools.product((0, 1), repeat=size):
+        for chosen in combinations(gates, size):
+            for values in product((0, 1), repeat=size):
                 setting = dict(zip(chosen, values, strict=True))
-                subs = {cell.sym(g): sympy.Integer(v) for g, v in setting.items()}
-                if sympy.expand(expr.xreplace(subs)) == target:
+                if reduce_setting(a, setting).kind.get(state) == "hold":
                     return {g: float(v) for g, v in setting.items()}
     return None
 

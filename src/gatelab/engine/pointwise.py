@@ -60,7 +60,8 @@ def vjp(inputs: Sequence[sympy.Symbol], outputs: Sequence[sympy.Expr],
 def compile_pointwise(inputs: Sequence[sympy.Symbol], outputs: Sequence[sympy.Expr],
                       backend: str = "torch") -> PointwiseFn:
     """``fn(*tensors) -> tuple`` evaluating ``outputs`` elementwise (see the module docstring)."""
-    outputs = [sympy.sympify(o) if not isinstance(o, sympy.Basic) else o for o in outputs]
+    outputs = [o if isinstance(o, sympy.Basic) else sympy.sympify(o, strict=True)
+               for o in outputs]
     live = [i for i, o in enumerate(outputs) if not o.is_Number]
     consts = {i: float(o) for i, o in enumerate(outputs) if o.is_Number}
     if backend == "triton":

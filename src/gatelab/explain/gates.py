@@ -9,14 +9,14 @@ fidelity experiment rounds it to 0/1). Shapes: ids ``(T, N)``, inputs ``(T, N, I
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from ..cell import Cell
 from ..cell.evaluate import step
+from ..dynamics.model import single_thread
 from .model import TextModel
 
 GateFn = Callable[[str, torch.Tensor], torch.Tensor]
@@ -44,19 +44,6 @@ class Trace:
         return self.outputs[-1]
 
 
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run torch on one thread: the replay's operations are small ((N, H) at a time), and on a
-    busy machine spreading each over threads made it about 100x slower (measured: 1.6 s against
-    18 ms for 50 steps of a 32-unit MGU on 64 texts, 2 cores under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def replay_layers(cell: Cell, layers: list[dict[str, torch.Tensor]], x: torch.Tensor,
                   lengths: torch.Tensor | None = None, gate_fn: GateFn | None = None) -> Trace:
     """Run a stack of layers of ``cell`` over ``x`` ``(T, N, I)`` with the reference step.
@@ -69,7 +56,7 @@ def replay_layers(cell: Cell, layers: list[dict[str, torch.Tensor]], x: torch.Te
     lengths = torch.full((N,), T, dtype=torch.long) if lengths is None else lengths.long()
     gates_all, outs_all = [], []
     feed = x
-    with torch.no_grad(), _one_thread():
+    with torch.no_grad(), single_thread():  # tiny tensors: see single_thread
         for params in layers:
             H = next(iter(params.values())).shape[0]
             states = {s: x.new_zeros(N, H) for s in cell.states}

@@ -85,10 +85,8 @@ def from_run(path: str | Path) -> TextModel:
         raise ExplainError(f"{path} is not a trained run (no config.json there). Make one with "
                            "`gatelab tour --quick` (it trains report/runs/sentiment) or "
                            "`gatelab train tweets --cell mgu --out runs/sentiment`.")
-    try:
-        from ..train import load_run
-    except ImportError as e:  # the train package is not part of this build
-        raise ExplainError("explaining a run needs gatelab.train, which is not installed") from e
+    from ..train import load_run  # here: only trained runs need gatelab.train
+
     try:
         run = load_run(path)
     except (OSError, KeyError, RuntimeError, ValueError) as e:

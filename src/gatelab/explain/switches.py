@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
+from ..analysis import kind_text, reduce_setting
+from ..analysis.symbols import txt
 from ..cell import Cell
 from .gates import TextGates
 
@@ -36,24 +38,13 @@ class Switch:
         return " ".join(f"{g}={v}" for g, v in self.setting.items())
 
 
-def _kind_text(kinds: dict[str, str]) -> str:
-    """``Mode.kind`` (memory state -> kind) as short text: ``"hold"`` when every memory state
-    agrees (or there is one), else ``"c: hold, m: rnn"``."""
-    if len(set(kinds.values())) == 1:
-        return next(iter(kinds.values()))
-    return ", ".join(f"{s}: {k}" for s, k in kinds.items()) or "?"
-
-
 @cache
 def _mode_cached(cell: Cell, setting: tuple[tuple[str, int], ...]) -> tuple[str, str]:
-    try:
-        from ..analysis import reduce_setting
-        from ..analysis.symbols import txt
-    except ImportError:  # the analysis package is not part of this build
-        return "?", ""
+    """The setting's kind in the analysis' names (``"hold"`` when every memory state agrees,
+    else ``"c: hold, m: rnn"``) and its reduced update as text."""
     mode = reduce_setting(cell, dict(setting))
     update = "; ".join(f"{st}' = {txt(e)}" for st, e in mode.updates.items())
-    return _kind_text(mode.kind), update
+    return kind_text(mode, labels=False, merge=True) or "?", update
 
 
 def setting_kind(cell: Cell, setting: dict[str, int]) -> str:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
 
-from .serve import serve_folder
-from .tour import run_tour
+from .serve import ServeError, serve_folder
+from .tour import TourError, prepare_out, run_tour
+
+
+def fail(message: str) -> NoReturn:
+    """One plain ``error: ...`` line on stderr (never wrapped by Rich), then exit status 2."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
 
 
 def register(app: typer.Typer) -> None:
@@ -18,12 +25,21 @@ def register(app: typer.Typer) -> None:
                                         help="quick (a few minutes on 2 cores) or full runs")
              ) -> None:
         """Build the HTML report (the main job of `make demo`)."""
-        console = Console()
-        index = run_tour(out, quick=quick, console=console)
+        try:
+            prepare_out(out)  # fail before any work starts
+            console = Console()
+            index = run_tour(out, quick=quick, console=console)
+        except TourError as e:
+            fail(str(e))
         console.print(f"wrote [bold]{index}[/bold]")
 
     @app.command()
     def serve(folder: Path = typer.Option(Path("report"), "--dir", help="report folder"),
-              port: int = typer.Option(8765, "--port")) -> None:
+              port: int = typer.Option(8765, "--port",
+                                       help="port on 127.0.0.1, 1-65535 (0 picks a free one)")
+              ) -> None:
         """Serve the report on http://127.0.0.1:PORT (only files under the folder)."""
-        serve_folder(folder, port)
+        try:
+            serve_folder(folder, port)
+        except ServeError as e:
+            fail(str(e))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import mimetypes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -52,14 +53,54 @@ def make_handler(root: Path) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class ServeError(Exception):
+    """A problem the user can fix (bad folder or port). ``str()`` is one line: what is wrong and
+    what to do."""
+
+
+HOST = "127.0.0.1"
+
+
+def check_folder(folder: Path) -> None:
+    """Raise ServeError unless ``folder`` is an existing directory."""
+    if not folder.exists():
+        raise ServeError(f"report folder {folder} does not exist; build it with "
+                         f"`gatelab tour --out {folder}` or point --dir at one")
+    if not folder.is_dir():
+        raise ServeError(f"{folder} is not a folder; point --dir at a report folder "
+                         "(made by `gatelab tour`)")
+
+
+def check_port(port: int) -> None:
+    """Raise ServeError unless ``port`` is 0 (any free port) or 1..65535."""
+    if not 0 <= port <= 65535:
+        raise ServeError(f"port {port} is out of range; pick one from 1 to 65535 with --port "
+                         "(0 picks a free one)")
+
+
 def make_server(folder: Path, port: int = 0) -> ThreadingHTTPServer:
-    """A server bound to 127.0.0.1 (port 0 picks a free one)."""
-    return ThreadingHTTPServer(("127.0.0.1", port), make_handler(folder))
+    """A server for ``folder`` bound to 127.0.0.1 (port 0 picks a free one). Raises ServeError
+    for a missing folder, a port out of range, or a port that cannot be bound."""
+    check_port(port)
+    check_folder(folder)
+    try:
+        return ThreadingHTTPServer((HOST, port), make_handler(folder))
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise ServeError(f"port {port} on {HOST} is in use; pick another with --port "
+                             "(0 picks a free one)") from None
+        if e.errno in (errno.EACCES, errno.EPERM):
+            raise ServeError(f"no permission to listen on port {port}; pick one above 1023 "
+                             "with --port") from None
+        raise ServeError(f"cannot listen on {HOST}:{port} ({e.strerror or e}); pick another "
+                         "port with --port") from None
 
 
 def serve_folder(folder: Path, port: int) -> None:
+    """Serve ``folder`` until Ctrl-C. Raises ServeError (before serving) when it cannot."""
     server = make_server(folder, port)
-    print(f"serving {folder} on http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops)")
+    print(f"serving {folder} on http://{HOST}:{server.server_address[1]}/ (Ctrl-C stops)",
+          flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

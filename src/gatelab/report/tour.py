@@ -46,10 +46,28 @@ def _builders() -> list[tuple[str, object]]:
     return out
 
 
+class TourError(Exception):
+    """A problem the user can fix before any work starts. ``str()`` is one line: what is wrong
+    and what to do."""
+
+
+def prepare_out(out: Path) -> None:
+    """Create the report folder ``out`` (and its parents), or raise TourError saying why not."""
+    if out.exists() and not out.is_dir():
+        raise TourError(f"--out {out} is an existing file, not a folder; pass a folder path "
+                        "with --out (it is created if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TourError(f"cannot create report folder {out} ({e.strerror or e}); pass another "
+                        "folder with --out") from None
+
+
 def run_tour(out: Path, quick: bool = True, console: Console | None = None) -> Path:
-    """Build every section and write ``out/index.html``. Returns its path."""
+    """Build every section and write ``out/index.html``. Returns its path. Raises TourError
+    before any work when ``out`` cannot be a folder."""
+    prepare_out(out)
     console = console or Console()
-    out.mkdir(parents=True, exist_ok=True)
     builders = _builders()
     sections: list[Section] = []
     timings: list[tuple[str, float]] = []
