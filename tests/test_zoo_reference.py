@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gatelab import load_cell
-from gatelab.cell.evaluate import init_params, step
+from gatelab.cell.evaluate import init_params, iterate, run_sequence, step
 
 sig, tanh = torch.sigmoid, torch.tanh
 N, I, H = 3, 4, 5
@@ -150,3 +150,25 @@ def test_every_zoo_cell_has_a_reference():
     from gatelab import zoo_names
 
     assert set(zoo_names()) == set(REFERENCES)
+
+
+def test_iterate_carries_state_over_padding_and_matches_run_sequence():
+    cell = load_cell("gru")
+    g = torch.Generator().manual_seed(3)
+    p = init_params(cell, I, H, generator=g)
+    x = torch.randn(6, N, I, generator=g)
+    lengths = torch.tensor([6, 2, 4])
+    live = torch.arange(6).unsqueeze(1) < lengths
+    zeros = {"h": torch.zeros(N, H)}
+    trail = [r.states["h"] for r in iterate(cell, x, zeros, p, live=live)]
+    for n, length in enumerate(lengths.tolist()):
+        # after its end a row keeps the state it had at its last real step
+        for t in range(length, 6):
+            torch.testing.assert_close(trail[t][n], trail[length - 1][n], rtol=0, atol=0)
+    # without padding, iterate and run_sequence agree with the reference ``ref_gru``
+    outs, final = run_sequence(cell, x, p)
+    s = zeros
+    for t in range(6):
+        s = ref_gru("article")(p, x[t], s)
+        torch.testing.assert_close(outs[t], s["h"])
+    torch.testing.assert_close(final["h"], s["h"])

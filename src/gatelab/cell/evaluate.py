@@ -8,7 +8,7 @@ It walks the SymPy tree (no code generation), so it is slow and obviously right.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import sympy
@@ -110,6 +110,26 @@ def init_params(cell: Cell, input_size: int, hidden_size: int, *, dtype=torch.fl
     return out
 
 
+def iterate(cell: Cell, xs: Iterable[torch.Tensor], states: dict[str, torch.Tensor],
+            params: dict[str, torch.Tensor], *, force: dict[str, float] | None = None,
+            gate_fn: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
+            live: torch.Tensor | None = None) -> Iterator[StepResult]:
+    """Loop :func:`step` over ``xs`` (each ``(N, I)``, the cell's one input), yielding each step.
+
+    ``live``: optional ``(T, N)`` booleans; where a row is not live (padding after the end of a
+    sequence) its states are carried over unchanged, and the yielded ``states`` say so (the
+    yielded ``values`` and ``output`` are what the step computed). Only cells with one input.
+    """
+    (inp,) = cell.inputs
+    for t, x in enumerate(xs):
+        r = step(cell, {inp: x}, states, params, force, gate_fn)
+        if live is not None:
+            keep = live[t].unsqueeze(-1)
+            r.states = {s: torch.where(keep, r.states[s], states[s]) for s in cell.states}
+        states = r.states
+        yield r
+
+
 def run_sequence(cell: Cell, x: torch.Tensor, params: dict[str, torch.Tensor],
                  h0: dict[str, torch.Tensor] | None = None,
                  force: dict[str, float] | None = None):
@@ -117,13 +137,11 @@ def run_sequence(cell: Cell, x: torch.Tensor, params: dict[str, torch.Tensor],
 
     Returns ``(outputs (T, N, H), final states dict)``. Only cells with one input.
     """
-    (inp,) = cell.inputs
     T, N, _ = x.shape
-    H = next(p.shape[0] for p in params.values())
+    H = next(p.shape[0] for p in params.values() if p.dim() == 2)
     states = h0 or {s: x.new_zeros(N, H) for s in cell.states}
     outs = []
-    for t in range(T):
-        r = step(cell, {inp: x[t]}, states, params, force)
+    for r in iterate(cell, x, states, params, force=force):
         states = r.states
         outs.append(r.output)
     return torch.stack(outs), states

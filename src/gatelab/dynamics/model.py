@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..cell import Cell, MatVec
-from ..cell.evaluate import init_params, step
+from ..cell.evaluate import init_params, iterate
 
 
 @contextmanager
@@ -90,16 +90,13 @@ class CellLayer(nn.Module):
     def forward(self, x: torch.Tensor, h0: dict[str, torch.Tensor] | None = None,
                 force: dict[str, float] | None = None
                 ) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
-        (inp,) = self.cell.inputs
         n = x.shape[0]
         states = h0 or {s: x.new_zeros(n, self.hidden_size) for s in self.cell.states}
         params = dict(self.weights.items())
         trail = [states]
         outs = []
-        for t in range(x.shape[1]):
-            r = step(self.cell, {inp: x[:, t]}, states, params, force)
-            states = r.states
-            trail.append(states)
+        for r in iterate(self.cell, x.unbind(1), states, params, force=force):
+            trail.append(r.states)
             outs.append(r.output)
         return trail, torch.stack(outs, dim=1)
 

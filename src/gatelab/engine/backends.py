@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from ..cell.evaluate import step
+from ..cell.evaluate import iterate
 from .layout import EngineError, Layout
 
 BACKENDS = ("auto", "torch", "scan", "triton", "reference")
@@ -84,13 +84,7 @@ def run_reference(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Ten
     params = layout.cell_params(tensors, H)
     states = dict(zip(cell.states, state0, strict=True))
     outs = []
-    for t in range(x.shape[0]):
-        r = step(cell, {cell.inputs[0]: x[t]}, states, params)
-        if mask is None:
-            states, out = r.states, r.output
-        else:
-            m = mask[t].unsqueeze(-1)
-            states = {s: torch.where(m, r.states[s], states[s]) for s in cell.states}
-            out = r.output * m
-        outs.append(out)
+    for t, r in enumerate(iterate(cell, x, states, params, live=mask)):
+        states = r.states
+        outs.append(r.output if mask is None else r.output * mask[t].unsqueeze(-1))
     return torch.stack(outs), tuple(states[s] for s in cell.states)

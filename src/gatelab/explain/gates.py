@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from ..cell import Cell
-from ..cell.evaluate import step
+from ..cell.evaluate import iterate
 from ..dynamics.model import single_thread
 from .model import TextModel
 
@@ -51,9 +51,9 @@ def replay_layers(cell: Cell, layers: list[dict[str, torch.Tensor]], x: torch.Te
     Layer ``l + 1`` reads layer ``l``'s outputs; states start at zero. Returns a :class:`Trace`
     (without logits).
     """
-    (inp,) = cell.inputs
     T, N, _ = x.shape
     lengths = torch.full((N,), T, dtype=torch.long) if lengths is None else lengths.long()
+    live = torch.arange(T).unsqueeze(1) < lengths  # (T, N): padding keeps the old state
     gates_all, outs_all = [], []
     feed = x
     with torch.no_grad(), single_thread():  # tiny tensors: see single_thread
@@ -62,10 +62,7 @@ def replay_layers(cell: Cell, layers: list[dict[str, torch.Tensor]], x: torch.Te
             states = {s: x.new_zeros(N, H) for s in cell.states}
             gates: dict[str, list[torch.Tensor]] = {g: [] for g in cell.gates}
             outs = []
-            for t in range(T):
-                r = step(cell, {inp: feed[t]}, states, params, gate_fn=gate_fn)
-                live = (t < lengths).unsqueeze(1)  # (N, 1): padding keeps the old state
-                states = {s: torch.where(live, r.states[s], states[s]) for s in cell.states}
+            for r in iterate(cell, feed, states, params, gate_fn=gate_fn, live=live):
                 for g in gates:
                     gates[g].append(r.values[g].expand(N, H))
                 outs.append(r.output.expand(N, H))
