@@ -72,8 +72,41 @@ def test_compare_cli(tmp_path):
     board = json.loads((tmp_path / "c" / "leaderboard.json").read_text())
     assert {row["cell"] for row in board["rows"]} == {"rnn", "mgu"}
     r = runner.invoke(app, [*args, "--cells", "rnn,mgu"])  # same folder, no --resume
-    assert r.exit_code == 1 and "--resume" in r.output
+    assert r.exit_code == 2 and "--resume" in r.output
     r = runner.invoke(app, [*args, "--cells", "rnn,mgu", "--resume"])  # reuses the runs
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, [*args, "--cells", " , "])
-    assert r.exit_code == 1 and "at least one cell" in r.output
+    assert r.exit_code == 2 and "at least one cell" in r.output
+
+
+def test_compare_checks_every_cell_before_training(tmp_path):
+    from typer.testing import CliRunner
+
+    from gatelab.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "c"
+    args = ["compare", "adding", "-T", "6", "--hidden", "4", "--steps", "2", "--batch", "8",
+            "--eval-size", "16", "--out", str(out)]
+
+    def refused(cells, *texts):
+        r = runner.invoke(app, [*args, "--cells", cells])
+        assert r.exit_code == 2, r.output
+        assert "Traceback" not in r.output
+        for t in texts:
+            assert t in r.output, r.output
+        assert not any(out.glob("*-s0")), "a run was trained before the bad cell was found"
+
+    refused("mgu,gru,lstmm", "no built-in cell or file named 'lstmm'")
+    refused("nosuch1,mgu,nosuch2", "named 'nosuch1'", "named 'nosuch2'")  # all of them at once
+    refused("mgu,lstm,mgu", "--cells lists 'mgu' twice")
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "x.cell").write_text("name x\ninput x\nstate h\n"
+                                             "next h = tanh(W @ x + U @ h + b)\noutput h\n")
+    a, b = tmp_path / "a" / "x.cell", tmp_path / "b" / "x.cell"
+    refused(f"{a},{b}", f"has '{a}' and '{b}', which both get the label 'x'")
+    broken = tmp_path / "broken.cell"
+    broken.write_text("name broken\ninput x\nstate h\nnext h = tanh(W @ x + U @ q)\n"
+                      "output h\n")
+    refused(f"mgu,{broken}", str(broken))

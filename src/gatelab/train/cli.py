@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .config import TASKS, TrainConfig
 
@@ -17,18 +18,22 @@ TASK_HELP = "task: " + ", ".join(TASKS)
 
 @contextmanager
 def _clean_errors():
-    """Expected failures (missing data, bad options, diverged loss) as one message, no
-    traceback."""
+    """Expected failures (missing data, bad options or cells, diverged loss) as one message, no
+    traceback. Exit status 2 for what the user must change (options, data, cells, folder), like
+    the rest of gatelab's CLI; 1 for a run that failed although the command was valid (a
+    diverged loss: ``TrainError.exit_code``)."""
     from ..data import DataUnavailable
     from .trainer import TrainError
 
     try:
         yield
     except (DataUnavailable, TrainError, ValueError, FileNotFoundError) as e:
-        console.print(f"[red]error:[/red] {e}", highlight=False)
-        raise typer.Exit(1) from None
+        # soft_wrap: one line however narrow the terminal; escape: the text is not markup
+        console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(getattr(e, "exit_code", 2)) from None
     except KeyboardInterrupt:
-        print("interrupted: continue the run with --resume", file=sys.stderr)
+        print("interrupted: continue the run by repeating the command with --resume",
+              file=sys.stderr)
         raise typer.Exit(130) from None
 
 
@@ -52,7 +57,7 @@ def register(app: typer.Typer) -> None:
         batch=typer.Option(None, "--batch", help="global batch size"),
         lr=typer.Option(None, "--lr", help="Adam learning rate"),
         clip=typer.Option(1.0, "--clip", help="clip the gradient norm to this (0: off)"),
-        device=typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 or auto"),
+        device=typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto"),
         T=typer.Option(None, "--T", "-T", help="sequence length (generated tasks, stdlib BPTT)"),
         dropout=typer.Option(0.0, "--dropout", help="dropout between layers"),
         eval_every=typer.Option(None, "--eval-every",
@@ -73,7 +78,9 @@ def register(app: typer.Typer) -> None:
         batch: int = common["batch"], lr: float = common["lr"], clip: float = common["clip"],
         seed: int = typer.Option(0, "--seed"), device: str = common["device"],
         out: Path = typer.Option(None, "--out", help="run folder (default runs/TASK-CELL-...)"),
-        resume: bool = typer.Option(False, "--resume", help="continue the run in --out"),
+        resume: bool = typer.Option(
+            False, "--resume",
+            help="continue the run in --out (same options; --steps, --device may change)"),
         nproc: int = typer.Option(1, "--nproc", help="processes for DDP training"),
         T: int = common["T"], dropout: float = common["dropout"],
         eval_every: int = common["eval_every"], train_size: int = common["train_size"],
@@ -118,7 +125,7 @@ def register(app: typer.Typer) -> None:
         names = [c.strip() for c in cells.split(",") if c.strip()]
         if not names or seeds < 1:
             console.print("[red]error:[/red] give at least one cell and --seeds >= 1")
-            raise typer.Exit(1)
+            raise typer.Exit(2)
         folder = out or Path("compare") / task
         with _clean_errors():
             base = _config(task, names[0], hidden, layers, steps, epochs, batch, lr, clip, 0,

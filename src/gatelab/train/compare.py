@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..cell import CellError, load_cell
 from .config import TrainConfig
 from .runs import atomic_write_text, load_run
 from .trainer import train
@@ -25,14 +26,42 @@ def cell_label(cell: str) -> str:
     return Path(cell).stem if cell.endswith(".cell") else cell
 
 
+def check_cells(cells: list[str]) -> None:
+    """Load every cell before anything trains, so a typo in the last one costs nothing.
+
+    Raises ``CellError`` listing the problems of every bad cell, or ``ValueError`` when two cells
+    would get the same label (their run folders and leaderboard rows would collide).
+    """
+    problems = []
+    for cell in cells:
+        try:
+            load_cell(cell)
+        except CellError as e:
+            problems.extend(e.problems)
+    if problems:
+        raise CellError(problems)
+    seen: dict[str, str] = {}
+    for cell in cells:
+        label = cell_label(cell)
+        if label in seen:
+            what = (f"lists {cell!r} twice" if seen[label] == cell else
+                    f"has {seen[label]!r} and {cell!r}, which both get the label {label!r}")
+            raise ValueError(f"--cells {what}: each cell needs its own label (it names the run "
+                             f"folders {label}-sSEED and the leaderboard row); drop the "
+                             "duplicate or rename one .cell file")
+        seen[label] = cell
+
+
 def run_compare(base: TrainConfig, cells: list[str], seeds: int, out: Path,
                 progress: bool = True, resume: bool = False,
                 say: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train ``cells × seeds`` runs under ``out/CELL-sSEED`` and write the leaderboard there.
 
     Returns the leaderboard as a dict (``rows``, ``task``, ``metric``...); ``resume`` finishes
-    runs that were interrupted (finished ones are kept as they are).
+    runs that were interrupted (finished ones are kept as they are). Every cell is checked
+    (:func:`check_cells`) before the first run starts.
     """
+    check_cells(cells)
     out.mkdir(parents=True, exist_ok=True)
     folders: dict[str, list[Path]] = {}
     for cell in cells:

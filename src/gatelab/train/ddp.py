@@ -64,8 +64,11 @@ def train_ddp(config: TrainConfig, progress: bool = True, resume: bool = False) 
             from ..data import DataUnavailable
 
             raise DataUnavailable(msg)
-        if kind in ("TrainingDiverged", "RunExists", "TrainError"):
-            raise TrainError(msg)
+        if kind in ("TrainingDiverged", "RunExists", "ConfigMismatch", "TrainError"):
+            err = TrainError(msg)
+            if kind == "TrainingDiverged":
+                err.exit_code = 1  # as TrainingDiverged's: the run failed, not the command
+            raise err
         if kind == "ValueError":
             raise ValueError(msg)
         raise RuntimeError(f"rank {rank} failed: {kind}: {msg}\n{tb}")

@@ -4,6 +4,10 @@ Every file is written atomically (a temporary file in the same folder, then ``os
 run killed at any moment leaves the previous complete version, never half a file. The checkpoint
 holds the model, the optimiser, the step, the metric rows so far and every RNG state, which is
 what makes ``--resume`` land on exactly the numbers of an uninterrupted run.
+
+A checkpoint holds only tensors and plain data (dicts, lists, tuples, str, int, float, bool,
+None; torch's RNG states are byte tensors), so it is read with ``torch.load(weights_only=True)``:
+loading a checkpoint, even one from someone else, never runs code.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import csv
 import io
 import json
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +25,9 @@ import torch
 
 from ..cell import parse_cell
 from ..data.text import Vocab
+from .config import TrainConfig
 from .models import SequenceModel
+from .tasks import Task, make_task
 
 CONFIG = "config.json"
 METRICS = "metrics.csv"
@@ -43,13 +50,28 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state``: tensors and plain data only (see the module docstring)."""
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write_bytes(path, buf.getvalue())
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """Read a checkpoint with ``weights_only=True``: tensors and plain data only, no code runs.
+
+    Raises ``ValueError`` when the file holds anything else (it was not written by gatelab, or
+    was tampered with).
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"{path} holds objects other than tensors and plain data, so it is not "
+                         f"loaded (loading it could run code): {str(e).splitlines()[0]}") from None
+
+
+def load_vocab(folder: Path) -> Vocab | None:
+    """The run's saved vocabulary (text tasks), else None."""
+    return Vocab.load(folder / VOCAB) if (folder / VOCAB).is_file() else None
 
 
 def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -120,6 +142,24 @@ class Run:
         ids = ids[: self.config.get("max_len", len(ids))] if len(ids) else ids.new_zeros(1)
         return torch.softmax(self.model(ids[None]), dim=-1)[0]
 
+    def train_config(self) -> TrainConfig:
+        """The run's :class:`TrainConfig` (from ``config.json``)."""
+        return TrainConfig.from_dict(self.config)
+
+    def task(self) -> Task:
+        """The run's task, rebuilt as training saw it: the same data, split, evaluation set and
+        (text tasks) the saved vocabulary. May raise ``DataUnavailable`` for data-set tasks."""
+        return make_task(self.train_config(), self.vocab)
+
+    def layer_params(self) -> dict[tuple[int, int], dict[str, torch.Tensor]]:
+        """The recurrent layer's parameters under the cell's own names, for each
+        ``(layer, direction)``: detached float32 copies, ready for
+        :func:`gatelab.cell.evaluate.step`."""
+        rnn = self.model.rnn
+        return {(layer, d): {k: v.detach().float().clone()
+                             for k, v in rnn.cell_params(layer, d).items()}
+                for layer in range(rnn.num_layers) for d in range(rnn.num_directions)}
+
 
 def load_run(path: str | Path, checkpoint: str = CHECKPOINT) -> Run:
     """Load a run folder written by :func:`gatelab.train.train`."""
@@ -128,7 +168,7 @@ def load_run(path: str | Path, checkpoint: str = CHECKPOINT) -> Run:
     if not cfg_file.is_file():
         raise FileNotFoundError(f"{path} is not a gatelab run folder (no {CONFIG})")
     config = json.loads(cfg_file.read_text(encoding="utf-8"))
-    vocab = Vocab.load(path / VOCAB) if (path / VOCAB).is_file() else None
+    vocab = load_vocab(path)
     spec = config["model"]
     cell = parse_cell(config["cell_text"], config["cell"])
     model = SequenceModel(cell, input_size=spec["input_size"], vocab_size=spec["vocab_size"],

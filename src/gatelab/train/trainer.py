@@ -5,13 +5,16 @@ model is initialised from ``seed``; dropout draws from torch's RNG, whose state 
 checkpoint. So a run resumed from its last checkpoint computes the same numbers as one that was
 never stopped.
 
-Gradient clipping is the article's: if ``‖g‖ > θ`` then ``g ← θ g / ‖g‖`` (``--clip θ``).
+Gradient clipping is the article's: if ``‖g‖ > θ`` then ``g ← θ g / ‖g‖`` (``--clip θ``), done by
+``torch.nn.utils.clip_grad_norm_``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,7 @@ from .runs import (
     atomic_write_text,
     capture_rng,
     load_checkpoint,
+    load_vocab,
     restore_rng,
     save_checkpoint,
     write_metrics,
@@ -46,11 +50,18 @@ from .tasks import Batch, Task, make_task
 
 
 class TrainError(RuntimeError):
-    """An expected stop (bad folder, diverged loss): the CLI prints it without a traceback."""
+    """An expected stop (bad folder, diverged loss): the CLI prints it without a traceback.
+
+    ``exit_code`` is the CLI's exit status: 2 for a usage problem (the command must change),
+    1 for a run that failed although the command was valid (a diverged loss)."""
+
+    exit_code = 2
 
 
 class TrainingDiverged(TrainError):
     """The loss or the gradient became NaN/inf; the last good checkpoint is kept."""
+
+    exit_code = 1
 
     def __init__(self, step: int, loss: float, name: str, norm: float, folder: Path,
                  last_good: int) -> None:
@@ -66,22 +77,57 @@ class RunExists(TrainError):
     """The output folder already holds a run and ``--resume`` was not given."""
 
 
+class ConfigMismatch(TrainError):
+    """``--resume`` was given a config that differs from the one the run was trained with."""
+
+
+# What a resumed run may change. Everything else shapes the model, the data, the optimisation or
+# the metric rows, so a change would silently mix two different runs in one folder and break the
+# promise that a resumed run equals an uninterrupted one: such a resume is refused.
+#   out            the folder is what is being resumed (it may have been moved or renamed);
+#   device, nproc, threads
+#                  where and how fast it runs (across devices the numbers agree up to float
+#                  rounding, as DDP's do; e.g. finish on a CPU a run started on a GPU);
+#   steps, epochs  how long it runs: a finished run can be extended; a length that ends before
+#                  the step already reached is refused in train_worker.
+# ``config.json`` is rewritten with these new values when a run is resumed.
+RESUME_MAY_CHANGE = frozenset({"out", "device", "nproc", "threads", "steps", "epochs"})
+
+DEVICES = "cpu, cuda, cuda:N (N: the GPU's index) or auto (CUDA when available)"
+
+
 def resolve_device(name: str) -> torch.device:
-    """``cpu``, ``cuda[:i]`` or ``auto`` (CUDA when available)."""
+    """``cpu``, ``cuda[:i]`` or ``auto`` (CUDA when available).
+
+    Raises ``ValueError`` (one readable line) for any other name, and for a CUDA device that
+    torch cannot see.
+    """
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
+        raise ValueError(f"--device {name!r} is not a device this trainer can use: "
+                         f"use {DEVICES}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but torch sees no CUDA device")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = " (this torch is a CPU-only build)" if torch.version.cuda is None else ""
+            raise ValueError(f"--device {name} was asked for but torch sees no CUDA device"
+                             f"{build}: use --device cpu or auto")
+        n = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= n:
+            raise ValueError(f"--device {name}: there is no GPU {dev.index}; torch sees {n} "
+                             f"(cuda:0 to cuda:{n - 1})")
     return dev
 
 
 def train(config: TrainConfig, progress: bool = True, resume: bool = False) -> Path:
     """Train one run; returns its folder (``config.out`` or ``runs/TASK-CELL-hH-sSEED``).
 
-    ``resume=True`` continues the run in that folder from its last checkpoint (its saved config
-    wins). ``config.nproc > 1`` trains with DDP over that many CPU processes (gloo).
+    ``resume=True`` continues the run in that folder from its last checkpoint; ``config`` must
+    match the saved one except in :data:`RESUME_MAY_CHANGE` (else :class:`ConfigMismatch`).
+    ``config.nproc > 1`` trains with DDP over that many CPU processes (gloo).
     """
+    resolve_device(config.device)  # a bad --device fails here, before any data or process
     if config.nproc > 1:
         from .ddp import train_ddp
 
@@ -94,6 +140,24 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False) -> P
         torch.set_num_threads(threads)  # leave the caller's (e.g. the tour's) setting alone
 
 
+def _resume_differences(saved: TrainConfig, given: TrainConfig) -> list[str]:
+    """``key (saved A, given B)`` for every key outside :data:`RESUME_MAY_CHANGE` that differs."""
+    diffs = []
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in RESUME_MAY_CHANGE or f.name == "cell_text":
+            continue
+        a, b = getattr(saved, f.name), getattr(given, f.name)
+        if f.name == "threshold" and b is None:
+            continue  # no --threshold: keep the saved one (config.json holds the task default)
+        if a != b:
+            diffs.append(f"{f.name} (saved {a!r}, given {b!r})")
+    # The equations themselves, when the caller passed them (the CLI passes only the name: the
+    # run then keeps its saved equations even if the .cell file was edited or removed since).
+    if given.cell_text and saved.cell_text and given.cell_text != saved.cell_text:
+        diffs.append("cell_text (the cell's equations differ from the saved ones)")
+    return diffs
+
+
 def _prepare(config: TrainConfig, resume: bool) -> tuple[TrainConfig, Path, dict | None]:
     out = Path(config.out) if config.out else config.default_out()
     ck = out / CHECKPOINT
@@ -101,8 +165,15 @@ def _prepare(config: TrainConfig, resume: bool) -> tuple[TrainConfig, Path, dict
         if not resume:
             raise RunExists(f"{out} already holds a run: pass --resume to continue it, "
                             "or choose another --out")
-        saved = json.loads((out / CONFIG).read_text(encoding="utf-8"))
-        config = TrainConfig.from_dict({**saved, "out": str(out), "nproc": config.nproc})
+        saved = TrainConfig.from_dict(json.loads((out / CONFIG).read_text(encoding="utf-8")))
+        diffs = _resume_differences(saved, config)
+        if diffs:
+            raise ConfigMismatch(
+                f"cannot resume {out}: this config differs from the run's {CONFIG} in "
+                f"{', '.join(diffs)}. Resume with the run's own values, or choose another "
+                "--out for a new run")
+        config = dataclasses.replace(config, out=str(out), cell_text=saved.cell_text,
+                                     threshold=saved.threshold)
         return config, out, load_checkpoint(ck)
     cell = load_cell(config.cell)  # a bad name or file raises CellError here
     config.cell_text = config.cell_text or cell_text(cell)
@@ -130,24 +201,31 @@ def _evaluate(model: torch.nn.Module, task: Task, batch: int, device: torch.devi
     return task.finish_metric(total, int(count)), loss_sum / max(n, 1)
 
 
-def _largest_grad(model: torch.nn.Module) -> tuple[str, float, float]:
-    """The parameter with the largest gradient norm (a non-finite one first), that norm, and the
-    total norm ``‖g‖`` over all parameters (the quantity clipping compares with θ)."""
+def _largest_grad(model: torch.nn.Module) -> tuple[str, float]:
+    """The parameter with the largest gradient norm (a non-finite one first) and that norm:
+    what the message of a diverged run names."""
     norms = [(name, float(p.grad.detach().norm())) for name, p in model.named_parameters()
              if p.grad is not None]
     if not norms:
-        return "", 0.0, 0.0
+        return "", 0.0
     bad = [t for t in norms if not math.isfinite(t[1])]
-    name, largest = bad[0] if bad else max(norms, key=lambda t: t[1])
-    return name, largest, math.sqrt(sum(v * v for _, v in norms))
+    return bad[0] if bad else max(norms, key=lambda t: t[1])
 
 
-def _clip(model: torch.nn.Module, clip: float, total: float) -> None:
-    if total > clip:
-        scale = clip / (total + 1e-6)
-        for p in model.parameters():
-            if p.grad is not None:
-                p.grad.mul_(scale)
+def _clip_grad_norm(model: torch.nn.Module, clip: float | None) -> float:
+    """``‖g‖`` over all parameters, before clipping; clips to ``clip`` (None: no clipping).
+
+    NaN when ``‖g‖`` is not finite; the gradients are then left as they were (so the message
+    can name the parameter), which ``error_if_nonfinite`` guarantees.
+    """
+    try:
+        total = torch.nn.utils.clip_grad_norm_(model.parameters(), clip or math.inf,
+                                               error_if_nonfinite=True)
+    except RuntimeError as e:
+        if "non-finite" not in str(e):
+            raise
+        return math.nan
+    return float(total)
 
 
 def _progress_bar(enabled: bool) -> Progress:
@@ -180,13 +258,12 @@ def train_worker(config: TrainConfig, rank: int, world: int, progress: bool = Tr
     """The loop itself; with ``world > 1`` the process group is already initialised."""
     config, out, ck = _prepare(config, resume)
     device = resolve_device(config.device)
-    vocab = None
-    if ck is not None and (out / VOCAB).is_file():
-        from ..data.text import Vocab
-
-        vocab = Vocab.load(out / VOCAB)
+    vocab = load_vocab(out) if ck is not None else None
     task = make_task(config, vocab)
     total_steps = config.total_steps(task.n_train)
+    if ck is not None and ck["step"] > total_steps:
+        raise TrainError(f"{out} already reached step {ck['step']}, past the {total_steps} "
+                         f"steps asked for: resume with --steps {ck['step']} or more")
     every = config.checkpoint_every(total_steps)
     torch.manual_seed(config.seed)  # the same initial weights on every rank and every resume
     model = build_model(load_cell(config.cell) if ck is None else _saved_cell(config), task,
@@ -199,7 +276,7 @@ def train_worker(config: TrainConfig, rank: int, world: int, progress: bool = Tr
         optim.load_state_dict(ck["optim"])
         start, rows, seconds = ck["step"], ck["rows"], ck["seconds"]
         restore_rng(ck["rng"])
-    elif lead:
+    if lead:  # on resume: records the new values of RESUME_MAY_CHANGE (e.g. --steps)
         write_run_files(out, config, task, param_count(model))
     if world > 1:
         dist.barrier()
@@ -265,12 +342,12 @@ def _one_step(net: torch.nn.Module, model: torch.nn.Module, optim: torch.optim.O
         t = torch.tensor([loss_v], dtype=torch.float64)
         dist.all_reduce(t)
         loss_v = float(t) / world
-    name, largest, gnorm = _largest_grad(model)
-    if not (math.isfinite(loss_v) and math.isfinite(gnorm)):
+    # A non-finite loss stops before clipping touches the gradients (the message reads them).
+    gnorm = _clip_grad_norm(model, clip) if math.isfinite(loss_v) else math.nan
+    if not math.isfinite(gnorm):
+        name, largest = _largest_grad(model)
         raise TrainingDiverged(step + 1, loss_v, name, largest, out,
                                rows[-1]["step"] if rows else 0)
-    if clip:
-        _clip(model, clip, gnorm)
     optim.step()
     return loss_v, gnorm
 
