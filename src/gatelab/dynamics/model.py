@@ -108,7 +108,7 @@ def load_trained(path: str | Path) -> tuple[Cell, Stack, dict]:
     """The cell, the parameters of each ``(layer, direction)`` and the config of a run folder.
 
     Uses ``gatelab.train.load_run(path)``: its ``.model.rnn`` is a ``gatelab.nn.RNN`` whose
-    ``cell_params(layer, direction)`` gives the parameters under the cell's own names.
+    ``layer_params()`` gives every layer's parameters under the cell's own names.
     Raises ``ValueError`` with a readable message when the folder is not a run.
     """
     from ..train.runs import load_run  # here: only trained runs need gatelab.train
@@ -119,19 +119,10 @@ def load_trained(path: str | Path) -> tuple[Cell, Stack, dict]:
                          "`gatelab train`")
     try:
         run = load_run(path)
-    except (OSError, KeyError, RuntimeError) as e:
+    except (OSError, KeyError, RuntimeError, ValueError) as e:
         raise ValueError(f"cannot load the run in {path}: {e}") from e
-    rnn = run.model.rnn
-    cell = rnn.cell
-    layers = int(getattr(rnn, "num_layers", 1))
-    directions = int(getattr(rnn, "num_directions", 2 if getattr(rnn, "bidirectional", False)
-                             else 1))
-    params: Stack = {}
-    for layer in range(layers):
-        for direction in range(directions):
-            got = rnn.cell_params(layer, direction)
-            params[layer, direction] = {k: v.detach().float().clone() for k, v in got.items()}
-    return cell, params, dict(run.config)
+    params: Stack = run.layer_params()
+    return run.model.rnn.cell, params, dict(run.config)
 
 
 def task_inputs(path: str | Path, n: int, steps: int) -> tuple[torch.Tensor | None, str]:
@@ -142,12 +133,10 @@ def task_inputs(path: str | Path, n: int, steps: int) -> tuple[torch.Tensor | No
     the task's length.
     """
     try:
-        from ..train.config import TrainConfig
         from ..train.runs import load_run
-        from ..train.tasks import make_task
 
         run = load_run(path)
-        task = make_task(TrainConfig.from_dict(run.config), run.vocab)
+        task = run.task()
         batch = next(iter(task.eval_batches(max(n * 4, 64))))
         with torch.no_grad():
             x = run.model.features(batch.x).float()

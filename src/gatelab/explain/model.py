@@ -97,11 +97,7 @@ def from_run(path: str | Path) -> TextModel:
                            "(task drugs or tweets)")
 
     def test_set() -> Labelled:
-        # the very evaluation set training used (same subset, same vocabulary)
-        from ..train.config import TrainConfig
-        from ..train.tasks import make_task
-
-        task = make_task(TrainConfig.from_dict(cfg), run.vocab)
+        task = run.task()  # the very evaluation set training used (same subset, vocabulary)
         return Labelled(list(task.test_ids), task.test_y.tolist())
 
     return from_module(run.model, run.encode_text, tuple(run.classes), source=str(path),
