@@ -107,8 +107,8 @@ Stack = dict[tuple[int, int], dict[str, torch.Tensor]]  # (layer, direction) -> 
 def load_trained(path: str | Path) -> tuple[Cell, Stack, dict]:
     """The cell, the parameters of each ``(layer, direction)`` and the config of a run folder.
 
-    Uses ``gatelab.train.load_run(path)``: its ``.model.rnn`` is a ``gatelab.nn.RNN`` whose
-    ``layer_params()`` gives every layer's parameters under the cell's own names.
+    Uses ``gatelab.train.load_run(path)``, whose ``layer_params()`` gives every layer's
+    parameters under the cell's own names.
     Raises ``ValueError`` with a readable message when the folder is not a run.
     """
     from ..train.runs import load_run  # here: only trained runs need gatelab.train
