@@ -251,3 +251,23 @@ def test_generated_out_writes_equal_returned_values(name):
             assert torch.equal(torch.as_tensor(r, dtype=F64).expand(5, 4), g), fn.source
         checked += 1
     assert checked
+
+
+def test_hoisted_mgu_baseline_computes_the_mgu():
+    """The benchmark's hand-written baseline must be the same cell as gatelab's MGU."""
+    from gatelab.engine.bench import HoistedMGULoop
+    from gatelab.nn import MGU
+
+    torch.manual_seed(0)
+    ours, loop = MGU(3, 4), HoistedMGULoop(3, 4)
+    p = ours.cell_params(0, 0)
+    with torch.no_grad():
+        loop.w_x.weight.copy_(torch.cat([p["W_f"], p["W_n"]]))
+        loop.w_x.bias.copy_(torch.cat([p["b_f"], p["b_n"]]))
+        loop.u_f.weight.copy_(p["U_f"])
+        loop.u_n.weight.copy_(p["U_n"])
+    x = torch.randn(5, 2, 3)
+    out, h_n = ours(x)
+    ref, h_ref = loop(x)
+    assert (out - ref).abs().max().item() < 1e-6
+    assert (h_n[0] - h_ref).abs().max().item() < 1e-6

@@ -28,6 +28,8 @@ TARGETS = [
     ("gatelab GRU / torch GRU", "gatelab GRU", "torch nn.GRU", 1.00),
     ("gatelab MGU / torch GRU", "gatelab MGU", "torch nn.GRU", 0.70),
     ("gatelab MGU / Python MGU loop", "gatelab MGU", "Python loop MGU", 0.50),
+    ("gatelab MGU / hoisted Python MGU loop", "gatelab MGU", "Python loop MGU, W@x hoisted",
+     0.50),
     ("user cell / built-in MGU", "user cell", "gatelab MGU", 1.05),
     ("LSTM: gatelab / Python loop", "gatelab LSTM", "Python loop LSTM", None),
 ]
@@ -48,6 +50,35 @@ def _step(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
         out.sum().backward()
 
     return run
+
+
+class HoistedMGULoop(torch.nn.Module):
+    """The baseline DESIGN.md §5 times as "Python loop, MGU, input GEMM hoisted": what a user
+    writes by hand, deliberately not derived from the cell. ``x (T, N, I)`` -> ``(out, h_T)``::
+
+        f_t = σ(W_f x_t + U_f h_{t-1} + b_f)
+        n_t = tanh(W_n x_t + U_n (f_t ⊙ h_{t-1}) + b_n)
+        h_t = (1 - f_t) ⊙ h_{t-1} + f_t ⊙ n_t
+
+    with ``W_f x_t, W_n x_t`` of every step in one GEMM before the loop."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.w_x = torch.nn.Linear(input_size, 2 * hidden_size)
+        self.u_f = torch.nn.Linear(hidden_size, hidden_size, bias=False)
+        self.u_n = torch.nn.Linear(hidden_size, hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        xf, xn = self.w_x(x).chunk(2, dim=-1)
+        h = x.new_zeros(x.shape[1], self.hidden_size)
+        outs = []
+        for t in range(x.shape[0]):
+            f = torch.sigmoid(xf[t] + self.u_f(h))
+            n = torch.tanh(xn[t] + self.u_n(f * h))
+            h = (1 - f) * h + f * n
+            outs.append(h)
+        return torch.stack(outs), h
 
 
 def main_cases(T: int, N: int, I: int, H: int, user_cell: Path | str | None = None,
@@ -74,7 +105,8 @@ def main_cases(T: int, N: int, I: int, H: int, user_cell: Path | str | None = No
         cases.append(Case(label, make(lambda: RNN(user, I, H, backend="torch"))))
     if python_loops:
         cases += [Case("Python loop LSTM", make(lambda: LSTM(I, H, backend="reference"))),
-                  Case("Python loop MGU", make(lambda: MGU(I, H, backend="reference")))]
+                  Case("Python loop MGU", make(lambda: MGU(I, H, backend="reference"))),
+                  Case("Python loop MGU, W@x hoisted", make(lambda: HoistedMGULoop(I, H)))]
     return cases
 
 
