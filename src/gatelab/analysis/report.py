@@ -41,7 +41,8 @@ def read_offs(a: Analysis) -> str:
         ident = [m.label for m in a.modes if m.identity_path[s]]
         items.append(f"<li>identity path {_c(s)} → {_c(s + chr(39))} at "
                      + ("; ".join(map(_c, ident)) if ident else "no setting") + "</li>")
-    return "<h4>Read-offs</h4><ul>" + "".join(items) + "</ul>" if a.modes else ""
+    return ("<h4>Read-offs: which settings give which kind</h4><ul>" + "".join(items) + "</ul>"
+            if a.modes else "")
 
 
 def _where(place: dict) -> str:
@@ -81,8 +82,9 @@ def gate_effects(a: Analysis) -> list[str]:
     return out
 
 
-def cell_html(a: Analysis) -> str:
-    """One cell's analysis as HTML: roles, stages, modes, switches, core, scan-parallelism."""
+def cell_html(a: Analysis, after_gates: str = "") -> str:
+    """One cell's analysis as HTML: roles, what each gate does, stages, modes, switches, core,
+    scan-parallelism. ``after_gates`` (trusted HTML) goes right after "what each gate does"."""
     d = a.to_dict()
     out = [f"<p>{html.escape(d['title'])}</p>",
            f"<pre class='equations'>{html.escape(cell_unicode(a.cell))}</pre>"]
@@ -100,11 +102,27 @@ def cell_html(a: Analysis) -> str:
                      + " is the previous step's "
                      + ", ".join(_c(k) for k in d["prev_gates"]))
     out.append("<ul>" + "".join(f"<li>{r}</li>" for r in roles) + "</ul>")
+    effects = gate_effects(a)
+    if effects:
+        out.append("<h4>What each gate does</h4><p>Read off from the 0/1 settings below: what "
+                   "happens in <em>every</em> setting where the gate has that value.</p><ul>"
+                   + "".join(f"<li>{e}</li>" for e in effects) + "</ul>")
+    elif not a.gates:
+        out.append("<h4>What each gate does</h4><p>This cell has no gates: every step rewrites "
+                   "the whole memory through the recurrent weights. It is the baseline the gated "
+                   "cells improve on.</p>")
+    out.append(after_gates)
     s1, s2 = d["stages"]["1"], d["stages"]["2"]
     rows = "".join(
         f"<tr><td>{_c(m)}</td><td>{_c(s1['updates'][m])}</td><td>{_c(s2['updates'][m])}</td>"
         f"<td>{_c(s2['direct_gain'][m])}</td></tr>" for m in d["memory_states"])
-    out.append("<h4>Stages 1 and 2</h4><table><tr><th>state</th><th>1: gates given</th>"
+    out.append("<h4>Simplifications 1 and 2: gates as given symbols, then as scalars</h4>"
+               "<p>The memory update with the gates taken as given, then with each gate one "
+               "number, so it moves out of the matrix products. The last column is the part of "
+               "∂s'/∂s (how the new memory depends on the old one) that passes no weight "
+               "matrix; where it is not 0, gradient can flow back without being multiplied by "
+               "a weight.</p>"
+               "<table><tr><th>state</th><th>1: gates given</th>"
                "<th>2: scalar gates</th><th>weight-free part of ∂s'/∂s</th></tr>"
                f"{rows}</table>")
     rows = []
@@ -119,32 +137,37 @@ def cell_html(a: Analysis) -> str:
                         f"<td class='muted'>{html.escape(md['details'][s]['description'])}"
                         "</td></tr>")
     if rows:
-        out.append(f"<h4>Stage 3: {len(a.modes)} switch setting{'s' * (len(a.modes) > 1)}</h4>"
+        out.append(f"<h4>Simplification 3: gates as 0/1 switches ({len(a.modes)} setting"
+                   f"{'s' * (len(a.modes) > 1)})</h4>"
+                   "<p>Each row sets every gate to 0 or 1 and shows what the update reduces "
+                   "to, its kind, whether an identity path remains, and ∂s'/∂s (I is the "
+                   "identity: the gradient passes back unchanged; 0: nothing passes).</p>"
                    "<table><tr><th>setting</th><th>reduced update</th><th>kind</th>"
                    "<th>identity path</th><th>∂s'/∂s</th><th>why</th></tr>"
                    + "".join(rows) + "</table>")
     elif d["modes_skipped"]:
         out.append(f"<p>{html.escape(d['modes_skipped'])}</p>")
     out.append(read_offs(a))
-    effects = gate_effects(a)
-    if effects:
-        out.append("<p>In every setting with the gate at that value:</p><ul>"
-                   + "".join(f"<li>{e}</li>" for e in effects) + "</ul>")
     if d["switches"]:
         rows = [f"<tr><td>{_c(s['gate'])}</td><td class='kind'>{s['type']}</td><td>"
                 + "<br>".join(_where(p) for p in s["where"]) + "</td></tr>"
                 for s in d["switches"]]
-        out.append("<h4>Switches</h4><table><tr><th>gate</th><th>type</th><th>where</th></tr>"
+        out.append("<h4>Switches</h4><p>Where each gate acts, as drawn in the diagram "
+                   "section: <b>spst</b> turns one signal on or off, <b>spdt</b> chooses "
+                   "between two, <b>ganged</b> is one gate driving several switches.</p>"
+                   "<table><tr><th>gate</th><th>type</th><th>where</th></tr>"
                    + "".join(rows) + "</table>")
     blocks = [f"<li>{_c(m)}: {_c(b['expr'])}: {b['act']} of input map(s) "
               f"{', '.join(b['input_maps']) or '—'} and recurrent map(s) "
               f"{', '.join(b['recurrent_maps']) or '— (none)'}; the state enters as "
               f"{', '.join(map(_c, b['through'])) or '—'}</li>"
               for m, bl in d["core"].items() for b in bl]
-    out.append("<h4>Core (the article's red box)</h4><ul>" + "".join(blocks) + "</ul>")
+    out.append("<h4>Core (the article's red box)</h4><p>The linear-maps-plus-activation "
+               "block the gates are wrapped around:</p><ul>" + "".join(blocks) + "</ul>")
     sp = ("yes: the recurrence is linear in the memory, a parallel scan computes it"
           if d["scan_parallel"] else "no: " + "; ".join(d["scan_parallel_reasons"][:3]))
-    out.append(f"<p><b>Scan-parallel:</b> {html.escape(sp)}</p>")
+    out.append("<p class='muted'><b>Scan-parallel</b> (an engine detail: can all steps be "
+               f"computed at once instead of one after another?): {html.escape(sp)}</p>")
     out.append(f"<p class='muted'>JSON: <a href='analysis/{a.cell.name}.json'>"
                f"analysis/{a.cell.name}.json</a></p>")
     return "\n".join(out)
@@ -154,7 +177,9 @@ def mgu_exercise(mgu: Analysis, gru: Analysis) -> str:
     """The article's exercise, answered from the analyses of MGU and GRU (not a canned text)."""
     (gate,) = mgu.gates if len(mgu.gates) == 1 else (None,)
     sw = mgu.switch(gate) if gate else None
-    parts = [f"<p><b>The exercise: analyse MGU.</b> MGU has {len(mgu.gates)} gate"
+    parts = [f"<p><b>The exercise: analyse MGU.</b> The article ends by leaving this to the "
+             f"reader; here is the answer, computed from the equations. MGU has {len(mgu.gates)} "
+             "gate"
              f"{'s' * (len(mgu.gates) != 1)} ({', '.join(map(_c, mgu.gates))}) and "
              f"{len(mgu.memory_states)} memory state"
              f"{'s' * (len(mgu.memory_states) != 1)} "
@@ -224,6 +249,18 @@ def zoo_table(names: list[str]) -> str:
             "<th>scan-parallel</th><th>core act</th></tr>" + "".join(rows) + "</table>")
 
 
+def _identity_verdict(analyses: dict[str, dict]) -> str:
+    """Which cells have no setting with an identity path, from the computed analyses."""
+    none = [n for n, d in analyses.items()
+            if d["modes"] and not any(any(m["identity_path"].values()) for m in d["modes"])]
+    if not none:
+        return ("every cell has at least one setting with an identity path, the route that "
+                "carries gradients over long sequences.")
+    return (", ".join(map(_c, none)) + (" has" if len(none) == 1 else " have")
+            + " none; every other cell has at least one setting with an identity path, the route "
+            "that lets gated cells carry gradients over long sequences.")
+
+
 def section(ctx: TourContext) -> list[Section]:
     """Overview of the whole zoo, then one section per article cell (RNN, LSTM, GRU, MGU)."""
     names = zoo_names()
@@ -237,23 +274,30 @@ def section(ctx: TourContext) -> list[Section]:
         (folder / f"{name}.json").write_text(json.dumps(d, indent=1, ensure_ascii=False),
                                               encoding="utf-8")
     intro = (
-        "<p>The article's method, computed from each cell's equations: <b>(1)</b> take the gates "
-        "as given (and rewrite the cell in its memory states: LSTM's "
-        "<code>h = o_prev ⊙ tanh(c)</code>); <b>(2)</b> make each gate a scalar, so it factors "
-        "out of the linear maps; <b>(3)</b> make each gate a 0/1 switch and reduce every "
-        "setting. Each reduced update gets a kind (hold, rnn, residual_rnn, feedforward, zero, "
-        "other) and an <em>identity path</em> when ∂s'/∂s contains the identity with no weight "
-        "on it. Every built-in cell:</p>")
-    out = [Section("analysis", "The three simplifications", intro + zoo_table(names))]
+        "<p>The method, computed from each cell's equations: <b>(1)</b> take the gates as given "
+        "(and write the cell in terms of its memory state: for LSTM the previous "
+        "<code>h</code> becomes <code>o_prev ⊙ tanh(c)</code>, a <em>readout</em> of the cell "
+        "state <code>c</code>); <b>(2)</b> make each gate a scalar, so it factors out of the "
+        "linear maps; <b>(3)</b> set each gate to 0 or 1 and simplify the update in every "
+        "setting. Each simplified update gets a <em>kind</em> (hold, rnn, residual_rnn, "
+        "feedforward, zero, other; see “How to read this report” above) and is checked for an "
+        "<em>identity path</em>: does ∂s'/∂s contain the identity with no weight on it?</p>"
+        "<p>The table sums this up for every built-in cell; the pages after it go through the "
+        "article's four cells in detail. Look at the column <b>settings with identity path</b>: "
+        + _identity_verdict(shared) + "</p>")
+    out = [Section("analysis", "The three simplifications", intro + zoo_table(names),
+                   summary="what each cell becomes when its gates are 0/1 switches")]
     for name in ARTICLE_CELLS:
         if name not in names:
             continue
         a = analyze(name)
-        body = cell_html(a)
-        if name == "mgu" and "gru" in names:
-            body = mgu_exercise(a, analyze("gru")) + body
+        exercise = mgu_exercise(a, analyze("gru")) if name == "mgu" and "gru" in names else ""
+        body = cell_html(a, exercise)
+        what = (f"what {', '.join(a.gates)} do{'es' * (len(a.gates) == 1)}, setting by setting"
+                if a.gates else "no gates: the baseline")
         out.append(Section(f"analysis-{name}", f"Analysis: {name.upper()}", body,
-                           summary=f"{name}: {_kinds_summary(a)}"))
+                           summary=what + ("; the article's exercise answered" if exercise
+                                           else "")))
     return out
 
 

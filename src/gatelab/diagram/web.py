@@ -88,13 +88,13 @@ def cell_block(data: dict) -> str:
         f'data-setting="{data["start"]}">'
         f'<h3>{name} <span class="muted">— {html.escape(data["title"])}</span></h3>'
         f'<div class="gl-svg">{entry["svg"]}</div>'
-        f'<p>{"flip a gate: " + buttons if buttons else ""} '
+        f'<p>{"flip a gate (or click its switch): " + buttons if buttons else ""} '
         f'<span class="gl-setting">{html.escape(entry["label"])}</span> → '
         f'<span class="kind gl-kind" data-kind="{html.escape(json.dumps(entry["kind"]))}">'
         f'{html.escape(_kind_line(entry))}</span></p>'
         f'<pre class="gl-equation">{html.escape(_equation_lines(entry, data["memory"]))}</pre>'
         f'<p class="gl-identity-note muted">{html.escape(_identity_line(entry))}</p>'
-        + (f'<p class="muted">Drawn in the memory state, readouts substituted: {readouts}.</p>'
+        + (f'<p class="muted">Drawn with the memory state as input: {readouts}.</p>'
            if readouts else "")
         + "</div>"
     )
@@ -165,10 +165,15 @@ SCRIPT = """
 """
 
 
-def page_html(cells: list[dict]) -> str:
-    """Every cell's block, the embedded data and the script."""
+def page_html(cells: list[dict], fold: list[str] | None = None) -> str:
+    """Every cell's block, the embedded data and the script. Cells named in ``fold`` go last,
+    inside a closed ``<details>`` (they still work when it is opened)."""
     payload = json.dumps({d["name"]: d for d in cells}, ensure_ascii=False)
     payload = payload.replace("</", "<\\/")  # never close the script element early
-    return (CSS + "".join(cell_block(d) for d in cells)
+    folded = [d for d in cells if d["name"] in (fold or [])]
+    more = ("<details class='gl-more'><summary>Diagrams of the other "
+            f"{len(folded)} cells</summary>" + "".join(cell_block(d) for d in folded)
+            + "</details>") if folded else ""
+    return (CSS + "".join(cell_block(d) for d in cells if d not in folded) + more
             + f'<script type="application/json" id="gl-diagram-data">{payload}</script>'
             + SCRIPT)

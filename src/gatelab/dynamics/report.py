@@ -47,6 +47,11 @@ def _law_html(ctx: TourContext, out: Path) -> str:
     worst = max(abs(r.relative_error) for r in results)
     return (
         "<h3>The law: ‖∂h<sub>t</sub>/∂h<sub>0</sub>‖ = σ<sub>max</sub><sup>t</sup></h3>"
+        "<p>In a plain RNN the gradient that reaches step 0 from step t has been multiplied by "
+        "the recurrent matrix W once per step. If W's largest singular value σ<sub>max</sub> "
+        "(how much W can stretch a vector) is above 1 it grows like σ<sub>max</sub><sup>t</sup> "
+        "(explodes), below 1 it shrinks the same way (vanishes). Checked here on a linear RNN "
+        "(H = hidden size):</p>"
         f"<p>A linear RNN (H = {results[0].hidden}) with W = U diag(σ) Uᵀ, singular values "
         f"evenly spaced from σ<sub>max</sub>/2 to σ<sub>max</sub>, unrolled for T = {steps} "
         "steps; autograd gives every Jacobian ∂h<sub>t</sub>/∂h<sub>0</sub> and we take its "
@@ -57,6 +62,9 @@ def _law_html(ctx: TourContext, out: Path) -> str:
         "<table><tr><th>σ<sub>max</sub></th><th>fitted rate</th><th>relative error</th>"
         f"<th>‖∂h<sub>{steps}</sub>/∂h<sub>0</sub>‖</th></tr>{rows}</table>"
         + _img("grad-law", "gradient norm against t on a log scale for three sigma_max")
+        + "<p class='muted'>What to look at: the y axis is logarithmic, so σ<sub>max</sub><sup>t"
+        "</sup> is a straight line, rising above 1 and falling below 1; the dots are measured, "
+        "the dashed lines are the law.</p>"
         + "<p>σ<sub>max</sub><sup>t</sup> is exact here because W is symmetric. For a general "
         "W it is an upper bound: the growth rate is the spectral radius. With U and V drawn "
         f"independently and σ<sub>max</sub> = 1.1 the fitted rate is {skew.fitted_rate:.4f} "
@@ -91,7 +99,9 @@ def _flow_html(ctx: TourContext, out: Path) -> str:
     forced_by = {d["cell"]: d for d in data if d["force"]}
     return (
         "<h3>Gradient flow through time, four cells side by side</h3>"
-        f"<p>For each cell (H = {data[0]['hidden']}, batch {data[0]['batch']}, "
+        "<p>The question behind gates: does a training signal at the last step still reach "
+        "the memory many steps earlier? "
+        f"For each cell (H = {data[0]['hidden']}, batch {data[0]['batch']}, "
         f"{data[0]['inputs']} inputs, T = {steps}) we project the "
         "final memory state on a random unit direction per sequence and measure by autograd "
         "the norm of the gradient that reaches the same state d steps earlier: the median over "
@@ -100,6 +110,13 @@ def _flow_html(ctx: TourContext, out: Path) -> str:
         + ") and the switch setting that makes it hold (s′ = s) are both derived from the "
         "equations.</p>"
         + _img("grad-flow", "gradient norm against distance for " + ", ".join(FLOW_CELLS))
+        + "<p class='muted'>What to look at: x is how many steps back, y (log scale) the "
+        "gradient's size. Blue: the gates as a freshly initialised network computes them; a "
+        "falling line is a vanishing gradient. Orange: the gates forced to the setting named in "
+        "the legend, the one that holds the memory; a flat line means the gradient arrives "
+        "undiminished, through the identity path."
+        + "".join(f" {c} has no setting that holds its memory, so it has only the blue line."
+                  for c in free_by if c not in forced_by) + "</p>"
         + "<table><tr><th>cell</th><th>memory</th><th>at d = T, gates free</th>"
         "<th>per-step factor</th><th>forced setting</th><th>at d = T, forced</th>"
         f"<th>relative spread, forced</th></tr>{''.join(rows)}</table>"
@@ -174,6 +191,11 @@ def _clip_html(ctx: TourContext, out: Path) -> str:
         f"{norm.final_loss:.3f} (norm) and {value.final_loss:.3f} (value); always predicting 1 "
         f"scores {r.trivial_loss:.3f}. {_learned(r)}</p>"
         + _img("grad-clip", "training loss and gradient norm for three clipping modes")
+        + "<p class='muted'>What to look at: left, the training loss of the three runs (log "
+        "scale; a cross marks the step where a run first turned inf/NaN); right, the gradient's "
+        "norm before clipping. Clipping rescales a gradient whose norm is above θ to norm θ "
+        "(<code>clip_grad_norm_</code>) or caps each component at ±c "
+        "(<code>clip_grad_value_</code>).</p>"
         + "<table><tr><th>clipping</th><th>non-finite steps</th><th>peak loss</th>"
         f"<th>mean loss, last 10 steps</th></tr>{rows}</table>"
     )
@@ -192,12 +214,16 @@ def section(ctx: TourContext) -> Section:
     out = Path(ctx.out)
     out.mkdir(parents=True, exist_ok=True)
     body = (
-        "<p>The article's §2 in numbers: why a plain RNN cannot carry gradients far, and why a "
-        "gate set to a switch position can. Reproduce any figure with "
+        "<p>Why gates matter for training: a plain RNN cannot carry gradients far back in time "
+        "(they vanish or explode), while a gate set to the right switch position opens an "
+        "identity path that carries them undiminished. Three measurements: the law, the four "
+        "cells compared, and gradient clipping, the usual fix for exploding gradients. "
+        "Reproduce any figure with "
         "<code>gatelab grad law|flow|clip</code>; "
         "<code>gatelab grad spectrum RUN</code> gives the singular values of a trained run's "
         "recurrent matrices.</p>"
         + _law_html(ctx, out) + _flow_html(ctx, out) + _clip_html(ctx, out)
     )
     return Section("gradients", "Gradients: exploding, vanishing, clipping, short circuits", body,
-                   summary="σ_max^t law, gradient flow of four cells, clipping")
+                   summary="why plain RNN gradients vanish or explode, and how a gate "
+                           "setting stops it")

@@ -26,7 +26,8 @@ def _plan_rows() -> str:
                 f"[{', '.join(g.matrices)}]ᵀ" for g in plan.groups)
         rows.append(f"<tr><td>{html.escape(name)}</td><td><code>{html.escape(how)}</code></td>"
                     "</tr>")
-    return "<table><tr><th>cell</th><th>GEMMs of one step (after Gx = x W_ihᵀ for all steps)"\
+    return "<p>The matrix products one time step needs, as planned from the equations:</p>"\
+           "<table><tr><th>cell</th><th>GEMMs of one step (after Gx = x W_ihᵀ for all steps)"\
            "</th></tr>" + "".join(rows) + "</table>"
 
 
@@ -58,9 +59,12 @@ def section(ctx: TourContext) -> Section:
     (ctx.out / "engine-bench.md").write_text(format_markdown(result), encoding="utf-8")
     s = result["sizes"]
     body = f"""
+<p class="muted">This section is about speed, not about what the gates do; skip it on a first
+read.</p>
 <p>Every layer of <code>gatelab.nn</code> is generated from the cell's equations: all
-<code>W @ x</code> of all steps in one GEMM before the loop, the <code>U @ state</code> products of
-a step in one GEMM per distinct vector (a second stage only where the cell needs it, as MGU's
+<code>W @ x</code> of all steps in one GEMM (one large matrix multiplication) before the
+loop, the <code>U @ state</code> products of a step in one GEMM per distinct vector (a second stage
+only where the cell needs it, as MGU's
 <code>U_n @ (f*h)</code>), the pointwise rest as generated code, and the backward pass from SymPy
 derivatives, with weight gradients as single large GEMMs after the loop.</p>
 {_plan_rows()}
@@ -70,9 +74,11 @@ thread(s), median of {result['repeats']} interleaved rounds, measured while this
 <code>benchmarks/RESULTS-engine.md</code>; raw table: <a href="engine-bench.md">engine-bench.md</a>.
 </p>
 <table><tr><th>layer</th><th>ms</th></tr>{rows}</table>
+<p class="muted">Ratios are time divided by time: below 1, the first layer is faster. The
+targets apply at the benchmark size; at this tour's small size they are only indicative.</p>
 <table><tr><th>ratio</th><th>value</th><th>target (at the benchmark size)</th></tr>{ratios}
 </table>
 {scan}
 """
     return Section("engine", "Engine: generated layers and their speed", body,
-                   summary="generated GEMM + pointwise step vs torch and the Python loop")
+                   summary="speed of the generated layers against torch (optional)")

@@ -278,13 +278,17 @@ Its test accuracy is <b>{_pct(d["acc"])}</b>; always answering the majority clas
 <pre class='equations'>{esc(cell_unicode(cell))}</pre>
 <p>What each gate does, from the analysis of these equations:</p>{gate_roles(cell)}
 <h3>The review sentence, word by word</h3>
-<p>“{esc(REVIEW)}” Each column is a word; each coloured row a gate (white = 0, full colour = 1;
-hover for numbers): first its mean over the {model.hidden_size} units (the one-dimensional gate of
-simplification 2), then the three units that vary most. The last rows round the mean to a switch
+<p>“{esc(REVIEW)}”</p>
+<p>How to read the table (scroll sideways for the whole sentence): each column is a word; each
+coloured row a gate (white = 0, full colour = 1; hover for numbers): first its mean over the
+{model.hidden_size} units (the one-dimensional gate of simplification 2), then the three
+units that vary most. The last rows round the mean to a switch
 setting and name what the cell does there (simplification 3).</p>
 {to_html(cell, ex)}
 {describe(cell, ex, unknown)}
-<p>Every unit of every gate on every word:</p>
+<p>Every unit of every gate on every word: one row per unit, one column per word, darker
+= closer to 1. Rows that change colour along the sentence are units that react to particular
+words.</p>
 <img src='{heat.name}' alt='per-unit gate heatmap of the review sentence'>
 <h3>Saturation: are the gates switches?</h3>
 {saturation_html(sat, 'explain-saturation.png', len(data))}
@@ -327,4 +331,5 @@ def section(ctx: TourContext) -> Section:
     ctx.shared["sentiment_run"] = run
     body = build(ctx, from_run(run), run, extra)
     return Section("explain", title, body,
-                   summary="per-token gates of a sentiment model, saturation, fidelity")
+                   summary="a trained model's gates word by word on a review; are they "
+                           "really 0/1 switches?")

@@ -53,7 +53,38 @@ th { background: #f3f4f8; }
         margin: 14px 0; }
 img, svg { max-width: 100%; }
 .kind { font-weight: 600; color: var(--accent); }
+.toc ol { margin: 6px 0 2px; padding-left: 22px; } .toc li { margin: 2px 0; }
+.toc .muted { font-size: 14px; }
+details > summary { cursor: pointer; color: var(--muted); }
 """
+
+# A link to an element inside a closed <details> (e.g. a zoo cell) opens it first.
+OPEN_TARGET = """<script>
+(function () {
+  function openTarget() {
+    var id = decodeURIComponent(location.hash.slice(1));
+    var el = id && document.getElementById(id);
+    for (var d = el && el.closest('details'); d; d = d.parentElement.closest('details')) {
+      d.open = true;
+    }
+    if (el) { el.scrollIntoView(); }
+  }
+  window.addEventListener('hashchange', openTarget);
+  if (location.hash) { openTarget(); }
+})();
+</script>"""
+
+
+def _contents(sections: list[Section]) -> str:
+    """The table of contents at the top of the page: each section with its one-line summary."""
+    if len(sections) < 2:
+        return ""
+    items = "".join(
+        f'<li><a href="#{s.id}">{html.escape(s.title)}</a>'
+        + (f' <span class="muted">— {html.escape(s.summary)}</span>' if s.summary else "")
+        + "</li>" for s in sections)
+    return f'<div class="card toc"><b>Contents</b><ol>{items}</ol></div>'
+
 
 
 def render_page(title: str, intro_html: str, sections: list[Section],
@@ -73,6 +104,7 @@ def render_page(title: str, intro_html: str, sections: list[Section],
 <nav><strong>gatelab</strong>{nav}</nav>
 <main><h1>{html.escape(title)}</h1>
 {intro_html}
+{_contents(sections)}
 {body}
-</main></body></html>
+</main>{OPEN_TARGET}</body></html>
 """

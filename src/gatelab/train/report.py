@@ -31,11 +31,15 @@ def section(ctx: TourContext) -> Section:
     board = run_compare(base, CELLS, sizes["seeds"], out, progress=False, say=ctx.say)
     ctx.shared["compare_runs"] = {r["cell"]: r["runs"] for r in board["rows"]}
     ctx.shared["compare_board"] = board
+    def sd(r: dict) -> str:  # one seed has no spread to show
+        return f" ± {r['spread']:.4f}" if sizes["seeds"] > 1 else ""
+
+    mse_head = "final test MSE (mean ± sd)" if sizes["seeds"] > 1 else "final test MSE"
     rows = []
     for i, r in enumerate(board["rows"], 1):
         st = "never" if r["steps_to_threshold"] is None else f"{r['steps_to_threshold']:.0f}"
         rows.append(f"<tr><td>{i}</td><td>{html.escape(r['cell'])}</td>"
-                    f"<td>{r['final']:.4f} ± {r['spread']:.4f}</td><td>{r['params']}</td>"
+                    f"<td>{r['final']:.4f}{sd(r)}</td><td>{r['params']}</td>"
                     f"<td>{r['ms_per_step']:.1f}</td><td>{st} ({r['reached']})</td></tr>")
     cmd = (f"gatelab compare adding --cells {','.join(CELLS)} --seeds {sizes['seeds']} "
            f"-T {sizes['T']} --hidden {sizes['hidden']} --steps {sizes['steps']} "
@@ -50,9 +54,12 @@ a GRU update gate near 1, the MGU gate near 0) give it a path to carry it.</p>
 <p>Sequence length T = {sizes['T']}, hidden size {sizes['hidden']}, {sizes['steps']} Adam steps
 of {sizes['batch']} sequences, {sizes['seeds']} seed(s) per cell, trained while this report was
 built (CPU). The threshold column counts evaluated steps until the test MSE first reached
-{board['threshold']}.</p>
+{board['threshold']}; in brackets, how many seeds got there.</p>
 <img src="train-compare/curves.png" alt="learning curves on the adding problem">
-<table><tr><th>rank</th><th>cell</th><th>final test MSE (mean ± sd)</th><th>parameters</th>
+<p class="muted">What to look at: test error (log scale, lower is better) against training step.
+A curve that stays on the dotted baseline has not learned to carry the first number to the end;
+a curve that drops below it has.</p>
+<table><tr><th>rank</th><th>cell</th><th>{mse_head}</th><th>parameters</th>
 <th>ms / step</th><th>steps to MSE ≤ {board['threshold']}</th></tr>{''.join(rows)}</table>
 <p class="muted">Reproduce: <code>{html.escape(cmd)}</code>. Leaderboard files:
 <a href="train-compare/leaderboard.md">leaderboard.md</a>,
@@ -60,5 +67,5 @@ built (CPU). The threshold column counts evaluated steps until the test MSE firs
 """
     best = board["rows"][0]
     return Section("train", "Training: cells compared on the adding problem", body,
-                   summary=f"best on the adding problem (T={sizes['T']}): {best['cell']}, "
-                           f"test MSE {best['final']:.4f}")
+                   summary=f"can each cell learn to remember? Best on the adding problem "
+                           f"(T={sizes['T']}): {best['cell']}, test MSE {best['final']:.4f}")
