@@ -19,6 +19,8 @@ from .law import LawResult
 from .spectrum import SpectrumResult
 
 COLORS = {"none": "#c0392b", "norm": "#2471a3", "value": "#229954"}
+STYLES = {"none": {"ls": "-", "lw": 1.5}, "norm": {"ls": "-", "lw": 3.0},
+          "value": {"ls": "--", "lw": 1.3}}
 TINY = 1e-300  # log axes cannot show 0: a vanished gradient is drawn at the bottom
 
 
@@ -48,7 +50,8 @@ def law_plot(results: Sequence[LawResult], stem: Path) -> list[Path]:
     ax.set_ylabel("‖∂h_t/∂h_0‖ (operator norm)")
     ax.set_title(f"Exploding and vanishing: linear RNN, {act} activation")
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8)
+    # beside the axes: inside, it covered the falling curve
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     return _save(fig, stem)
 
 
@@ -64,7 +67,7 @@ def flow_plot(panels: Sequence[tuple[str, Sequence[tuple[str, FlowResult]]]], st
     """One panel per cell, side by side; each holds labelled flow curves (median and the
     quartile band of ``‖∂L/∂s_{T-d}‖`` against the distance ``d``)."""
     n = max(len(panels), 1)
-    fig = Figure(figsize=(3.3 * n, 3.6))
+    fig = Figure(figsize=(4.0 * n, 4.2))
     axes = fig.subplots(1, n, sharey=True, squeeze=False)[0]
     for ax, (title, curves) in zip(axes, panels, strict=False):
         for i, (label, result) in enumerate(curves):
@@ -73,7 +76,7 @@ def flow_plot(panels: Sequence[tuple[str, Sequence[tuple[str, FlowResult]]]], st
         ax.set_xlabel("distance T − k (steps)")
         ax.set_ylim(bottom=floor, top=10)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=8, loc="lower left")
     axes[0].set_ylabel("‖∂L/∂s_k‖ (median, quartiles)")
     return _save(fig, stem)
 
@@ -86,8 +89,11 @@ def clip_plot(result: ClipResult, stem: Path) -> list[Path]:
     for mode, run in result.runs.items():
         steps = range(len(run.loss))
         label = f"{mode} ({run.nonfinite_steps} non-finite)"
-        ax_loss.semilogy(steps, run.loss, color=COLORS.get(mode), lw=1.5, label=label)
-        ax_norm.semilogy(steps, run.grad_norm, color=COLORS.get(mode), lw=1.2, label=mode)
+        # the two clipped runs often coincide: a wide solid line under a thin dashed one keeps
+        # both visible
+        style = STYLES.get(mode, {"ls": "-", "lw": 1.5})
+        ax_loss.semilogy(steps, run.loss, color=COLORS.get(mode), label=label, **style)
+        ax_norm.semilogy(steps, run.grad_norm, color=COLORS.get(mode), label=mode, **style)
         if run.first_nonfinite is not None:
             k = run.first_nonfinite
             finite = [v for v in run.loss[:k] if math.isfinite(v)]
