@@ -69,6 +69,14 @@ def test_resolve_refuses_symlink_out(tmp_path):
     (tmp_path / "outside.txt").write_text("x")
     (root / "link.txt").symlink_to(tmp_path / "outside.txt")
     assert resolve(root, "/link.txt") is None
+    # a folder's index.html that is itself a link out is refused too
+    (root / "sub").mkdir()
+    (root / "sub" / "index.html").symlink_to(tmp_path / "outside.txt")
+    assert resolve(root, "/sub/") is None
+    # an index.html inside the folder is served for its folder
+    (root / "ok").mkdir()
+    (root / "ok" / "index.html").write_text("<p>hi</p>")
+    assert resolve(root, "/ok/") == (root / "ok" / "index.html").resolve()
 
 
 # --- the CLI: bad port or folder -> one line, exit 2, no traceback --------------------------

@@ -260,6 +260,26 @@ def test_resume_refuses_a_different_config(tmp_path):
     assert max(abs(ra[c] - rb[c]) for ra, rb in zip(a, b, strict=True) for c in COLUMNS) <= 1e-6
 
 
+def test_resume_keeps_the_options_left_out(tmp_path):
+    """`train TASK --out RUN --resume` continues the run with its own saved options."""
+    out = tmp_path / "r"
+    r = _invoke("train", "adding", "--cell", "mgu", "-T", "12", "--hidden", "8", "--batch", "16",
+                "--eval-size", "64", "--eval-every", "2", "--steps", "4", "--lr", "0.01",
+                "--out", out)
+    assert r.exit_code == 0, r.output
+    r = _invoke("train", "adding", "--out", out, "--resume")  # nothing repeated: nothing to do
+    assert r.exit_code == 0, r.output
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["steps"], saved["cell"], saved["hidden"], saved["lr"]) == (4, "mgu", 8, 0.01)
+    assert "given" not in saved
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 4
+    r = _invoke("train", "adding", "--out", out, "--resume", "--steps", "6")  # only a new length
+    assert r.exit_code == 0, r.output
+    assert [row["step"] for row in read_metrics(out / "metrics.csv")] == [2, 4, 6]
+    r = _invoke("train", "adding", "--out", out, "--resume", "--hidden", "64")  # given: checked
+    assert r.exit_code == 2 and "hidden (saved 8, given 64)" in r.output
+
+
 class _Boom:
     def __init__(self, marker):
         self.marker = marker

@@ -110,3 +110,18 @@ def test_compare_checks_every_cell_before_training(tmp_path):
     broken.write_text("name broken\ninput x\nstate h\nnext h = tanh(W @ x + U @ q)\n"
                       "output h\n")
     refused(f"mgu,{broken}", str(broken))
+
+
+def test_compare_resume_keeps_runs_that_went_further(tmp_path):
+    """A compare resumed with fewer steps than a run already has keeps that run as it is."""
+    base = TrainConfig(steps=4, eval_every=2, **TINY)
+    run_compare(base, ["rnn"], seeds=1, out=tmp_path / "c", progress=False)
+    longer = TrainConfig(cell="mgu", steps=6, eval_every=2, out=str(tmp_path / "c" / "mgu-s0"),
+                         **TINY)
+    train(longer, progress=False)
+    board = run_compare(base, ["rnn", "mgu"], seeds=1, out=tmp_path / "c", progress=False,
+                        resume=True)
+    assert {r["cell"] for r in board["rows"]} == {"rnn", "mgu"}
+    steps = [row["step"] for row in read_metrics(tmp_path / "c" / "mgu-s0" / "metrics.csv")]
+    assert steps == [2, 4, 6]
+    assert "±" not in markdown(board)  # one seed: no spread to show

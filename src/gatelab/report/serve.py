@@ -17,10 +17,10 @@ def resolve(root: Path, url_path: str) -> Path | None:
     if "\x00" in rel:
         return None
     target = (root / rel).resolve()
+    if target.is_dir():  # resolved again below: the index.html may itself be a link
+        target = (target / "index.html").resolve()
     if target != root and root not in target.parents:
         return None
-    if target.is_dir():
-        target = target / "index.html"
     return target if target.is_file() else None
 
 

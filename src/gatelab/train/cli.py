@@ -13,6 +13,7 @@ from rich.markup import escape
 from .config import TASKS, TrainConfig
 
 console = Console()
+err_console = Console(stderr=True)  # errors go to stderr, results to stdout
 TASK_HELP = "task: " + ", ".join(TASKS)
 
 
@@ -27,9 +28,10 @@ def _clean_errors():
 
     try:
         yield
-    except (DataUnavailable, TrainError, ValueError, FileNotFoundError) as e:
+    except (DataUnavailable, TrainError, ValueError, OSError) as e:  # OSError: a file or disk
         # soft_wrap: one line however narrow the terminal; escape: the text is not markup
-        console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False,
+                          soft_wrap=True)
         raise typer.Exit(getattr(e, "exit_code", 2)) from None
     except KeyboardInterrupt:
         print("interrupted: continue the run by repeating the command with --resume",
@@ -37,15 +39,23 @@ def _clean_errors():
         raise typer.Exit(130) from None
 
 
-def _config(task: str, cell: str, hidden, layers, steps, epochs, batch, lr, clip, seed, device,
-            out, T, dropout, eval_every, train_size, eval_size, data, nproc, threshold,
+def _given(ctx: typer.Context) -> frozenset[str]:
+    """The config fields set on this command line (the rest keep a resumed run's values)."""
+    names = {"data": "data_path", "cells": "cell"}
+    return frozenset(names.get(k, k) for k in ctx.params
+                     if ctx.get_parameter_source(k).name not in ("DEFAULT", "DEFAULT_MAP"))
+
+
+def _config(ctx: typer.Context, task: str, cell: str, hidden, layers, steps, epochs, batch, lr,
+            clip, seed, device, out, T, dropout, eval_every, train_size, eval_size, data, nproc,
+            threshold,
             threads) -> TrainConfig:  # noqa: ANN001 - straight from the typer options
     return TrainConfig(task=task, cell=cell, hidden=hidden, layers=layers, steps=steps,
                        epochs=epochs, batch=batch, lr=lr, clip=clip, seed=seed, device=device,
                        out=str(out) if out else None, T=T, dropout=dropout,
                        eval_every=eval_every, train_size=train_size, eval_size=eval_size,
                        data_path=str(data) if data else None, nproc=nproc,
-                       threshold=threshold, threads=threads)
+                       threshold=threshold, threads=threads, given=_given(ctx) | {"task"})
 
 
 def register(app: typer.Typer) -> None:
@@ -71,6 +81,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("train")
     def train_cmd(
+        ctx: typer.Context,
         task: str = typer.Argument(..., help=TASK_HELP),
         cell: str = typer.Option("lstm", "--cell", help="built-in cell name or .cell file"),
         hidden: int = common["hidden"], layers: int = common["layers"],
@@ -80,7 +91,8 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(None, "--out", help="run folder (default runs/TASK-CELL-...)"),
         resume: bool = typer.Option(
             False, "--resume",
-            help="continue the run in --out (same options; --steps, --device may change)"),
+            help="continue the run in --out (options left out keep the run's values; "
+                 "--steps may extend it)"),
         nproc: int = typer.Option(1, "--nproc", help="processes for DDP training"),
         T: int = common["T"], dropout: float = common["dropout"],
         eval_every: int = common["eval_every"], train_size: int = common["train_size"],
@@ -92,7 +104,7 @@ def register(app: typer.Typer) -> None:
         from .trainer import train
 
         with _clean_errors():
-            cfg = _config(task, cell, hidden, layers, steps, epochs, batch, lr, clip, seed,
+            cfg = _config(ctx, task, cell, hidden, layers, steps, epochs, batch, lr, clip, seed,
                           device, out, T, dropout, eval_every, train_size, eval_size, data,
                           nproc, threshold, threads)
             folder = train(cfg, progress=True, resume=resume)
@@ -104,6 +116,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("compare")
     def compare_cmd(
+        ctx: typer.Context,
         task: str = typer.Argument(..., help=TASK_HELP),
         cells: str = typer.Option("rnn,lstm,gru,mgu", "--cells",
                                   help="comma-separated names or .cell files"),
@@ -124,11 +137,11 @@ def register(app: typer.Typer) -> None:
 
         names = [c.strip() for c in cells.split(",") if c.strip()]
         if not names or seeds < 1:
-            console.print("[red]error:[/red] give at least one cell and --seeds >= 1")
+            err_console.print("[red]error:[/red] give at least one cell and --seeds >= 1")
             raise typer.Exit(2)
         folder = out or Path("compare") / task
         with _clean_errors():
-            base = _config(task, names[0], hidden, layers, steps, epochs, batch, lr, clip, 0,
+            base = _config(ctx, task, names[0], hidden, layers, steps, epochs, batch, lr, clip, 0,
                            device, None, T, dropout, eval_every, train_size, eval_size, data, 1,
                            threshold, threads)
             board = run_compare(base, names, seeds, folder, progress=True, resume=resume)

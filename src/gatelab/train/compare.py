@@ -18,7 +18,7 @@ from typing import Any
 
 from ..cell import CellError, load_cell
 from .config import TrainConfig
-from .runs import atomic_write_text, load_run
+from .runs import CHECKPOINT, atomic_write_text, load_run
 from .trainer import train
 
 
@@ -58,8 +58,8 @@ def run_compare(base: TrainConfig, cells: list[str], seeds: int, out: Path,
     """Train ``cells × seeds`` runs under ``out/CELL-sSEED`` and write the leaderboard there.
 
     Returns the leaderboard as a dict (``rows``, ``task``, ``metric``...); ``resume`` finishes
-    runs that were interrupted (finished ones are kept as they are). Every cell is checked
-    (:func:`check_cells`) before the first run starts.
+    runs that were interrupted, and keeps as they are the runs that already reached the asked
+    steps. Every cell is checked (:func:`check_cells`) before the first run starts.
     """
     check_cells(cells)
     out.mkdir(parents=True, exist_ok=True)
@@ -70,11 +70,26 @@ def run_compare(base: TrainConfig, cells: list[str], seeds: int, out: Path,
             if say:
                 say(f"training {cell_label(cell)} (seed {seed})")
             cfg = dataclasses.replace(base, cell=cell, seed=seed, out=str(folder), cell_text="")
+            if resume and _reached(folder, cfg):
+                folders.setdefault(cell, []).append(folder)  # finished: kept as it is
+                continue
             folders.setdefault(cell, []).append(
                 train(cfg, progress=progress, resume=resume))
     board = leaderboard(folders)
     write_leaderboard(board, out)
     return board
+
+
+def _reached(folder: Path, cfg: TrainConfig) -> bool:
+    """Whether the run in ``folder`` already trained at least the steps ``cfg`` asks for (a run
+    that went further, e.g. extended on its own, is not cut back or refused)."""
+    if not (folder / CHECKPOINT).is_file() or cfg.steps is None:
+        return False
+    try:
+        rows = load_run(folder).metrics
+    except (OSError, ValueError, KeyError):
+        return False  # let train() say what is wrong with it
+    return bool(rows) and int(rows[-1]["step"]) >= cfg.steps
 
 
 def steps_to(rows: list[dict], threshold: float | None, higher: bool) -> int | None:
@@ -124,12 +139,14 @@ def markdown(board: dict[str, Any]) -> str:
     """The leaderboard as a Markdown table."""
     arrow = "↑" if board["higher_is_better"] else "↓"
     thr = board["threshold"]
-    head = (f"| rank | cell | final {board['metric']} {arrow} (mean ± sd) | seeds | parameters | "
+    sd = " (mean ± sd)" if any(len(r["finals"]) > 1 for r in board["rows"]) else ""
+    head = (f"| rank | cell | final {board['metric']} {arrow}{sd} | seeds | parameters | "
             f"ms/step | steps to {board['metric']} {'≥' if board['higher_is_better'] else '≤'} "
             f"{thr} |\n|---|---|---|---|---|---|---|\n")
     lines = []
     for i, r in enumerate(board["rows"], 1):
-        final = "-" if r["final"] is None else f"{r['final']:.4f} ± {r['spread']:.4f}"
+        spread = f" ± {r['spread']:.4f}" if len(r["finals"]) > 1 else ""  # sd of one: none
+        final = "-" if r["final"] is None else f"{r['final']:.4f}{spread}"
         ms = "-" if r["ms_per_step"] is None else f"{r['ms_per_step']:.1f}"
         st = "never" if r["steps_to_threshold"] is None else f"{r['steps_to_threshold']:.0f}"
         lines.append(f"| {i} | {r['cell']} | {final} | {len(r['finals'])} | {r['params']} | "

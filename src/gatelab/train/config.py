@@ -62,6 +62,9 @@ class TrainConfig:
     threads: int = 1
     threshold: float | None = None
     cell_text: str = field(default="", repr=False)
+    # The fields the user set (the CLI fills it from the command line); not saved. On --resume
+    # the fields not given keep the run's saved values. None: every field counts as given.
+    given: frozenset[str] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.task not in TASK_DEFAULTS:
@@ -100,7 +103,9 @@ class TrainConfig:
         return self.eval_every or max(1, total // 20)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data.pop("given")
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

@@ -8,6 +8,7 @@ the progress bar.
 
 from __future__ import annotations
 
+import builtins
 import os
 import socket
 import sys
@@ -83,5 +84,8 @@ def train_ddp(config: TrainConfig, progress: bool = True, resume: bool = False) 
             raise err
         if kind == "ValueError":
             raise ValueError(msg)
+        builtin = getattr(builtins, kind, None)
+        if isinstance(builtin, type) and issubclass(builtin, OSError):  # a file or disk problem
+            raise builtin(msg)
         raise RuntimeError(f"rank {rank} failed: {kind}: {msg}\n{tb}")
     return out

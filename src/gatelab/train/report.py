@@ -54,7 +54,7 @@ a GRU update gate near 1, the MGU gate near 0) give it a path to carry it.</p>
 <p>Sequence length T = {sizes['T']}, hidden size {sizes['hidden']}, {sizes['steps']} Adam steps
 of {sizes['batch']} sequences, {sizes['seeds']} seed(s) per cell, trained while this report was
 built (CPU). The threshold column counts evaluated steps until the test MSE first reached
-{board['threshold']}; in brackets, how many seeds got there.</p>
+{board['threshold']}; in parentheses, how many seeds got there.</p>
 <img src="train-compare/curves.png" alt="learning curves on the adding problem">
 <p class="muted">What to look at: test error (log scale, lower is better) against training step.
 A curve that stays on the dotted baseline has not learned to carry the first number to the end;

@@ -90,8 +90,12 @@ class ConfigMismatch(TrainError):
 #                  rounding, as DDP's do; e.g. finish on a CPU a run started on a GPU);
 #   steps, epochs  how long it runs: a finished run can be extended; a length that ends before
 #                  the step already reached is refused in train_worker.
-# ``config.json`` is rewritten with these new values when a run is resumed.
+# ``config.json`` is rewritten with these new values when a run is resumed. A field the user did
+# not give (``TrainConfig.given``, filled by the CLI) keeps its saved value, so
+# ``gatelab train TASK --out RUN --resume`` continues a run without repeating its options;
+# ``out``, ``device``, ``nproc`` and ``threads`` always describe this invocation.
 RESUME_MAY_CHANGE = frozenset({"out", "device", "nproc", "threads", "steps", "epochs"})
+_THIS_INVOCATION = frozenset({"out", "device", "nproc", "threads"})
 
 DEVICES = "cpu, cuda, cuda:N (N: the GPU's index) or auto (CUDA when available)"
 
@@ -125,7 +129,7 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False) -> P
 
     ``resume=True`` continues the run in that folder from its last checkpoint; ``config`` must
     match the saved one except in :data:`RESUME_MAY_CHANGE` (else :class:`ConfigMismatch`).
-    ``config.nproc > 1`` trains with DDP over that many CPU processes (gloo).
+    ``config.nproc > 1`` trains with DDP over that many processes (gloo on CPU, NCCL on CUDA).
     """
     resolve_device(config.device)  # a bad --device fails here, before any data or process
     if config.nproc > 1:
@@ -144,7 +148,7 @@ def _resume_differences(saved: TrainConfig, given: TrainConfig) -> list[str]:
     """``key (saved A, given B)`` for every key outside :data:`RESUME_MAY_CHANGE` that differs."""
     diffs = []
     for f in dataclasses.fields(TrainConfig):
-        if f.name in RESUME_MAY_CHANGE or f.name == "cell_text":
+        if f.name in RESUME_MAY_CHANGE or f.name in ("cell_text", "given"):
             continue
         a, b = getattr(saved, f.name), getattr(given, f.name)
         if f.name == "threshold" and b is None:
@@ -166,6 +170,13 @@ def _prepare(config: TrainConfig, resume: bool) -> tuple[TrainConfig, Path, dict
             raise RunExists(f"{out} already holds a run: pass --resume to continue it, "
                             "or choose another --out")
         saved = TrainConfig.from_dict(json.loads((out / CONFIG).read_text(encoding="utf-8")))
+        if config.given is not None:  # not given: the saved value
+            keep = {f.name: getattr(saved, f.name) for f in dataclasses.fields(TrainConfig)
+                    if f.name not in config.given | _THIS_INVOCATION | {"cell_text", "given"}}
+            if {"steps", "epochs"} & config.given:  # a new length replaces the saved one
+                keep.pop("steps", None)
+                keep.pop("epochs", None)
+            config = dataclasses.replace(config, **keep)
         diffs = _resume_differences(saved, config)
         if diffs:
             raise ConfigMismatch(
