@@ -202,7 +202,8 @@ def _emit_add(e: sympy.Add, out: str | None = None) -> str:
     elif c0 == -1 and const:  # 1 - f: one rsub
         if len(terms) == 1 and out is not None:
             return f"torch.neg({_emit(r0)}{o}).add_({const!r})"
-        acc, const = f"({const!r} - {_emit(r0)})", 0.0
+        # torch.rsub, not ``c - t``: Tensor.__rsub__ is a Python wrapper (~2 us more per call)
+        acc, const = f"torch.rsub({_emit(r0)}, {const!r})", 0.0
     elif last and out is not None:
         return f"torch.mul({_emit(r0)}, {float(c0)!r}{o})"
     else:
