@@ -131,10 +131,11 @@ def test_bf16_layer_keeps_fp32_math_inside_the_kernels():
         assert (p.grad.float() - q.grad).abs().max().item() < 3e-2 * max(scale, 1.0), label
 
 
-def test_forward_loop_goes_through_cuda_graph_wrapper_eagerly_here(monkeypatch):
-    """backend='triton' runs its forward time loop through GraphedFunction (a CUDA graph per
-    shape on a GPU); under the interpreter and on CPU tensors the wrapper runs it eagerly, captures
-    nothing, and the result still equals the torch backend. The torch backend never uses it."""
+def test_time_loops_go_through_cuda_graph_wrapper_eagerly_here(monkeypatch):
+    """backend='triton' runs its forward and its backward time loop through GraphedFunction (a
+    CUDA graph per shape on a GPU); under the interpreter and on CPU tensors the wrapper runs them
+    eagerly, captures nothing, and the results still equal the torch backend's. The torch
+    backend never uses it."""
     from gatelab.engine import cuda_graphs as cg
 
     assert cg.why_not_graphs(torch.zeros(1)) is not None  # CPU tensors: eager
@@ -154,7 +155,9 @@ def test_forward_loop_goes_through_cuda_graph_wrapper_eagerly_here(monkeypatch):
     out_r, st_r, gr_r = _run(ref, x, hx, w)
     assert calls == []
     out_m, st_m, gr_m = _run(mine, x, hx, w)
-    assert len(calls) == 1 and len(calls[0]) == 0  # one loop per call, no graph captured
+    # the forward loop, then the backward loop; no graph captured
+    assert len(calls) == 2 and calls[0] is not calls[1]
+    assert all(len(c) == 0 for c in calls)
     assert (out_r - out_m).abs().max().item() < 1e-5
     for a, b in zip((*st_r, *gr_r), (*st_m, *gr_m), strict=True):
         assert (a - b).abs().max().item() < 1e-5

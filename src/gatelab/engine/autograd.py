@@ -6,15 +6,14 @@ Forward (per layer and direction; shapes ``x (T, N, I)``, states ``(N, H)``):
     for t:  for each GEMM stage: V = prepare(...) ; A = [Gx[t] +] V @ weight_hh[rows].T
             states' = final(states, Gx[t], A..., vectors)           generated pointwise
 
-Backward walks the steps in reverse with the generated vector-Jacobian products of ``prepare``
-and ``final`` (SymPy derivatives), one ``dA @ weight_hh[rows]`` GEMM per group and step, and
-collects ``dA``/``dGx`` for all steps so the weight gradients are single large GEMMs after the
-loop: ``dW_hh = dA^T V``, ``dW_ih = dGx^T x``, ``dx = dGx @ W_ih``.
+Backward (:mod:`gatelab.engine.backward`) walks the steps in reverse with the generated
+vector-Jacobian products and ends with the weight gradients as single large GEMMs.
 
 With ``compiler="triton"`` and no padding mask the forward loop runs through
 :class:`~gatelab.engine.cuda_graphs.GraphedFunction`: captured once per shape on CUDA and
-replayed, run eagerly everywhere else (CPU tensors, the Triton interpreter). The backward loop
-is not graphed yet.
+replayed, run eagerly everywhere else (CPU tensors, the Triton interpreter); so does the
+backward loop. (Written and tested through the eager path; the capture itself awaits a session
+with a GPU, see benchmarks/RESULTS-gpu.md.)
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from ..cell.ir import Cell
+from .backward import backward_loop, graphed_backward_loop, weight_grads
 from .gemm import linear
 from .layout import Layout
 from .plan import Plan
@@ -61,7 +61,7 @@ class CompiledStep:
             self.prep_wrt[k] = self._wrt([g.vector])
             self.prep_bwd[k] = compile_pointwise(
                 *vjp(self.inputs, [g.vector], self.prep_wrt[k]), compiler)
-        self._graphed = None
+        self._graphed = self._graphed_bwd = None
         # Whether the forward functions take ``out=`` (generated torch code without constant
         # outputs): results are then written straight into the loop's buffers.
         self.writes_out = all(getattr(f, "supports_out", False)
@@ -73,6 +73,13 @@ class CompiledStep:
         if self._graphed is None:
             self._graphed = _graphed_forward_loop(self)
         return self._graphed
+
+    @property
+    def graphed_backward(self):
+        """The backward loop wrapped in a per-shape CUDA graph (made on first use)."""
+        if self._graphed_bwd is None:
+            self._graphed_bwd = graphed_backward_loop(self)
+        return self._graphed_bwd
 
     def _wrt(self, outs: list[sympy.Expr]) -> list[sympy.Symbol]:
         free = set().union(*(o.free_symbols for o in outs))
@@ -134,85 +141,32 @@ class FusedRNN(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, dout, *dfinal):
         step: CompiledStep = ctx.step
-        plan, mask, abuf = step.plan, ctx.mask, ctx.abuf
+        mask, abuf = ctx.mask, ctx.abuf
         saved = ctx.saved_tensors
         x, w_ih, w_hh, b_ih, b_hh, gx = saved[:6]
         rest = list(saved[6:])
         vbuf = dict(zip(step.prep, rest[:len(step.prep)], strict=True))
         rest = rest[len(step.prep):]
         sbuf, vecs = rest[:ctx.n_states], rest[ctx.n_states:]
-        T, N, _ = x.shape
-        H = sbuf[0].shape[-1]
-        n_ih = len(plan.layout.ih)
-        # Every block of dgx is written at every step: no zero fill of a large buffer.
-        dgx = x.new_empty(T, N, n_ih * H)
-        dabuf = {k: x.new_empty(T, N, len(plan.groups[k].matrices) * H) for k in abuf}
-        ds = [torch.zeros_like(sbuf[i][0]) if d is None else d.clone()
-              for i, d in enumerate(dfinal)]
-        dvec = [None] * len(vecs)
-        dout = torch.zeros_like(sbuf[0][1:]) if dout is None else dout
-        args = [None] * len(step.inputs)
-        xpos = [(step.index[s], k) for k, s in enumerate(plan.xsyms) if s is not None]
-        for v, sym in zip(vecs, plan.vectors, strict=True):
-            args[step.index[sym]] = v
-        w_cols = [w_hh[g.rows[0] * H:g.rows[1] * H].t().contiguous()  # dV = dA @ W
-                  for g in plan.groups]
-        vec_pos = {step.index[s]: j for j, s in enumerate(plan.vectors)}
-        n_states, oi = ctx.n_states, plan.output_index
-        zero = sbuf[0].new_zeros(N, H)
-        for t in range(T - 1, -1, -1):
-            for i in range(n_states):
-                args[i] = sbuf[i][t]
-            for i, k in xpos:
-                args[i] = gx[t, :, k * H:(k + 1) * H]
-            for k, g in enumerate(plan.groups):
-                a = abuf[k][t] if k in abuf else gx[t, :, g.ih_rows[0] * H:g.ih_rows[1] * H]
-                for j, sym in enumerate(g.symbols):
-                    args[step.index[sym]] = a[:, j * H:(j + 1) * H]
-            cot = list(ds)
-            if not step.out_separate:
-                d_o = dout[t] if mask is None else dout[t] * mask[t].unsqueeze(-1)
-                cot[oi] = cot[oi] + d_o
-            carry = None
-            if mask is not None:
-                m = mask[t].unsqueeze(-1)
-                carry = [torch.where(m, 0.0, c) for c in cot]
-                cot = [torch.where(m, c, 0.0) for c in cot]
-            if step.out_separate:
-                cot.append(dout[t] if mask is None else dout[t] * mask[t].unsqueeze(-1))
-            grads: dict[int, torch.Tensor] = {}
-            _accumulate(grads, step.final_wrt, step.final_bwd(*args, *cot), step.index)
-            for k in range(len(plan.groups) - 1, -1, -1):
-                g = plan.groups[k]
-                blocks = [grads.pop(step.index[s], None) for s in g.symbols]
-                blocks = [zero if b is None else b.expand(N, H) for b in blocks]
-                if k in dabuf:
-                    da = torch.cat(blocks, dim=1, out=dabuf[k][t])
-                elif g.ih_rows == (0, n_ih):
-                    da = torch.cat(blocks, dim=1, out=dgx[t])
-                else:  # one block needs no concatenation
-                    da = blocks[0].contiguous() if len(blocks) == 1 else torch.cat(blocks, dim=1)
-                    dgx[t, :, g.ih_rows[0] * H:g.ih_rows[1] * H] = da
-                dv = linear(da, w_cols[k])
-                if k in step.prep:
-                    _accumulate(grads, step.prep_wrt[k], step.prep_bwd[k](*args, dv), step.index)
-                else:
-                    i = step.index[g.vector]
-                    grads[i] = dv if i not in grads else grads[i] + dv
-            for i, k in xpos:
-                gxk = grads.get(i)
-                dgx[t, :, k * H:(k + 1) * H] = zero if gxk is None else gxk
-            for i, j in vec_pos.items():
-                gv = grads.get(i)
-                if gv is not None:
-                    gv = gv.sum(0) if gv.dim() == 2 else gv
-                    dvec[j] = gv if dvec[j] is None else dvec[j] + gv
-            for i in range(n_states):
-                d = grads.get(i)
-                d = zero if d is None else d.expand(N, H)
-                ds[i] = d if carry is None else d + carry[i]
-        return (None, None, *_weight_grads(ctx, step, x, w_ih, w_hh, b_ih, b_hh, dgx, dabuf,
+        if step.compiler == "triton" and mask is None:
+            # As the forward: one CUDA graph per shape on CUDA, eager elsewhere. The graphed
+            # function takes tensors only: absent cotangents become zeros.
+            dout = torch.zeros_like(sbuf[0][1:]) if dout is None else dout
+            dfinal = [torch.zeros_like(sbuf[i][0]) if d is None else d
+                      for i, d in enumerate(dfinal)]
+            res = step.graphed_backward(gx, w_hh, dout, *vecs, *sbuf, *vbuf.values(),
+                                        *abuf.values(), *dfinal)
+            n_a, n_v = len(abuf), len(vecs)
+            dgx = res[0]
+            dabuf = dict(zip(abuf, res[1:1 + n_a], strict=True))
+            dvec = list(res[1 + n_a:1 + n_a + n_v])
+            ds = list(res[1 + n_a + n_v:])
+        else:
+            dgx, dabuf, dvec, ds = backward_loop(step, mask, gx, w_hh, vecs, sbuf, vbuf, abuf,
+                                                  dout, dfinal)
+        return (None, None, *weight_grads(ctx, step, x, w_ih, w_hh, b_ih, b_hh, dgx, dabuf,
                                            vbuf, sbuf), None, *dvec, *ds)
+
 
 def _forward_loop(step: CompiledStep, gx, w_hh, b_hh, vecs, s0, mask, stack: bool = False):
     """The forward time loop of :class:`FusedRNN` (``gx`` is updated in place): returns
@@ -296,54 +250,6 @@ def _graphed_forward_loop(step: CompiledStep):
         return (gx, *vbuf.values(), *sbuf, *abuf.values(), out)
 
     return GraphedFunction(loop)
-
-
-def _weight_grads(ctx, step: CompiledStep, x, w_ih, w_hh, b_ih, b_hh, dgx, dabuf, vbuf, sbuf):
-    """``dx, dW_ih, dW_hh, db_ih, db_hh`` as single large GEMMs over all ``T*N`` rows
-    (``dW = dY^T V``). oneDNN wants ``dY^T`` contiguous: it is made once for ``dgx`` and shared
-    by the fused groups, whose ``dA`` is their block of ``dgx``."""
-    plan = step.plan
-    T, N, _ = x.shape
-    H = sbuf[0].shape[-1]
-    n_ih = len(plan.layout.ih)
-    need = ctx.needs_input_grad
-    dx = dw_ih = dw_hh = db_ih = db_hh = None
-    flat_dgx = dgx.reshape(T * N, -1)
-    fused = [g for g in plan.groups if g.ih_rows is not None]
-    dgx_t = flat_dgx.t().contiguous() if n_ih and (need[3] or fused) else None
-    if n_ih and need[2]:
-        dx = linear(flat_dgx, w_ih.t().contiguous()).view(T, N, -1)
-    elif need[2]:
-        dx = torch.zeros_like(x)
-    if n_ih and need[3]:
-        dw_ih = linear(dgx_t, x.reshape(T * N, -1).t().contiguous())
-    if b_ih is not None and need[5]:
-        db_ih = flat_dgx.sum(0)
-    if not fused:
-        dgx_t = None  # only fused groups read it below
-    if w_hh is not None and (need[4] or need[6]):
-        dw_hh = torch.empty_like(w_hh)
-        dbs = []
-        for k, g in enumerate(plan.groups):
-            v = vbuf[k] if k in vbuf else sbuf[step.index[g.vector]][:-1]
-            if k in dabuf:
-                da_t = dabuf[k].reshape(T * N, -1).t().contiguous()
-            else:
-                da_t = dgx_t[g.ih_rows[0] * H:g.ih_rows[1] * H]
-            dw_hh[g.rows[0] * H:g.rows[1] * H] = linear(da_t, v.reshape(T * N, H).t()
-                                                        .contiguous())
-            dbs.append(da_t.sum(1))
-        if b_hh is not None:
-            db_hh = torch.cat(dbs)
-    return dx, dw_ih, dw_hh, db_ih, db_hh
-
-
-def _accumulate(grads: dict[int, torch.Tensor], wrt, values, index) -> None:
-    for s, v in zip(wrt, values, strict=True):
-        if isinstance(v, float):
-            continue
-        i = index[s]
-        grads[i] = v if i not in grads else grads[i] + v
 
 
 def run_fused(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
