@@ -52,9 +52,9 @@ def _guard(fn: Callable[[], Any]) -> Any:
         return fn()
     except CellError as e:
         for p in e.problems:
-            err.print(str(p), highlight=False)
+            err.print(str(p), highlight=False, markup=False, soft_wrap=True)
     except (ValueError, FileNotFoundError) as e:
-        err.print(f"error: {e}", highlight=False)
+        err.print(f"error: {e}", highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(2)
 
 

@@ -62,7 +62,7 @@ def _open(run: Path | None) -> TextModel:
 
 
 def _fail(e: Exception) -> typer.Exit:
-    err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
+    err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)  # one line
     return typer.Exit(2)
 
 
