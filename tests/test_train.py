@@ -217,7 +217,7 @@ def test_bad_device_is_one_clear_line_exit_2(tmp_path, monkeypatch):
     r = _invoke(*tiny, "--device", "bogus")
     assert r.exit_code == 2, r.output
     assert "--device 'bogus' is not a device" in r.output
-    assert "cpu, cuda, cuda:N (N: the GPU's index) or auto" in r.output
+    assert "cpu, cuda, cuda:N (N: the GPU's index), mps or auto" in r.output
     assert len(r.output.strip().splitlines()) == 1
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     r = _invoke(*tiny, "--device", "cuda")
@@ -227,6 +227,9 @@ def test_bad_device_is_one_clear_line_exit_2(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     r = _invoke(*tiny, "--device", "cuda:3")
     assert r.exit_code == 2 and "there is no GPU 3" in r.output
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    r = _invoke(*tiny, "--device", "mps")
+    assert r.exit_code == 2 and "torch sees no MPS device" in r.output
     assert not (tmp_path / "r").exists()  # refused before anything was written
 
 

@@ -67,7 +67,7 @@ def register(app: typer.Typer) -> None:
         batch=typer.Option(None, "--batch", help="global batch size"),
         lr=typer.Option(None, "--lr", help="Adam learning rate"),
         clip=typer.Option(1.0, "--clip", help="clip the gradient norm to this (0: off)"),
-        device=typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto"),
+        device=typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto"),
         T=typer.Option(None, "--T", "-T", help="sequence length (generated tasks, stdlib BPTT)"),
         dropout=typer.Option(0.0, "--dropout", help="dropout between layers"),
         eval_every=typer.Option(None, "--eval-every",

@@ -97,7 +97,7 @@ class ConfigMismatch(TrainError):
 RESUME_MAY_CHANGE = frozenset({"out", "device", "nproc", "threads", "steps", "epochs"})
 _THIS_INVOCATION = frozenset({"out", "device", "nproc", "threads"})
 
-DEVICES = "cpu, cuda, cuda:N (N: the GPU's index) or auto (CUDA when available)"
+DEVICES = "cpu, cuda, cuda:N (N: the GPU's index), mps or auto (CUDA when available)"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -106,6 +106,11 @@ def resolve_device(name: str) -> torch.device:
     Raises ``ValueError`` (one readable line) for any other name, and for a CUDA device that
     torch cannot see.
     """
+    if name == "mps":  # Apple GPUs: accepted where torch has them
+        if not torch.backends.mps.is_available():
+            raise ValueError("--device mps was asked for but torch sees no MPS device: use "
+                             "--device cpu or auto")
+        return torch.device("mps")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
         raise ValueError(f"--device {name!r} is not a device this trainer can use: "
                          f"use {DEVICES}")
@@ -133,6 +138,9 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False) -> P
     """
     resolve_device(config.device)  # a bad --device fails here, before any data or process
     if config.nproc > 1:
+        if config.device == "mps":
+            raise ValueError("--nproc > 1 runs DDP over CPU processes or CUDA GPUs, not MPS: "
+                             "use --nproc 1 with --device mps")
         from .ddp import train_ddp
 
         return train_ddp(config, progress=progress, resume=resume)
