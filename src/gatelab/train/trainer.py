@@ -136,7 +136,9 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False) -> P
     match the saved one except in :data:`RESUME_MAY_CHANGE` (else :class:`ConfigMismatch`).
     ``config.nproc > 1`` trains with DDP over that many processes (gloo on CPU, NCCL on CUDA).
     """
-    resolve_device(config.device)  # a bad --device fails here, before any data or process
+    dev = resolve_device(config.device)  # a bad --device fails here, before any data or process
+    if config.device == "auto":  # DDP picks its backend and each rank's GPU from the name
+        config = dataclasses.replace(config, device=dev.type)
     if config.nproc > 1:
         if config.device == "mps":
             raise ValueError("--nproc > 1 runs DDP over CPU processes or CUDA GPUs, not MPS: "
