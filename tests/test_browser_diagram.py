@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from gatelab.analysis import KIND_LABELS as KIND_NAMES
 from gatelab.analysis import reduce_setting
-from gatelab.diagram.drawing import KIND_NAMES
 from gatelab.diagram.report import section
 from gatelab.report.page import TourContext, render_page
 from test_diagram_labels import hits_segment, overlaps, segments, shrink

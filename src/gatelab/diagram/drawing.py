@@ -16,7 +16,7 @@ import schemdraw
 from schemdraw.elements import Element
 from schemdraw.segments import Segment, SegmentCircle, SegmentPoly, SegmentText
 
-from ..analysis import KIND_LABELS, Analysis, analyze, kind_text, reduce_setting
+from ..analysis import Analysis, analyze, kind_text, reduce_setting
 from ..cell import Cell, load_cell
 from .circuit import Circuit, build_circuit
 from .layout import BOX_H, CONTACT, R_SUM, SW, THROW, Layout, layout, top_child_is_one
@@ -29,7 +29,6 @@ CORE = "#c0392b"
 LINK = "#2e6fb7"
 TITLE_SIZE = 14.0
 
-KIND_NAMES = KIND_LABELS  # the analysis' table; the name tests/test_browser_diagram.py imports
 
 
 class Painter:

@@ -154,7 +154,7 @@ class FusedRNN(torch.autograd.Function):
             dout = torch.zeros_like(sbuf[0][1:]) if dout is None else dout
             dfinal = [torch.zeros_like(sbuf[i][0]) if d is None else d
                       for i, d in enumerate(dfinal)]
-            res = step.graphed_backward(gx, w_hh, dout, *vecs, *sbuf, *vbuf.values(),
+            res = step.graphed_backward(gx, w_hh, dout, *vecs, *sbuf,
                                         *abuf.values(), *dfinal)
             n_a, n_v = len(abuf), len(vecs)
             dgx = res[0]
@@ -162,7 +162,7 @@ class FusedRNN(torch.autograd.Function):
             dvec = list(res[1 + n_a:1 + n_a + n_v])
             ds = list(res[1 + n_a + n_v:])
         else:
-            dgx, dabuf, dvec, ds = backward_loop(step, mask, gx, w_hh, vecs, sbuf, vbuf, abuf,
+            dgx, dabuf, dvec, ds = backward_loop(step, mask, gx, w_hh, vecs, sbuf, abuf,
                                                   dout, dfinal)
         return (None, None, *weight_grads(ctx, step, x, w_ih, w_hh, b_ih, b_hh, dgx, dabuf,
                                            vbuf, sbuf), None, *dvec, *ds)

@@ -20,12 +20,10 @@ if TYPE_CHECKING:
     from .autograd import CompiledStep
 
 
-def backward_loop(step: CompiledStep, mask, gx, w_hh, vecs, sbuf, vbuf, abuf, dout, dfinal):
+def backward_loop(step: CompiledStep, mask, gx, w_hh, vecs, sbuf, abuf, dout, dfinal):
     """The backward time loop of :class:`FusedRNN`: returns ``(dgx, dabuf, dvec, ds)``, the
     gradients of the input pre-activations and of each unfused group's GEMM results for all
-    steps, of the standalone vectors (None: none) and of the initial states. ``vbuf`` is
-    unused here (the weight gradients read it) but keeps the argument lists of the eager and
-    graphed paths alike."""
+    steps, of the standalone vectors (None: none) and of the initial states."""
     plan = step.plan
     x = gx  # new buffers take gx's dtype and device
     T, N, _ = x.shape
@@ -104,20 +102,18 @@ def backward_loop(step: CompiledStep, mask, gx, w_hh, vecs, sbuf, vbuf, abuf, do
 def graphed_backward_loop(step: CompiledStep):
     """The backward loop (no mask) as a pure tensor function in a
     :class:`~gatelab.engine.cuda_graphs.GraphedFunction`: ``fn(gx, w_hh, dout, *vectors,
-    *sbuf, *vbuf, *abuf, *dfinal) -> (dgx, *dabuf, *dvectors, *dstates)`` (zeros where the
+    *sbuf, *abuf, *dfinal) -> (dgx, *dabuf, *dvectors, *dstates)`` (zeros where the
     eager loop gives None)."""
     from .cuda_graphs import GraphedFunction
 
     n_vec, n_s = len(step.plan.vectors), len(step.plan.states)
-    n_v = len(step.prep)
     unfused = [k for k, g in enumerate(step.plan.groups) if g.ih_rows is None]
 
     def loop(gx, w_hh, dout, *rest):
         vecs, rest = rest[:n_vec], rest[n_vec:]
         sbuf, rest = list(rest[:n_s]), rest[n_s:]
-        vbuf, rest = dict(zip(step.prep, rest[:n_v], strict=True)), rest[n_v:]
         abuf, dfinal = dict(zip(unfused, rest[:len(unfused)], strict=True)), rest[len(unfused):]
-        dgx, dabuf, dvec, ds = backward_loop(step, None, gx, w_hh, vecs, sbuf, vbuf, abuf,
+        dgx, dabuf, dvec, ds = backward_loop(step, None, gx, w_hh, vecs, sbuf, abuf,
                                               dout, dfinal)
         dvec = [torch.zeros_like(v) if d is None else d for v, d in zip(vecs, dvec, strict=True)]
         return (dgx, *dabuf.values(), *dvec, *ds)

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from .serve import ServeError, serve_folder
-from .tour import TourError, prepare_out, run_tour
+from .tour import TourError, run_tour
 
 
 def fail(message: str) -> NoReturn:
@@ -25,10 +25,8 @@ def register(app: typer.Typer) -> None:
                                         help="quick (a few minutes on 2 cores) or full runs")
              ) -> None:
         """Build the HTML report (the main job of `make demo`)."""
-        try:
-            prepare_out(out)  # fail before any work starts
-            console = Console()
-            index = run_tour(out, quick=quick, console=console)
+        try:  # run_tour checks --out before any work starts
+            index = run_tour(out, quick=quick, console=(console := Console()))
         except TourError as e:
             fail(str(e))
         console.print(f"wrote [bold]{index}[/bold]")

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..cell import CellError, load_cell
 from .config import TrainConfig
-from .runs import CHECKPOINT, atomic_write_text, load_run
+from .runs import CHECKPOINT, METRICS, atomic_write_text, load_run, read_metrics
 from .trainer import train
 
 
@@ -86,7 +86,7 @@ def _reached(folder: Path, cfg: TrainConfig) -> bool:
     if not (folder / CHECKPOINT).is_file() or cfg.steps is None:
         return False
     try:
-        rows = load_run(folder).metrics
+        rows = read_metrics(folder / METRICS)
     except (OSError, ValueError, KeyError):
         return False  # let train() say what is wrong with it
     return bool(rows) and int(rows[-1]["step"]) >= cfg.steps

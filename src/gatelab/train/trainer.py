@@ -94,8 +94,8 @@ class ConfigMismatch(TrainError):
 # not give (``TrainConfig.given``, filled by the CLI) keeps its saved value, so
 # ``gatelab train TASK --out RUN --resume`` continues a run without repeating its options;
 # ``out``, ``device``, ``nproc`` and ``threads`` always describe this invocation.
-RESUME_MAY_CHANGE = frozenset({"out", "device", "nproc", "threads", "steps", "epochs"})
 _THIS_INVOCATION = frozenset({"out", "device", "nproc", "threads"})
+RESUME_MAY_CHANGE = _THIS_INVOCATION | {"steps", "epochs"}
 
 DEVICES = "cpu, cuda, cuda:N (N: the GPU's index), mps or auto (CUDA when available)"
 
