@@ -9,7 +9,7 @@ from enum import Enum
 import typer
 from rich.console import Console
 
-from ..cell import load_cell
+from ..cell import CellError, load_cell
 from .analyze import analyze, reduce_setting
 from .stages import parse_setting
 from .symbols import AnalysisError
@@ -38,6 +38,10 @@ def analyze_command(
         with Console(stderr=True).status(f"analysing {c.name}: {2 ** len(c.gates)} settings"):
             a = analyze(c)
             mode = reduce_setting(a, parse_setting(set_, a.gates)) if set_ else None
+    except CellError as e:
+        for p in e.problems:
+            print(p, file=sys.stderr)
+        raise typer.Exit(2) from None
     except AnalysisError as e:
         print(f"gatelab analyze: {e}", file=sys.stderr)
         raise typer.Exit(2) from None

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from ..analysis import AnalysisError, analyze, parse_setting
-from ..cell import load_cell
+from ..cell import CellError, load_cell
 
 
 def diagram_command(
@@ -27,6 +27,10 @@ def diagram_command(
         c = load_cell(cell)
         analysis = analyze(c)
         setting = parse_setting(set_, analysis.gates) if set_ else {}
+    except CellError as e:
+        for p in e.problems:
+            print(p, file=sys.stderr)
+        raise typer.Exit(2) from None
     except AnalysisError as e:
         print(f"gatelab diagram: {e}", file=sys.stderr)
         raise typer.Exit(2) from None
