@@ -20,22 +20,14 @@ from collections.abc import Callable
 import torch
 
 from gatelab.engine import autograd
-from gatelab.engine.bench import _step
+from gatelab.engine.bench import Case, _step, time_cases
 from gatelab.nn import GRU, LSTM, MGU
 
 
 def _alternate(runs: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
-    """Median ms of each run, timed in alternation after two warm-ups each."""
-    for run in runs.values():
-        run()
-        run()
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    for _ in range(rounds):
-        for k, run in runs.items():
-            t0 = time.perf_counter()
-            run()
-            times[k].append(time.perf_counter() - t0)
-    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
+    """Median ms of each run, timed in alternation (``gatelab.engine.bench.time_cases``)."""
+    cases = [Case(k, lambda run=run: run) for k, run in runs.items()]
+    return {k: 1e3 * statistics.median(v) for k, v in time_cases(cases, rounds).items()}
 
 
 def pairs(rounds: int) -> None:
