@@ -8,9 +8,13 @@ linear maps of the input and of the state, plus the nonlinearity around them. Fo
 
 Gates are not part of the core (stage 1 takes them as given).
 
-**Scan-parallel**: every memory state's update, with gates and lets fully inlined, is affine in
-the previous memory with coefficients that do not depend on it (``h' = a(x) ⊙ h + b(x)``, as in
-minGRU). Such a recurrence is linear and a parallel scan computes it.
+**Scan-parallel**: no gate reads a state, and every memory state's update, with gates and lets
+fully inlined and readouts rewritten one step earlier, is affine in the previous memory with
+coefficients that do not depend on it (``h' = a(x) ⊙ h + b(x)``, as in minGRU; QRNN's
+``c' = f ⊙ c + (1 - f) ⊙ z`` with the readout ``h' = o ⊙ c'``). Coefficients may read the
+previous step's gates (``o_prev``): gates are functions of the input then. Such a recurrence is
+linear and a parallel scan computes it; this is the engine's definition too
+(:mod:`gatelab.engine.scan_cells`).
 """
 
 from __future__ import annotations
@@ -125,7 +129,8 @@ def scan_parallel(cell: Cell, memory: Memory) -> tuple[bool, list[str]]:
             continue
         for s in memory.memory_states:
             d = sympy.diff(e, cell.sym(s))
-            if d.free_symbols & states:
+            # o_prev in a coefficient is fine: gates read no state (else reported above)
+            if d.free_symbols & {cell.sym(m) for m in cell.states}:
                 reasons.append(f"{m}' is not linear in {s} (∂{m}'/∂{s} = {txt(d)})")
     reasons = list(dict.fromkeys(reasons))
     return (not reasons), reasons

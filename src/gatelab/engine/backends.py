@@ -11,7 +11,7 @@ zero (padding of variable-length batches). ``out`` is ``(T, N, H)``, ``states`` 
 
 Backends: ``"reference"`` (the slow step of :mod:`gatelab.cell.evaluate`, autograd through it),
 ``"torch"`` (generated GEMM + fused pointwise step with a generated backward), ``"scan"``
-(parallel scan, scan-parallel cells only), ``"triton"`` (the torch plan with Triton pointwise
+(parallel scan, every cell the analysis calls scan-parallel), ``"triton"`` (the torch plan with Triton pointwise
 kernels and the Triton scan; CUDA or ``TRITON_INTERPRET=1``). ``"auto"`` takes ``"scan"`` where
 the cell allows it, ``"triton"`` for CUDA tensors, ``"torch"`` otherwise.
 """
@@ -37,8 +37,12 @@ def resolve(layout: Layout, backend: str, device: torch.device) -> str:
     """The concrete backend ``"auto"`` stands for on this cell and device."""
     check_backend(backend)
     if backend == "scan" and not is_scan_parallel(layout):
-        raise EngineError(f"cell {layout.cell.name!r} is not scan-parallel (a gate or candidate "
-                          "depends on the previous state); use backend='torch'")
+        from ..analysis.core import scan_parallel
+        from ..analysis.memory import find_memory
+
+        why = "; ".join(scan_parallel(layout.cell, find_memory(layout.cell))[1])
+        raise EngineError(f"cell {layout.cell.name!r} is not scan-parallel ({why}); "
+                          "use backend='torch'")
     if backend != "auto":
         return backend
     if is_scan_parallel(layout):
@@ -54,7 +58,8 @@ def triton_available() -> bool:
 
 
 def is_scan_parallel(layout: Layout) -> bool:
-    """Scan-parallel: one state whose update is ``a * s + b`` with ``a``, ``b`` free of states."""
+    """The analysis' scan-parallel verdict: the memory's update is affine in the memory with
+    state-free coefficients (any number of states, readouts, output gates)."""
     from .plan import is_scan_parallel as scan_parallel
 
     return scan_parallel(layout.cell)

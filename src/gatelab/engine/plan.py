@@ -203,8 +203,8 @@ def scan_functions(cell: Cell, bias: bool = True, compiler: str = "torch") -> Sc
     plan = Plan.of(Layout.of(cell), bias)
     ab = linear_recurrence(plan)
     if ab is None:
-        raise EngineError(f"cell {cell.name!r} is not scan-parallel (a gate or candidate "
-                          "depends on the previous state); use backend='torch'")
+        raise EngineError(f"cell {cell.name!r} has no one-state fast scan (several states, a "
+                          "readout or a recurrent map); gatelab.engine.scan_cells runs it")
     inputs = [*plan.xsyms, *plan.vectors]
     free = set().union(*(e.free_symbols for e in ab))
     wrt = [s for s in inputs if s in free]
@@ -213,7 +213,16 @@ def scan_functions(cell: Cell, bias: bool = True, compiler: str = "torch") -> Sc
     return ScanFunctions(plan, inputs, fwd, bwd, wrt)
 
 
-@lru_cache(maxsize=256)
 def is_scan_parallel(cell: Cell) -> bool:
-    """Whether the cell's update is linear in its one state with state-free coefficients."""
-    return linear_recurrence(Plan.of(Layout.of(cell))) is not None
+    """The analysis' verdict (one definition, :func:`gatelab.analysis.core.scan_parallel`):
+    every such cell runs through a scan (:mod:`gatelab.engine.scan_cells` in general)."""
+    from .scan_cells import is_scan_parallel as verdict
+
+    return verdict(cell)
+
+
+@lru_cache(maxsize=256)
+def has_fast_scan(cell: Cell) -> bool:
+    """Whether a scan-parallel cell fits the one-state fast path (:func:`linear_recurrence`:
+    one state, emitted as the output, no recurrent GEMM) with its generated backward."""
+    return is_scan_parallel(cell) and linear_recurrence(Plan.of(Layout.of(cell))) is not None
