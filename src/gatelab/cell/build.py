@@ -105,6 +105,7 @@ class _Builder:
         name, output = None, None
         inputs: list[str] = []
         states: list[str] = []
+        hidden_inputs: set[str] = set()
         for st in self.statements:
             kw = st.keyword
             if kw == "name":
@@ -115,6 +116,8 @@ class _Builder:
                 for n, col in st.names:
                     if self._declare(n, kw, st.line, col):
                         (inputs if kw == "input" else states).append(n)
+                        if st.size == "hidden":
+                            hidden_inputs.add(n)
             elif kw in ("gate", "let"):
                 n, col = st.names[0]
                 if self._declare(n, kw, st.line, col):
@@ -159,7 +162,8 @@ class _Builder:
             self.fail(out_line, output[1], f"output {output[0]} is {what}",
                       "a state, gate or let name")
         for n in inputs:
-            self.dims[n] = "I" if len(inputs) == 1 else f"I_{n}"
+            self.dims[n] = HIDDEN if n in hidden_inputs else (
+                "I" if len(inputs) == 1 else f"I_{n}")
         for n in states:
             self.dims[n] = HIDDEN
         order = self._order()

@@ -109,7 +109,8 @@ def cell_text(cell: Cell) -> str:
     lead, ins = frozenset(cell.gates), frozenset(cell.inputs)
     lines = [f"# {d}".rstrip() for d in cell.doc]
     lines.append(f"name   {cell.name}")
-    lines += [f"input  {n}" for n in cell.inputs]
+    lines += [f"input  {n}" + (" : hidden" if n in cell.hidden_inputs else "")
+              for n in cell.inputs]
     lines += [f"state  {n}" for n in cell.states]
     for kind, n in cell.order:
         lines.append(f"{kind:<6} {n} = {expr_text(cell.definition(n), lead=lead, inputs=ins)}")

@@ -3,6 +3,7 @@
 The grammar (one statement per line, ``#`` starts a comment)::
 
     statement  := "name" CELLNAME | ("input" | "state") NAME ("," NAME)*
+                | "input" NAME ("," NAME)* ":" "hidden"   # an input of the hidden size
                 | ("gate" | "let" | "next") NAME "=" expr | "output" NAME
     expr       := term (("+" | "-") term)*
     term       := unary (("*" | "⊙" | "/") unary)*
@@ -85,6 +86,7 @@ class Statement:
     names: list[tuple[str, int]] = field(default_factory=list)  # (name, col)
     expr: Node | None = None
     broken: bool = False  # the line had a syntax error; kept so its name still counts as defined
+    size: str | None = None  # `input x : hidden`: "hidden"
 
 
 class ParseError(Exception):
@@ -339,6 +341,15 @@ def _parse_line(code: str, lineno: int) -> Statement:
                              "letters, digits, '_', '-' or '.'")
         st.names.append((value, vcol))
         return st
+    if word == "input" and ":" in rest:  # `input x : hidden`: the input has the hidden size
+        pos = rest.index(":")
+        size = rest[pos + 1:].strip()
+        if size != "hidden":
+            scol = rest_offset + pos + 2 + len(rest[pos + 1:]) - len(rest[pos + 1:].lstrip())
+            raise ParseError(scol, f"unknown input size {size!r}" if size else
+                             "missing input size after ':'", "`input x : hidden` (an input of "
+                             "the hidden size) or `input x`")
+        st.size, rest = size, rest[:pos]
     toks = tokenize(" " * rest_offset + rest)
     if word in ("input", "state", "output"):
         bad = next((t for t in toks if t.kind == "BAD"), None)
