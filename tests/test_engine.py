@@ -34,9 +34,10 @@ def test_gradcheck_every_zoo_cell(name):
     """Analytic (generated) gradients equal finite differences for inputs, states and weights."""
     torch.manual_seed(0)
     backend = "scan" if is_scan_parallel(gatelab.load_cell(name)) else "torch"
-    model = gn.RNN(name, 2, 3, backend=backend).double()
+    i = 3 if gatelab.load_cell(name).hidden_inputs else 2  # `input x : hidden`: I == H
+    model = gn.RNN(name, i, 3, backend=backend).double()
     params = [p for _, p in model.named_parameters()]
-    x = torch.randn(3, 2, 2, dtype=F64, requires_grad=True)
+    x = torch.randn(3, 2, i, dtype=F64, requires_grad=True)
     hx = tuple(torch.randn(1, 2, 3, dtype=F64, requires_grad=True) for _ in model.state_names)
 
     def f(x, *rest):
@@ -54,10 +55,13 @@ def test_generated_step_equals_reference_loop(name):
     """Outputs, final states and every gradient of the fused path equal the reference step,
     with two bidirectional layers and a packed batch of unsorted lengths."""
     torch.manual_seed(1)
-    models = [gn.RNN(name, 3, 4, num_layers=2, bidirectional=True, backend=b).double()
+    # `input x : hidden` needs input_size == hidden_size in every layer: I = H, one direction
+    hid = bool(gatelab.load_cell(name).hidden_inputs)
+    i = 4 if hid else 3
+    models = [gn.RNN(name, i, 4, num_layers=2, bidirectional=not hid, backend=b).double()
               for b in ("reference", "auto")]
     models[1].load_state_dict(models[0].state_dict())
-    x = torch.randn(5, 3, 3, dtype=F64)
+    x = torch.randn(5, 3, i, dtype=F64)
     lengths = torch.tensor([2, 5, 4])
     res = []
     for m in models:
@@ -90,7 +94,8 @@ def test_plans_have_the_expected_gemms():
 
 
 def test_scan_parallel_is_derived_from_equations():
-    assert [n for n in ZOO if is_scan_parallel(gatelab.load_cell(n))] == ["mingru", "minlstm"]
+    assert [n for n in ZOO if is_scan_parallel(gatelab.load_cell(n))] == [
+        "mingru", "minlstm", "sru", "qrnn"]
     mingru = Layout.of(gatelab.load_cell("mingru"))
     assert resolve(mingru, "auto", torch.device("cpu")) == "scan"
     assert resolve(Layout.of(gatelab.load_cell("mgu")), "auto", torch.device("cpu")) == "torch"
@@ -229,12 +234,12 @@ def test_generated_out_writes_equal_returned_values(name):
     import inspect
 
     from gatelab.engine.autograd import compiled
-    from gatelab.engine.plan import scan_functions
+    from gatelab.engine.plan import has_fast_scan, scan_functions
 
     cell = gatelab.load_cell(name)
     st = compiled(cell, True, "torch")
     fns = [st.final, st.final_bwd, *st.prep.values(), *st.prep_bwd.values()]
-    if is_scan_parallel(cell):
+    if has_fast_scan(cell):
         sf = scan_functions(cell)
         fns += [sf.fwd, sf.bwd]
     checked = 0

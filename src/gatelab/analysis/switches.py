@@ -117,6 +117,12 @@ def _places(e: sympy.Expr, g: sympy.Symbol, inside: sympy.Expr | None = None) ->
     return [p for a in e.args for p in _places(a, g, wrap)]
 
 
+def _terms(parts: list[sympy.Expr]) -> list[sympy.Expr]:
+    """The terms of a sum, each part expanded one level the same way (``n ⊙ (1 - k)`` gives
+    ``n - k ⊙ n`` whether it stands alone or beside other terms)."""
+    return list(sympy.Add.make_args(sympy.Add(*[sympy.expand(t, deep=False) for t in parts])))
+
+
 def _places_in_sum(e: sympy.Add, g: sympy.Symbol, inside: sympy.Expr | None) -> list[_Found]:
     """The place where ``g`` switches the terms of a sum, whatever way the author wrote it.
 
@@ -146,15 +152,16 @@ def _places_in_sum(e: sympy.Add, g: sympy.Symbol, inside: sympy.Expr | None) -> 
             else:
                 found += sub
     if direct:
-        one = list(sympy.Add.make_args(sympy.expand(sympy.Add(*at1), deep=False)))
-        zero = list(sympy.Add.make_args(sympy.expand(sympy.Add(*at0), deep=False)))
+        one, zero = _terms(at1), _terms(at0)
+        removed = []
         for t in list(one):
             if t in zero:  # passes at both settings: not switched by g
                 one.remove(t)
                 zero.remove(t)
+                removed.append(t)
         a, b = sympy.Add(*one), sympy.Add(*zero)
-        common = [t for t in sympy.Add.make_args(sympy.expand(sympy.Add(*at0), deep=False))
-                  if t not in zero]
+        common = [t for t in e.args if t not in direct
+                  and all(u in removed for u in _terms([t]))]
         term = e - sympy.Add(*common)  # the part of the sum that g switches
         if a != 0 and b != 0:
             found.append(("spdt", term, (a, b), inside, a, b))

@@ -28,7 +28,7 @@ def backward_loop(step: CompiledStep, mask, gx, w_hh, vecs, sbuf, abuf, dout, df
     x = gx  # new buffers take gx's dtype and device
     T, N, _ = x.shape
     H = sbuf[0].shape[-1]
-    n_ih = len(plan.layout.ih)
+    n_ih = len(plan.xsyms)  # weight_ih blocks, then inputs read as themselves
     # Every block of dgx is written at every step: no zero fill of a large buffer.
     dgx = x.new_empty(T, N, n_ih * H)
     dabuf = {k: x.new_empty(T, N, len(plan.groups[k].matrices) * H) for k in abuf}
@@ -128,7 +128,7 @@ def weight_grads(ctx, step: CompiledStep, x, w_ih, w_hh, b_ih, b_hh, dgx, dabuf,
     plan = step.plan
     T, N, _ = x.shape
     H = sbuf[0].shape[-1]
-    n_ih = len(plan.layout.ih)
+    n_ih = len(plan.xsyms)  # weight_ih blocks, then inputs read as themselves
     need = ctx.needs_input_grad
     dx = dw_ih = dw_hh = db_ih = db_hh = None
     flat_dgx = dgx.reshape(T * N, -1)

@@ -51,7 +51,9 @@ class Plan:
 
     Attributes:
         states: previous-state symbols, in cell state order.
-        xsyms: symbol per ``weight_ih`` block that the pointwise part reads (None when fused).
+        xsyms: symbol per ``weight_ih`` block that the pointwise part reads (None when fused),
+            then one per hidden-size input read as itself (``x_<x>_itself``; see
+            :func:`identity_blocks`).
         vectors: standalone vector symbols ``p_<name>`` (broadcast ``(H,)`` inputs).
         groups: recurrent GEMMs in evaluation order; ``group.stage`` says when they run.
         nexts: new value of each state (cell order); ``output``: the emitted expression.
@@ -86,6 +88,10 @@ class Plan:
         states = [sympy.Symbol(f"s_{s}") for s in cell.states]
         subs.update({Cell.sym(s): st for s, st in zip(cell.states, states, strict=True)})
         xs = {w: sympy.Symbol(f"x_{w}") for w in layout.ih}
+        # An input of the hidden size read as itself (`input x : hidden`, a highway term) is
+        # one more block of Gx: run_fused appends an identity to weight_ih for it.
+        raw = {x: sympy.Symbol(f"x_{x}_itself") for x in cell.hidden_inputs}
+        subs.update({Cell.sym(x): r for x, r in raw.items()})
         vec_names = [v for v in layout.standalone if bias or v not in layout.biases]
         vectors = [sympy.Symbol(f"p_{v}") for v in vec_names]
         subs.update({Cell.sym(v): p for v, p in zip(vec_names, vectors, strict=True)})
@@ -121,7 +127,8 @@ class Plan:
                 if st != g.stage:
                     g.stage, changed = st, True
         groups.sort(key=lambda g: g.stage)
-        plan = cls(layout, bias, states, [xs[w] for w in layout.ih], vectors, groups, nexts,
+        plan = cls(layout, bias, states, [*(xs[w] for w in layout.ih), *raw.values()],
+                   vectors, groups, nexts,
                    output, vec_names)
         plan._fuse()
         return plan
@@ -221,8 +228,26 @@ def is_scan_parallel(cell: Cell) -> bool:
     return verdict(cell)
 
 
+def identity_blocks(cell: Cell, w_ih, b_ih, hidden_size: int, like):
+    """``weight_ih`` and ``bias_ih`` with an identity block (and zero bias) appended for each
+    input the cell reads as itself (``input x : hidden``), so that ``Gx`` holds ``x`` too:
+    autograd takes the gradient of the appended rows back to ``w_ih`` and ``x``."""
+    import torch
+
+    n = len(cell.hidden_inputs)
+    if not n:
+        return w_ih, b_ih
+    H = hidden_size
+    eye = torch.eye(H, dtype=like.dtype, device=like.device).repeat(n, 1)
+    w = eye if w_ih is None else torch.cat([w_ih, eye])
+    if b_ih is None:
+        return w, None
+    return w, torch.cat([b_ih, b_ih.new_zeros(n * H)])
+
+
 @lru_cache(maxsize=256)
 def has_fast_scan(cell: Cell) -> bool:
     """Whether a scan-parallel cell fits the one-state fast path (:func:`linear_recurrence`:
     one state, emitted as the output, no recurrent GEMM) with its generated backward."""
-    return is_scan_parallel(cell) and linear_recurrence(Plan.of(Layout.of(cell))) is not None
+    return (is_scan_parallel(cell) and not cell.hidden_inputs
+            and linear_recurrence(Plan.of(Layout.of(cell))) is not None)
