@@ -161,7 +161,8 @@ def match_rnn(expr: sympy.Expr, s: sympy.Symbol, states: set[sympy.Symbol],
     inputs, recurrent, through = [], [], []
     for term in sympy.Add.make_args(pre):
         if not (term.free_symbols & states):
-            inputs += [m.matrix.name for m in sorted(term.atoms(MatVec), key=sympy.default_sort_key)]
+            maps = sorted(term.atoms(MatVec), key=sympy.default_sort_key)
+            inputs += [m.matrix.name for m in maps]
             continue
         found = linear_term(term, states, scalars)
         if found is None:

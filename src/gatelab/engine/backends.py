@@ -11,9 +11,9 @@ zero (padding of variable-length batches). ``out`` is ``(T, N, H)``, ``states`` 
 
 Backends: ``"reference"`` (the slow step of :mod:`gatelab.cell.evaluate`, autograd through it),
 ``"torch"`` (generated GEMM + fused pointwise step with a generated backward), ``"scan"``
-(parallel scan, every cell the analysis calls scan-parallel), ``"triton"`` (the torch plan with Triton pointwise
-kernels and the Triton scan; CUDA or ``TRITON_INTERPRET=1``). ``"auto"`` takes ``"scan"`` where
-the cell allows it, ``"triton"`` for CUDA tensors, ``"torch"`` otherwise.
+(parallel scan, every cell the analysis calls scan-parallel), ``"triton"`` (the torch plan with
+Triton pointwise kernels and the Triton scan; CUDA or ``TRITON_INTERPRET=1``). ``"auto"`` takes
+``"scan"`` where the cell allows it, ``"triton"`` for CUDA tensors, ``"torch"`` otherwise.
 """
 
 from __future__ import annotations

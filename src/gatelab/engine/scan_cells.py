@@ -22,7 +22,8 @@ memory states, readouts with output gates)::
 Padding (``mask``) carries the states: ``A = I``, ``B = 0`` and a readout keeps its last live
 value. Padding after the end of each sequence (what packed sequences give) is scanned; any other
 mask (a live step after a padded one, where ``x_{t-1}`` would be the wrong previous input) runs
-through the step-by-step torch backend instead, which carries states through any mask. Autograd differentiates the whole computation (the one-state fast path of
+through the step-by-step torch backend instead, which carries states through any mask.
+Autograd differentiates the whole computation (the one-state fast path of
 :mod:`gatelab.engine.scan` keeps its generated backward).
 """
 
