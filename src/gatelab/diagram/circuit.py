@@ -207,8 +207,9 @@ class _Reader:
 
 def drawn_readouts(analysis: Analysis, drawn_gates: set[str]) -> dict[str, sympy.Expr]:
     """Readouts drawn as trees of their own, in the new memory ``c'`` (a source on the left):
-    those that never feed back (QRNN's ``h' = o ⊙ c'``, SRU's ``h``) and those holding a gate
-    that no memory update shows, so that every gate appears as a switch."""
+    those that never feed back (QRNN's ``h' = o ⊙ c'``, SRU's ``h``), those holding a gate
+    that no memory update shows, and an output written as a ``let`` (the same readout by
+    another name), so that every gate appears as a switch."""
     gates = {sympy.Symbol(g) for g in analysis.gates}
     fed_back = {r for rs in analysis.memory.via.values() for r in rs}
     out = {}
@@ -216,6 +217,12 @@ def drawn_readouts(analysis: Analysis, drawn_gates: set[str]) -> dict[str, sympy
         names = {s.name for s in ro.expr.free_symbols}
         if r not in fed_back or names & (set(analysis.gates) - drawn_gates):
             out[r] = as_switches(ro.expr, gates)
+    cell, mem = analysis.cell, analysis.memory
+    if cell.output not in cell.states:  # an output written as a let: a readout by another name
+        new = {mem.original[m]: sympy.Symbol(f"{m}'") for m in analysis.memory_states}
+        expr = cell.inline(cell.definition(cell.output), keep=set(cell.gates)).xreplace(new)
+        out[cell.output] = as_switches(expr.xreplace(
+            {cell.sym(r): ro.previous for r, ro in mem.readouts.items()}), gates)
     return out
 
 
