@@ -13,6 +13,7 @@ EXPECTED_ZOO = {
     "gru-torch", "gru-chung", "mgu", "mgu1", "mgu2", "mgu3", "mingru", "minlstm",
     # published cells added with the issue on cells nobody here wrote
     "janet", "sru", "qrnn", "indrnn", "ugrnn", "mut1", "mut2", "mut3", "delta-rnn",
+    "lstm-ln",
 }
 
 DESIGN_MGU = """\

@@ -182,7 +182,25 @@ def ref_delta(p, x, s):  # Ororbia et al. 2017, late integration, outer function
     return {"h": (1 - r) * z + r * h}
 
 
+def ref_lstm_ln(p, x, s):  # Ba et al. 2016, normalised per gate block, gains, shifts in b
+    def ln(v):
+        mu = v.mean(-1, keepdim=True)
+        var = ((v - mu) ** 2).mean(-1, keepdim=True)
+        return (v - mu) / torch.sqrt(var + 1e-5)
+
+    h, c = s["h"], s["c"]
+
+    def pre(k):
+        return (p[f"g_x{k}"] * ln(x @ p[f"W_{k}"].T) + p[f"g_h{k}"] * ln(h @ p[f"U_{k}"].T)
+                + p[f"b_{k}"])
+
+    i, f, o, n = sig(pre("i")), sig(pre("f")), sig(pre("o")), tanh(pre("n"))
+    c2 = f * c + i * n
+    return {"c": c2, "h": o * tanh(p["g_c"] * ln(c2) + p["b_c"])}
+
+
 REFERENCES = {
+    "lstm-ln": ref_lstm_ln,
     "janet": ref_janet, "sru": ref_sru, "qrnn": ref_qrnn, "indrnn": ref_indrnn,
     "ugrnn": ref_ugrnn, "mut1": ref_mut(1), "mut2": ref_mut(2), "mut3": ref_mut(3),
     "delta-rnn": ref_delta,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import sympy
 
-from ..cell.functions import MatVec, function_name
+from ..cell.functions import MatVec, function_name, layer_norm
 from ..cell.ir import Cell
 from .kinds import linear_term, map_label
 from .memory import Memory
@@ -125,7 +125,12 @@ def scan_parallel(cell: Cell, memory: Memory) -> tuple[bool, list[str]]:
             if mv.vector.free_symbols & states:
                 reasons.append(f"{m}' applies the map {mv.matrix.name} to the previous state "
                                f"({txt(mv)})")
-        if any(mv.vector.free_symbols & states for mv in e.atoms(MatVec)):
+        for ln in e.atoms(layer_norm):
+            if ln.free_symbols & states:
+                reasons.append(f"{m}' normalises a state-dependent vector over the hidden units "
+                               f"({txt(ln)}): not elementwise, not affine")
+        if any(mv.vector.free_symbols & states for mv in e.atoms(MatVec)) or any(
+                ln.free_symbols & states for ln in e.atoms(layer_norm)):
             continue
         for s in memory.memory_states:
             d = sympy.diff(e, cell.sym(s))

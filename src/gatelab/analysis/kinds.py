@@ -5,8 +5,10 @@
 ``hold``        ``s' = s``
 ``feedforward`` ``s'`` does not depend on ``s``
 ``rnn``         ``s' = a · act(W x + U g(s) + b)``: every term that depends on the
-                state is a linear map of it; ``g`` (what the state enters through)
-                and ``act`` (possibly ``identity``) are reported exactly
+                state is a linear map of it (a matrix, a diagonal ``u ⊙ g(s)``, or a
+                normalised map ``layer_norm(U g(s))``, read like tanh of a linear map);
+                ``g`` (what the state enters through) and ``act`` (possibly
+                ``identity``) are reported exactly
 ``residual_rnn`` ``s' = s + rnn``
 ``other``       anything else (the expression says what), e.g. ``s + W x`` (an
                 accumulator), ``s/2 + n/2``, or 0/0 at a normalised gate setting
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import sympy
 
-from ..cell.functions import FUNCTIONS, MatVec, function_name
+from ..cell.functions import FUNCTIONS, MatVec, function_name, layer_norm
 from .symbols import is_scalar, split_scalar, txt
 
 if TYPE_CHECKING:
@@ -132,6 +134,12 @@ def linear_term(term: sympy.Expr, states: set[sympy.Symbol], scalars: set[sympy.
         else:
             diag *= f
     coeff, core = split_scalar(rest, scalars)
+    if isinstance(core, layer_norm):  # a normalised linear map of the state: LN(U·g(s))
+        c2, inner = split_scalar(core.args[0], scalars)
+        if not isinstance(inner, MatVec) or inner.vector.has(MatVec) or not (
+                inner.vector.free_symbols & states):
+            return None
+        return diag, f"layer_norm∘{inner.matrix.name}", coeff * c2 * inner.vector
     if isinstance(core, MatVec):
         if core.vector.has(MatVec) or not (core.vector.free_symbols & states):
             return None

@@ -274,7 +274,12 @@ class _Builder:
             group.append(node.id)
             return None
         if isinstance(node, Call):
-            return self._dim(node.arg, group, line)
+            dim = self._dim(node.arg, group, line)
+            if node.func == "layer_norm" and dim not in (None, HIDDEN):
+                raise _Fail(node.col, "layer_norm normalises over the hidden units, but its "
+                            "argument has the input's size", "a hidden-size argument, e.g. "
+                            "layer_norm(W @ x)")
+            return dim
         if isinstance(node, Neg):
             return self._dim(node.operand, group, line)
         if isinstance(node, MatMul):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import sympy
 import torch
 
-from .functions import MatVec, relu, sigmoid, softplus
+from .functions import LAYER_NORM_EPS, MatVec, layer_norm, relu, sigmoid, softplus
 from .ir import Cell
 
 _UNARY = {
@@ -25,6 +25,8 @@ _UNARY = {
     sympy.exp: torch.exp,
     sympy.log: torch.log,
     sympy.Abs: torch.abs,
+    # over the hidden units (the last axis) of each row
+    layer_norm: lambda v: torch.nn.functional.layer_norm(v, v.shape[-1:], eps=LAYER_NORM_EPS),
 }
 
 

@@ -66,6 +66,23 @@ class softplus(sympy.Function):  # noqa: N801
         return sigmoid(self.args[0])
 
 
+class layer_norm(sympy.Function):  # noqa: N801
+    """Normalisation over the hidden units: ``(v - mean(v)) / sqrt(var(v) + 1e-5)``, the
+    statistics taken across the H units of each row (Ba, Kiros & Hinton 2016). Not elementwise:
+    the learned gain and bias are written beside it as vectors, ``g ⊙ layer_norm(W @ x) + b``.
+    The analysis reads ``layer_norm(U @ h)`` as a (normalised) linear map of ``h``."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x: sympy.Expr):
+        if x.is_zero:  # (0 - 0) / sqrt(0 + eps)
+            return sympy.Integer(0)
+        return None
+
+
+LAYER_NORM_EPS = 1e-5  # as torch.nn.LayerNorm
+
 # Name in a cell file -> SymPy function. The only callables a cell can name.
 FUNCTIONS: dict[str, type[sympy.Function] | object] = {
     "sigmoid": sigmoid,
@@ -76,6 +93,7 @@ FUNCTIONS: dict[str, type[sympy.Function] | object] = {
     "log": sympy.log,
     "sqrt": sympy.sqrt,
     "abs": sympy.Abs,
+    "layer_norm": layer_norm,
 }
 
 # Unicode spellings accepted in cell files.

@@ -243,8 +243,6 @@ def build_circuit(analysis: Analysis) -> Circuit:
     reader = _Reader(cell, sources)
     roots = {m: reader.read(e) for m, e in exprs.items()}
     circuit = Circuit(cell, roots, sources, analysis, [])
-    drawn = {p.gate for p in circuit.switches()}  # a mixed coefficient (minLSTM's f/(f+i))
-    drawn |= {s.name for p in circuit.switches() if p.coef is not None  # is each gate's switch
-              for s in p.coef.free_symbols}
+    drawn = {p.gate for p in circuit.switches()}
     circuit.gates = [g for g in cell.gates if g in drawn]
     return circuit

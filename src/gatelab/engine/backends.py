@@ -13,7 +13,9 @@ Backends: ``"reference"`` (the slow step of :mod:`gatelab.cell.evaluate`, autogr
 ``"torch"`` (generated GEMM + fused pointwise step with a generated backward), ``"scan"``
 (parallel scan, every cell the analysis calls scan-parallel), ``"triton"`` (the torch plan with
 Triton pointwise kernels and the Triton scan; CUDA or ``TRITON_INTERPRET=1``). ``"auto"`` takes
-``"scan"`` where the cell allows it, ``"triton"`` for CUDA tensors, ``"torch"`` otherwise.
+``"scan"`` where the cell allows it, ``"reference"`` for a cell with ``layer_norm`` (a row
+reduction the generated elementwise steps do not compile), ``"triton"`` for CUDA tensors,
+``"torch"`` otherwise.
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ def resolve(layout: Layout, backend: str, device: torch.device) -> str:
         return backend
     if is_scan_parallel(layout):
         return "scan"
+    from .plan import uses_layer_norm
+
+    if uses_layer_norm(layout.cell):  # the generated step is elementwise only: see Plan.of
+        return "reference"
     return "triton" if device.type == "cuda" and triton_available() else "torch"
 
 

@@ -84,6 +84,11 @@ class Plan:
     @classmethod
     def of(cls, layout: Layout, bias: bool = True) -> Plan:
         cell = layout.cell
+        if uses_layer_norm(cell):
+            raise EngineError(
+                f"cell {cell.name!r} uses layer_norm, a reduction over the hidden units; the "
+                "generated backends ('torch', 'triton') compile elementwise steps only. Use "
+                "backend='reference' (backend='auto' picks it for this cell)")
         subs: dict[sympy.Expr, sympy.Expr] = {}
         states = [sympy.Symbol(f"s_{s}") for s in cell.states]
         subs.update({Cell.sym(s): st for s, st in zip(cell.states, states, strict=True)})
@@ -170,6 +175,14 @@ class Plan:
             g.symbols, g.ih_rows = zs, (k0, k0 + len(partners))
 
 
+def uses_layer_norm(cell: Cell) -> bool:
+    """Whether any gate, let or update normalises over the hidden units (``layer_norm``)."""
+    from ..cell.functions import layer_norm
+
+    return any(e.has(layer_norm) for e in (*cell.gates.values(), *cell.lets.values(),
+                                           *cell.nexts.values()))
+
+
 def linear_recurrence(plan: Plan) -> tuple[sympy.Expr, sympy.Expr] | None:
     """``(a, b)`` when the cell is scan-parallel: one state ``s``, emitted as the output, no
     recurrent GEMM, and ``s' = a * s + b`` with neither ``a`` nor ``b`` depending on ``s`` (no gate
@@ -249,5 +262,5 @@ def identity_blocks(cell: Cell, w_ih, b_ih, hidden_size: int, like):
 def has_fast_scan(cell: Cell) -> bool:
     """Whether a scan-parallel cell fits the one-state fast path (:func:`linear_recurrence`:
     one state, emitted as the output, no recurrent GEMM) with its generated backward."""
-    return (is_scan_parallel(cell) and not cell.hidden_inputs
+    return (is_scan_parallel(cell) and not cell.hidden_inputs and not uses_layer_norm(cell)
             and linear_recurrence(Plan.of(Layout.of(cell))) is not None)
