@@ -113,7 +113,7 @@ def matrix_scan(A: torch.Tensor, B: torch.Tensor, m0: torch.Tensor) -> torch.Ten
 
     >>> A = torch.tensor([[[0.5, 0.0], [1.0, 1.0]]]).repeat(3, 1, 1)
     >>> matrix_scan(A, torch.ones(3, 2), torch.zeros(2))[:, 1].tolist()
-    [1.0, 3.0, 6.5]
+    [1.0, 3.0, 5.5]
     """
     T = A.shape[0]
     a, b = A, B
