@@ -53,8 +53,9 @@ def _step(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
 
 
 class HoistedMGULoop(torch.nn.Module):
-    """The baseline DESIGN.md §5 times as "Python loop, MGU, input GEMM hoisted": what a user
-    writes by hand, deliberately not derived from the cell. ``x (T, N, I)`` -> ``(out, h_T)``::
+    """The baseline of docs/design.md ("The engine contract"): a Python loop over MGU with the
+    input GEMM hoisted, what a user writes by hand, deliberately not derived from the cell.
+    ``x (T, N, I)`` -> ``(out, h_T)``::
 
         f_t = σ(W_f x_t + U_f h_{t-1} + b_f)
         n_t = tanh(W_n x_t + U_n (f_t ⊙ h_{t-1}) + b_n)

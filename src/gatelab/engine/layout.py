@@ -23,9 +23,10 @@ import torch
 
 from ..cell.functions import MatVec
 from ..cell.ir import Cell
+from ..errors import GatelabError
 
 
-class EngineError(ValueError):
+class EngineError(GatelabError, ValueError):
     """A cell the engine cannot lay out or run; the message says why and what is supported."""
 
 

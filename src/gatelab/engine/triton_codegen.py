@@ -24,11 +24,12 @@ import sympy
 from sympy.printing.printer import Printer
 
 from ..cell.functions import REGISTRY, Fn, MatVec, RegistryPrinting
+from .layout import EngineError
 
 __all__ = ["TritonCodegenError", "kernel_source"]
 
 
-class TritonCodegenError(ValueError):
+class TritonCodegenError(EngineError):
     """An expression uses something the Triton printer cannot translate."""
 
 
