@@ -7,7 +7,6 @@ Used by ``gatelab bench``, ``benchmarks/bench_cpu.py`` and the tour's engine sec
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import statistics
@@ -255,7 +254,3 @@ def format_markdown(r: dict) -> str:
                   + ", ".join(f"{k} {v:.0f}" for k, v in r["peak_mb"].items()) + "."]
     return "\n".join(lines) + "\n"
 
-
-def dump(r: dict, path: Path) -> None:
-    """Write the raw result as JSON."""
-    path.write_text(json.dumps(r, indent=1), encoding="utf-8")
