@@ -52,7 +52,9 @@ def _plot(kind: str, result: Any, stem: Path | None) -> None:
         return
     from . import plots
 
-    paths = getattr(plots, f"{kind}_plot")(result if kind != "law" else [result], stem)
+    draw = {"law": lambda r, s: plots.law_plot([r], s), "clip": plots.clip_plot,
+            "spectrum": plots.spectrum_plot}[kind]
+    paths = draw(result, stem)
     err.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
 
 
