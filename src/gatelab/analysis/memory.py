@@ -9,11 +9,11 @@ the output is written as a state or as a ``let`` does not change the memory: a r
 reads is exactly a ``let`` output.
 
 The cell is then rewritten in terms of its memory states, as the article does for LSTM
-(DESIGN.md §1.4): the previous value of a readout is its expression one step earlier,
-``h_{t-1} = o_{t-1} ⊙ tanh(c_{t-1})``. The previous step's gates become new scalar symbols
-(``o_prev``); a switch setting holds at every step, so ``o_prev`` takes ``o``'s value. A readout
-that reads the input and feeds back is rewritten with the previous input (``x_prev``), a free
-vector like the input itself.
+(docs/design.md, "The article", point 4): the previous value of a readout is its expression
+one step earlier, ``h_{t-1} = o_{t-1} ⊙ tanh(c_{t-1})``. The previous step's gates become new
+scalar symbols (``o_prev``); a switch setting holds at every step, so ``o_prev`` takes ``o``'s
+value. A readout that reads the input and feeds back is rewritten with the previous input
+(``x_prev``), a free vector like the input itself.
 """
 
 from __future__ import annotations
