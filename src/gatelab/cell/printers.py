@@ -130,21 +130,27 @@ def cell_unicode(cell: Cell) -> str:
     return "\n".join(lines)
 
 
+def _raised(text: str, exp: str | None) -> str:
+    """SymPy's LaTeX printer passes ``exp`` when a function is raised to a power."""
+    return text if exp is None else rf"\left({text}\right)^{{{exp}}}"
+
+
 class _Latex(LatexPrinter):
-    def _print_MatVec(self, e: MatVec) -> str:  # noqa: N802 - SymPy's dispatch naming
+    def _print_MatVec(self, e: MatVec, exp: str | None = None) -> str:  # noqa: N802 - SymPy
         v = self._print(e.vector)
         if not isinstance(e.vector, sympy.Symbol):
             v = rf"\left({v}\right)"
-        return f"{self._print(e.matrix)} {v}"
+        return _raised(f"{self._print(e.matrix)} {v}", exp)
 
-    def _print_sigmoid(self, e: sympy.Expr) -> str:  # noqa: N802
-        return rf"\sigma\left({self._print(e.args[0])}\right)"
+    def _print_sigmoid(self, e: sympy.Expr, exp: str | None = None) -> str:  # noqa: N802
+        return _raised(rf"\sigma\left({self._print(e.args[0])}\right)", exp)
 
-    def _print_relu(self, e: sympy.Expr) -> str:  # noqa: N802
-        return rf"\operatorname{{relu}}\left({self._print(e.args[0])}\right)"
+    def _print_relu(self, e: sympy.Expr, exp: str | None = None) -> str:  # noqa: N802
+        return _raised(rf"\operatorname{{relu}}\left({self._print(e.args[0])}\right)", exp)
 
-    def _print_softplus(self, e: sympy.Expr) -> str:  # noqa: N802
-        return rf"\operatorname{{softplus}}\left({self._print(e.args[0])}\right)"
+    def _print_softplus(self, e: sympy.Expr, exp: str | None = None) -> str:  # noqa: N802
+        return _raised(rf"\operatorname{{softplus}}\left({self._print(e.args[0])}\right)",
+                       exp)
 
 
 def expr_latex(expr: sympy.Expr) -> str:
