@@ -108,6 +108,7 @@ class _Builder:
         self.dims: dict[str, str] = {}
         self.param_role: dict[str, tuple[str, tuple[int, int]]] = {}
         self.param_dims: dict[str, tuple[str, ...]] = {}
+        self.matrix_vector: dict[str, tuple[sympy.Expr, int]] = {}  # first vector, its line
 
     def fail(self, line: int, col: int, message: str, expected: str = "") -> None:
         self.problems.append(Problem(self.path, line, col, message, expected))
@@ -268,6 +269,7 @@ class _Builder:
                 self.fail(st.line, e.col or st.col, e.message, e.expected)
         if not self.problems:
             self._check_used(exprs)
+            self._check_inputs_reach(order, exprs, todo)
             sizes = inlined_sizes(order, exprs)
             for key, st in todo:
                 if sizes[key] > MAX_INLINED:
@@ -277,13 +279,32 @@ class _Builder:
         return exprs
 
     def _check_maps(self, expr: sympy.Expr, st: Statement) -> None:
-        """Every ``W @ v`` must still apply to a signal once constants are folded."""
+        """Every ``W @ v`` must still apply to a signal once constants are folded; a matrix
+        multiplies one vector (the engine stacks each matrix by the vector it multiplies)."""
         signals = {sympy.Symbol(n) for n in self.kind_of}
-        for mv in expr.atoms(MatVec):
-            if not mv.vector.free_symbols & signals:
-                raise _Fail(st.expr.col, f"{mv.matrix} @ ... applies to the constant "
-                            f"{mv.vector} once constants are folded", "a vector expression, "
-                            "e.g. W @ x")
+        for mv in sorted(expr.atoms(MatVec), key=sympy.default_sort_key):
+            w, v = mv.matrix.name, mv.vector
+            if not v.free_symbols & signals:
+                raise _Fail(st.expr.col, f"{w} @ ... applies to the constant {v} once "
+                            "constants are folded", "a vector expression, e.g. W @ x")
+            first = self.matrix_vector.setdefault(w, (v, st.line))
+            if first[0] != v:
+                raise _Fail(st.expr.col, f"matrix {w} multiplies {v} here but {first[0]} on "
+                            f"line {first[1]}", "one matrix per vector (rename one of them)")
+
+    def _check_inputs_reach(self, order: list[str], exprs: dict, todo: list) -> None:
+        """Every state update must depend on an input or a state (else it is a constant) and
+        the cell must learn something."""
+        if not self.param_role:
+            self.fail(1, 1, "the cell has no learned parameters", "e.g. W @ x or a bias b")
+        signals = {sympy.Symbol(n) for n, k in self.kind_of.items() if k in ("input", "state")}
+        reach: dict = {}
+        for key, st in todo:
+            syms = exprs[key].free_symbols
+            reach[key] = (syms & signals).union(*(reach.get(s.name, set()) for s in syms))
+            if isinstance(key, tuple) and not reach[key]:
+                self.fail(st.line, st.expr.col, f"next {key[1]} depends on no input or state, "
+                          "so it is a constant", "an update that reads an input or a state")
 
     def _check_used(self, exprs: dict) -> None:
         """A parameter the folded equations no longer mention (``0 * b``, ``b - b``) would have

@@ -117,6 +117,13 @@ def fold_binary(op: str, a: float, b: float) -> float:
     return check_magnitude(value)
 
 
+def _hint(node: sympy.Expr) -> str:
+    try:
+        return f"write its value as a number ({float(node):.6g})"
+    except (TypeError, ValueError):  # relu has no numeric evaluation in SymPy
+        return "write its value as a number"
+
+
 def constant_problem(expr: sympy.Expr) -> str | None:
     """What is wrong with an expression after SymPy folded it, or None: every node must be one
     the printers and the engine know, every number within the magnitude limits, every
@@ -131,6 +138,9 @@ def constant_problem(expr: sympy.Expr) -> str | None:
         elif not isinstance(node, _ALLOWED):
             return (f"the expression folds to {node}, which is not a finite real number "
                     "gatelab can compute")
+        elif isinstance(node, (sympy.Pow, *_FUNCTIONS)) and not node.free_symbols:
+            # the engine computes on tensors: a constant must reach it as a plain number
+            return f"{node} is a constant the engine would have to compute; " + _hint(node)
         elif isinstance(node, sympy.Pow):
             ex = node.exp
             if not isinstance(ex, sympy.Rational) or abs(ex) > MAX_EXPONENT \

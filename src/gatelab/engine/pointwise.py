@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 import sympy
 import torch
 
-from ..cell.functions import relu, sigmoid, softplus
+from ..cell.functions import real_diff, relu, sigmoid, softplus
 
 PointwiseFn = Callable[..., tuple]
 
@@ -50,7 +50,7 @@ def vjp(inputs: Sequence[sympy.Symbol], outputs: Sequence[sympy.Expr],
         total = sympy.Integer(0)
         for g, y in zip(gs, outputs, strict=True):
             if u in y.free_symbols:
-                total += g * sympy.diff(y, u)
+                total += g * real_diff(y, u)  # |x|' = sign(x), not re/im
         # Common factors pulled out of sums (``g*s*(1-s)*a - g*s*(1-s)*b`` -> ``g*s*(1-s)*(a-b)``):
         # fewer elementwise operations per backward step (counted: LSTM 38 -> 32, MGU 22 -> 19).
         grads.append(sympy.factor_terms(total))
