@@ -13,10 +13,10 @@ import sympy
 
 from ..files import FileProblem, read_limited
 from .errors import CellError, Problem
-from .fold import FoldError, fold, inlined_sizes
+from .fold import FoldError, expanded_terms, fold, inlined_sizes
 from .functions import FUNCTIONS, MatVec
 from .ir import HIDDEN, Cell, Param
-from .limits import MAX_BYTES, MAX_DEFINITIONS, MAX_INLINED, constant_problem
+from .limits import MAX_BYTES, MAX_DEFINITIONS, MAX_INLINED, MAX_TERMS, constant_problem
 from .syntax import (
     BinOp,
     Call,
@@ -271,11 +271,17 @@ class _Builder:
             self._check_used(exprs)
             self._check_inputs_reach(order, exprs, todo)
             sizes = inlined_sizes(order, exprs)
+            terms = expanded_terms(order, exprs, {n for n, k in self.kind_of.items()
+                                                  if k == "gate"})
             for key, st in todo:
                 if sizes[key] > MAX_INLINED:
                     self.fail(st.line, st.col, f"with its gates and lets substituted in, this "
                               f"expression has {sizes[key]} parts, over the limit of "
                               f"{MAX_INLINED}", "fewer repeated uses of long lets")
+                elif terms[key] > MAX_TERMS:
+                    self.fail(st.line, st.col, f"multiplied out, this expression has up to "
+                              f"{terms[key]} terms, over the limit of {MAX_TERMS}",
+                              "fewer products of sums (the analysis multiplies them out)")
         return exprs
 
     def _check_maps(self, expr: sympy.Expr, st: Statement) -> None:

@@ -82,3 +82,29 @@ def inlined_sizes(order: list[str], exprs: dict) -> dict:
             total += size.get(node.name, 1) if isinstance(node, sympy.Symbol) else 1
         size[key] = total
     return size
+
+
+def expanded_terms(order: list[str], exprs: dict, gates: set[str]) -> dict:
+    """An upper bound on the number of terms of every expression multiplied out, with lets
+    substituted in and gates kept as symbols, as the analysis multiplies them out: ``(1 - g1) *
+    ... * (1 - g20)`` has 2**20. Function calls and ``W @ v`` count as one term."""
+
+    def terms(e: sympy.Expr) -> int:
+        if isinstance(e, sympy.Symbol):
+            return 1 if e.name in gates else bound.get(e.name, 1)
+        if isinstance(e, sympy.Add):
+            return sum(terms(a) for a in e.args)
+        if isinstance(e, sympy.Mul):
+            total = 1
+            for a in e.args:
+                total = min(total * terms(a), CAP)  # capped: the exact size does not matter
+            return total
+        if isinstance(e, sympy.Pow) and e.exp.is_Integer and e.exp > 0:
+            return min(terms(e.base) ** int(e.exp), CAP)
+        return 1
+
+    CAP = 1 << 40
+    bound: dict = {}
+    for key in [*order, *(k for k in exprs if isinstance(k, tuple))]:
+        bound[key] = terms(exprs[key])
+    return bound

@@ -33,6 +33,7 @@ MIN_MAGNITUDE = 1e-15  # smallest size of a non-zero constant
 MAX_EXPONENT = 4  # |exponent| and its denominator; (a + b + ...)**k is expanded by the analysis
 MAX_DEFINITIONS = 64  # inputs, states, gates and lets in one cell
 MAX_INLINED = 20_000  # size of a state update with every gate and let substituted in
+MAX_TERMS = 4096  # terms of an update multiplied out (lets substituted in, gates as symbols)
 
 # SymPy node types a cell's expressions may contain after folding: what every printer and the
 # engine know. Anything else (the imaginary unit, zoo, nan, e, pi, floats) is refused.
