@@ -10,6 +10,7 @@ from rich.console import Console
 
 from ..analysis import AnalysisError, analyze, parse_setting
 from ..cell import CellError, load_cell
+from ..files import safe_name
 
 
 def diagram_command(
@@ -36,7 +37,7 @@ def diagram_command(
         raise typer.Exit(2) from None
     if out is None:
         suffix = "-" + "".join(f"{g}{v}" for g, v in setting.items()) if setting else ""
-        out = Path(f"{c.name}{suffix}.svg")
+        out = Path(f"{safe_name(c.name)}{suffix}.svg")  # here, whatever the cell's name
     kind = out.suffix.lower()
     if kind not in (".svg", ".png"):
         print(f"gatelab diagram: cannot write {str(out)!r}; expected a file name ending in "

@@ -22,6 +22,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from ..data import DataUnavailable
+from ..files import read_limited
 from .gates import REVIEW
 from .model import ExplainError, TextModel, from_run
 
@@ -109,13 +110,13 @@ def register(app: typer.Typer) -> None:
             if text is not None and file is not None:
                 raise ExplainError("give a TEXT or --file, not both")
             if file is not None:
-                try:
-                    text = file.read_text(encoding="utf-8")
-                except (OSError, UnicodeDecodeError) as e:
+                try:  # a regular file of at most 1 MB: /dev/zero or a FIFO cannot hang it
+                    text = read_limited(file, 1 << 20, "text file").decode("utf-8")
+                except UnicodeDecodeError as e:
                     raise ExplainError(f"cannot read {file}: {e}") from None
             model = _open(run)
             ex = explain_text(model, REVIEW if text is None else text)
-        except (ExplainError, DataUnavailable, ValueError) as e:
+        except (ExplainError, DataUnavailable, ValueError, OSError) as e:
             raise _fail(e) from None
         if format == Format.json:
             print(to_json(model.cell, ex))
@@ -143,7 +144,7 @@ def register(app: typer.Typer) -> None:
             bar, tick = _progress(len(data), "saturation")
             with bar:
                 sat = saturation(model, data.ids, max_len=model.max_len, progress=tick)
-        except (ExplainError, DataUnavailable, ValueError) as e:
+        except (ExplainError, DataUnavailable, ValueError, OSError) as e:
             raise _fail(e) from None
         if plot is not None:
             plot_saturation(sat, plot, f"{model.cell.name}: {len(data)} texts, {sat.steps} steps")
@@ -178,7 +179,7 @@ def register(app: typer.Typer) -> None:
             with bar:
                 fid = fidelity(model, data.ids, data.labels, max_len=model.max_len,
                                progress=tick)
-        except (ExplainError, DataUnavailable, ValueError) as e:
+        except (ExplainError, DataUnavailable, ValueError, OSError) as e:
             raise _fail(e) from None
         if format == TextOrJson.json:
             print(json.dumps(fid.to_json()))
