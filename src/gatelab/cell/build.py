@@ -16,7 +16,14 @@ from .errors import CellError, Problem
 from .fold import FoldError, expanded_terms, fold, inlined_sizes
 from .functions import FUNCTIONS, MatVec
 from .ir import HIDDEN, Cell, Param
-from .limits import MAX_BYTES, MAX_DEFINITIONS, MAX_INLINED, MAX_TERMS, constant_problem
+from .limits import (
+    MAX_BYTES,
+    MAX_DEFINITIONS,
+    MAX_INLINED,
+    MAX_PARAMS,
+    MAX_TERMS,
+    constant_problem,
+)
 from .syntax import (
     BinOp,
     Call,
@@ -267,6 +274,10 @@ class _Builder:
                 self.fail(st.line, e.col or st.col, e.message, e.expected)
             except _Fail as e:
                 self.fail(st.line, e.col or st.col, e.message, e.expected)
+        if len(self.param_role) > MAX_PARAMS:
+            name, (_, (line, col)) = list(self.param_role.items())[MAX_PARAMS]
+            self.fail(line, col, f"parameter {name} is one more than the limit of {MAX_PARAMS} "
+                      "learned parameters per cell", "a smaller cell")
         if not self.problems:
             self._check_used(exprs)
             self._check_inputs_reach(order, exprs, todo)

@@ -32,6 +32,7 @@ MAX_MAGNITUDE = 1e15  # largest size of any constant, written or folded
 MIN_MAGNITUDE = 1e-15  # smallest size of a non-zero constant
 MAX_EXPONENT = 4  # |exponent| and its denominator; (a + b + ...)**k is expanded by the analysis
 MAX_DEFINITIONS = 64  # inputs, states, gates and lets in one cell
+MAX_PARAMS = 32  # learned parameters: SymPy's polynomial algebra grows fast in their number
 MAX_INLINED = 20_000  # size of a state update with every gate and let substituted in
 MAX_TERMS = 4096  # terms of an update multiplied out (lets substituted in, gates as symbols)
 
