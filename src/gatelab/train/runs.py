@@ -103,7 +103,10 @@ def read_config(folder: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{folder} is not a gatelab run folder (no {CONFIG})")
     try:
         data = json.loads(read_limited(path, MAX_CONFIG_BYTES, CONFIG).decode("utf-8"))
-        TrainConfig.from_dict(data)
+        cfg = TrainConfig.from_dict(data)
+        for key in ("hidden", "layers", "embed", "dropout"):  # read as saved by load_run
+            if data.get(key) != getattr(cfg, key):
+                raise ValueError(f"its {key!r} entry is missing or invalid ({data.get(key)!r})")
         spec = data.get("model")
         if not isinstance(spec, dict) or not all(
                 isinstance(spec.get(k), int) and not isinstance(spec.get(k), bool)

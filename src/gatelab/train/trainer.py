@@ -48,6 +48,7 @@ from .runs import (
     read_config,
     restore_rng,
     save_checkpoint,
+    saved_cell,
     write_metrics,
 )
 from .tasks import Batch, Task, make_task
@@ -301,7 +302,9 @@ def train_worker(config: TrainConfig, rank: int, world: int, progress: bool = Tr
                          f"steps asked for: resume with --steps {ck['step']} or more")
     every = config.checkpoint_every(total_steps)
     torch.manual_seed(config.seed)  # the same initial weights on every rank and every resume
-    model = build_model(load_cell(config.cell) if ck is None else _saved_cell(config), task,
+    cell = load_cell(config.cell) if ck is None else saved_cell(
+        {"cell_text": config.cell_text, "cell": config.cell}, out)  # RunFolderError names it
+    model = build_model(cell, task,
                         config.hidden, config.layers, config.embed, config.dropout).to(device)
     optim = torch.optim.Adam(model.parameters(), lr=config.lr)
     start, rows, seconds = 0, [], 0.0
@@ -394,12 +397,6 @@ def _one_step(net: torch.nn.Module, model: torch.nn.Module, optim: torch.optim.O
                                rows[-1]["step"] if rows else 0)
     optim.step()
     return loss_v, gnorm
-
-
-def _saved_cell(config: TrainConfig):  # noqa: ANN202 - gatelab.Cell
-    from ..cell import parse_cell
-
-    return parse_cell(config.cell_text, config.cell)
 
 
 def _fmt_metric(task: Task, rows: list[dict]) -> str:
