@@ -27,8 +27,10 @@ import re
 import stat
 from pathlib import Path
 
+from .errors import UsageError
 
-class FileProblem(ValueError):
+
+class FileProblem(UsageError):
     """A file gatelab was asked to read or write cannot be used: ``str()`` names the path and
     what is wrong (one line)."""
 

@@ -9,6 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from ..errors import GatelabError
+
 MAX_URL = 2048  # longer request paths get 414; file names are far shorter
 
 
@@ -70,7 +72,7 @@ def make_handler(root: Path) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class ServeError(Exception):
+class ServeError(GatelabError):
     """A problem the user can fix (bad folder or port). ``str()`` is one line: what is wrong and
     what to do."""
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import UsageError
 from ..files import inside, safe_name
 
 # Default sizes per task: (sequence length T or None, hidden, steps, batch, lr, eval_every).
@@ -84,7 +85,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.task, str) or self.task not in TASK_DEFAULTS:
-            raise ValueError(f"unknown task {self.task!r}: choose one of {', '.join(TASKS)}")
+            raise UsageError(f"unknown task {self.task!r}: choose one of {', '.join(TASKS)}")
         for k, v in TASK_DEFAULTS[self.task].items():
             if getattr(self, k) is None and not (k == "steps" and self.epochs is not None):
                 setattr(self, k, v)
@@ -92,7 +93,7 @@ class TrainConfig:
         if self.clip is not None and self.clip == 0:
             self.clip = None  # 0 means "no clipping"
         if self.batch % self.nproc:
-            raise ValueError(f"--batch {self.batch} must be divisible by --nproc {self.nproc}")
+            raise UsageError(f"--batch {self.batch} must be divisible by --nproc {self.nproc}")
 
     def _validate(self) -> None:
         """Every field of the right type, finite and in its range (:data:`LIMITS`): a typo
@@ -100,10 +101,10 @@ class TrainConfig:
         with the option's name, before any memory is allocated."""
         for name in ("task", "cell", "device", "cell_text"):
             if not isinstance(getattr(self, name), str):
-                raise ValueError(f"--{name} must be text (got {getattr(self, name)!r})")
+                raise UsageError(f"--{name} must be text (got {getattr(self, name)!r})")
         for name in ("out", "data_path"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
-                raise ValueError(f"--{name} must be a path (got {getattr(self, name)!r})")
+                raise UsageError(f"--{name} must be a path (got {getattr(self, name)!r})")
         for name, (low, high) in LIMITS.items():
             value = getattr(self, name)
             if value is None and name in OPTIONAL:
@@ -112,21 +113,21 @@ class TrainConfig:
             ok_type = isinstance(value, int) if whole else isinstance(value, (int, float))
             if isinstance(value, bool) or not ok_type:
                 kind = "a whole number" if whole else "a number"
-                raise ValueError(f"--{name.replace('_', '-')} must be {kind} (got {value!r})")
+                raise UsageError(f"--{name.replace('_', '-')} must be {kind} (got {value!r})")
             flag = "--" + name.replace("_", "-")
             if not math.isfinite(value):
-                raise ValueError(f"{flag} must be a finite number (got {value!r})")
+                raise UsageError(f"{flag} must be a finite number (got {value!r})")
             if value < low:
-                raise ValueError(f"{flag} must be at least {low:g} (got {value!r})")
+                raise UsageError(f"{flag} must be at least {low:g} (got {value!r})")
             if value > high:
-                raise ValueError(f"{flag} must be at most {high:g} (got {value!r})")
+                raise UsageError(f"{flag} must be at most {high:g} (got {value!r})")
         if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"--lr must be positive (got {self.lr})")
+            raise UsageError(f"--lr must be positive (got {self.lr})")
         if not self.dropout < 1.0:
-            raise ValueError(f"--dropout must be in [0, 1) (got {self.dropout})")
+            raise UsageError(f"--dropout must be in [0, 1) (got {self.dropout})")
         cells = self.batch * (self.T or 1) * self.hidden * self.layers
         if cells > MAX_ACTIVATIONS:
-            raise ValueError(f"--batch {self.batch} x T {self.T or 1} x --hidden {self.hidden} x "
+            raise UsageError(f"--batch {self.batch} x T {self.T or 1} x --hidden {self.hidden} x "
                              f"--layers {self.layers} = {cells:.3g} values per step's activations"
                              f", over the limit of {MAX_ACTIVATIONS:.3g}: make one smaller")
 
@@ -150,7 +151,7 @@ class TrainConfig:
         """The config saved in a run folder; ``ValueError`` when it is not one (not an object,
         a field of the wrong type or out of range)."""
         if not isinstance(data, dict):
-            raise ValueError(f"holds {type(data).__name__}, not a JSON object of settings")
+            raise UsageError(f"holds {type(data).__name__}, not a JSON object of settings")
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 

@@ -25,6 +25,7 @@ import torch
 
 from ..cell import CellError, parse_cell
 from ..data.text import Vocab
+from ..errors import NotFound, UsageError
 from ..files import FileProblem, atomic_write_bytes, atomic_write_text, read_limited
 from .config import TrainConfig
 from .models import SequenceModel
@@ -39,7 +40,7 @@ MAX_CONFIG_BYTES = 1 << 24  # config.json, vocab.json: far more than any real ru
 __all__ = ["atomic_write_bytes", "atomic_write_text"]  # re-exported: the trainer writes with them
 
 
-class RunFolderError(ValueError):
+class RunFolderError(UsageError):
     """A run folder's file is missing, corrupt or does not fit the rest of the run; ``str()``
     names the file and what is wrong. Nothing in the folder is changed."""
 
@@ -100,7 +101,7 @@ def read_config(folder: Path) -> dict[str, Any]:
     (:class:`RunFolderError` naming the file otherwise)."""
     path = Path(folder) / CONFIG
     if not path.is_file():
-        raise FileNotFoundError(f"{folder} is not a gatelab run folder (no {CONFIG})")
+        raise NotFound(f"{folder} is not a gatelab run folder (no {CONFIG})")
     try:
         data = json.loads(read_limited(path, MAX_CONFIG_BYTES, CONFIG).decode("utf-8"))
         cfg = TrainConfig.from_dict(data)
@@ -216,7 +217,7 @@ class Run:
     def encode_text(self, text: str) -> tuple[list[str], torch.Tensor]:
         """Tokens and ids ``(len,)`` of ``text``, exactly as the run's training text was read."""
         if self.vocab is None:
-            raise ValueError(f"run {self.path} was trained on {self.config['task']!r}, "
+            raise UsageError(f"run {self.path} was trained on {self.config['task']!r}, "
                              "which has no text vocabulary")
         return self.vocab.encode(text)
 
