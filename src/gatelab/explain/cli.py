@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from typer.core import TyperGroup
 
+from ..files import read_limited
 from .gates import REVIEW
 from .model import ExplainError, TextModel, from_run
 
@@ -102,9 +103,9 @@ def register(app: typer.Typer) -> None:
         if text is not None and file is not None:
             raise ExplainError("give a TEXT or --file, not both")
         if file is not None:
-            try:
-                text = file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as e:
+            try:  # a regular file of at most 1 MB: /dev/zero or a FIFO cannot hang it
+                text = read_limited(file, 1 << 20, "text file").decode("utf-8")
+            except UnicodeDecodeError as e:
                 raise ExplainError(f"cannot read {file}: {e}") from None
         model = _open(run)
         ex = explain_text(model, REVIEW if text is None else text)
