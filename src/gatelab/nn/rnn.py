@@ -50,6 +50,15 @@ from .state import CellPickling
 State = torch.Tensor | tuple[torch.Tensor, ...]
 
 
+def _cell_first(args: tuple, kwargs: dict) -> bool:
+    """Whether a call uses the cell signature: a cell or path first, ``cell=``, or a name
+    followed by both sizes (torch's signature needs only two arguments, never a string)."""
+    if "cell" in kwargs or (args and isinstance(args[0], (Path, CellIR))):
+        return True
+    given = len(args) + sum(k in kwargs for k in ("input_size", "hidden_size"))
+    return bool(args) and isinstance(args[0], str) and given >= 3
+
+
 class RNN(CellPickling, nn.Module):
     """A recurrent layer running a cell; see the module docstring for the two signatures.
 
@@ -77,7 +86,7 @@ class RNN(CellPickling, nn.Module):
 
     def __init__(self, *args, **kwargs) -> None:
         nn.Module.__init__(self)
-        if (args and isinstance(args[0], (str, Path, CellIR))) or "cell" in kwargs:
+        if _cell_first(args, kwargs):
             self._build(*args, **kwargs)
         else:
             self._build_elman(*args, **kwargs)
