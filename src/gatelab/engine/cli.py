@@ -64,14 +64,20 @@ def register(app: typer.Typer) -> None:
     def engine(cell: str = typer.Argument(..., help="built-in name or .cell file"),
                code: bool = typer.Option(False, "--code", help="print the generated code"),
                ) -> None:
-        """Show how the engine runs a cell: the GEMMs of a step and the pointwise functions."""
+        """Show how the engine runs a cell: which path ``auto`` takes (torch's kernels for a cell
+        proved equal to torch's, else gatelab's), the GEMMs of a step and the pointwise code."""
         from ..cell import load_cell
         from .autograd import compiled
         from .layout import EngineError
         from .plan import is_scan_parallel
 
+        from .vendor import explain_path
+
         c = load_cell(cell)
         console = Console()
+        where = explain_path(c)
+        console.print(f"path (backend='auto'): {where['path']}: {where['reason']}",
+                      highlight=False, markup=False)
         try:
             step = compiled(c, True, "torch")
         except EngineError as e:
@@ -90,6 +96,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"next {s} = {e}", highlight=False, markup=False)
         if is_scan_parallel(c):
             console.print("scan-parallel: trained with the parallel scan (backend 'scan')")
+        console.print("gatelab's own engine below (backend='generated' forces it)")
         if code:
             for title, fn in [("final", step.final), ("final backward", step.final_bwd),
                               *[(f"prepare {k}", f) for k, f in step.prep.items()],

@@ -126,8 +126,12 @@ def _match(cell: Cell, layout: Layout, mode: str) -> tuple[int, VendorMatch]:
                 if all(sympy.expand(nexts[s].xreplace(ren) - t_nexts[smap[s]]) == 0
                        for s in cell.states):
                     order = tuple(sorted(cell.states, key=lambda s: tpl.states.index(smap[s])))
+                    moved = ih_perm != tuple(range(len(ih_perm))) or hh_perm != tuple(
+                        range(len(hh_perm)))
+                    how = "; weight blocks gathered in torch's order" if moved else ""
                     return 5, VendorMatch(mode, f"proved equal to torch {mode} (equations "
-                                             "match after renaming)", ih_perm, hh_perm, order)
+                                             f"match after renaming{how})", ih_perm, hh_perm,
+                                          order)
     return 4, VendorMatch(None, f"{what}: the equations differ under every matching of names "
                                 "and weight blocks")
 
@@ -185,3 +189,28 @@ def run_vendor(match: VendorMatch, x: torch.Tensor, batch_sizes: torch.Tensor | 
     else:
         res = kernel(x, batch_sizes, h, flat, bias, num_layers, dropout, training, bidirectional)
     return res[0], tuple(res[1:])
+
+
+def explain_path(cell: Cell) -> dict:
+    """Which path ``backend="auto"`` takes for ``cell`` on the CPU, and why (plain data:
+    ``{"path": "vendor"|"scan"|"generated"|None, "torch": mode or None, "reason": str}``).
+
+    >>> from gatelab import load_cell
+    >>> explain_path(load_cell("gru"))["path"], explain_path(load_cell("gru-torch"))["torch"]
+    ('generated', 'GRU')
+    """
+    from .plan import is_scan_parallel
+
+    m = vendor_match(cell)
+    if m.mode is not None:
+        return {"path": "vendor", "torch": m.mode,
+                "reason": f"torch's fused {m.mode} kernels: {m.reason}"}
+    try:
+        Layout.of(cell)
+    except EngineError as e:
+        return {"path": None, "torch": None, "reason": f"the engine cannot run it: {e}"}
+    if is_scan_parallel(cell):
+        return {"path": "scan", "torch": None,
+                "reason": f"gatelab's parallel scan (scan-parallel); not torch's: {m.reason}"}
+    return {"path": "generated", "torch": None,
+            "reason": f"gatelab's generated engine; not torch's: {m.reason}"}
