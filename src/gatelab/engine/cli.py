@@ -70,7 +70,6 @@ def register(app: typer.Typer) -> None:
         from .autograd import compiled
         from .layout import EngineError
         from .plan import is_scan_parallel
-
         from .vendor import explain_path
 
         c = load_cell(cell)

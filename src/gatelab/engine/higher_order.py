@@ -1,8 +1,8 @@
 """Higher-order gradients for the generated backends.
 
 The generated backward loops (:mod:`gatelab.engine.backward`, the scan's) are first-order code:
-differentiating their results again would give a wrong number. :func:`with_reference_double_backward`
-runs such a backend inside one autograd node whose backward
+differentiating their results again would give a wrong number.
+:func:`with_reference_double_backward` runs such a backend inside one autograd node whose backward
 
 * without ``create_graph`` (ordinary training) backpropagates through the generated graph, as
   before, at its speed;
