@@ -68,7 +68,6 @@ def register(app: typer.Typer) -> None:
         proved equal to torch's, else gatelab's), the GEMMs of a step and the pointwise code."""
         from ..cell import load_cell
         from .autograd import compiled
-        from .layout import EngineError
         from .plan import is_scan_parallel
         from .vendor import explain_path
 
@@ -77,11 +76,8 @@ def register(app: typer.Typer) -> None:
         where = explain_path(c)
         console.print(f"path (backend='auto'): {where['path']}: {where['reason']}",
                       highlight=False, markup=False)
-        try:
-            step = compiled(c, True, "torch")
-        except EngineError as e:
-            console.print(f"{cell}: {e}", markup=False, highlight=False)
-            raise typer.Exit(2) from None
+        step = compiled(c, True, "torch")  # an EngineError goes to gatelab.cli's handler
+        console.print("gatelab's own engine (backend='generated' forces it):")
         plan = step.plan
         console.print(f"{c.name}: weight_ih blocks {plan.layout.ih}, "
                       f"weight_hh blocks {plan.layout.hh}", highlight=False, markup=False)
@@ -95,7 +91,6 @@ def register(app: typer.Typer) -> None:
             console.print(f"next {s} = {e}", highlight=False, markup=False)
         if is_scan_parallel(c):
             console.print("scan-parallel: trained with the parallel scan (backend 'scan')")
-        console.print("gatelab's own engine below (backend='generated' forces it)")
         if code:
             for title, fn in [("final", step.final), ("final backward", step.final_bwd),
                               *[(f"prepare {k}", f) for k, f in step.prep.items()],
