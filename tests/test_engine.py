@@ -101,7 +101,7 @@ def test_scan_parallel_is_derived_from_equations():
         "mingru", "minlstm", "sru", "qrnn"]
     mingru = Layout.of(gatelab.load_cell("mingru"))
     assert resolve(mingru, "auto", torch.device("cpu")) == "scan"
-    assert resolve(Layout.of(gatelab.load_cell("mgu")), "auto", torch.device("cpu")) == "torch"
+    assert resolve(Layout.of(gatelab.load_cell("mgu")), "auto", torch.device("cpu")) == "generated"
 
 
 @pytest.mark.parametrize("T", [1, 2, 7, 30])

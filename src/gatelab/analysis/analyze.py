@@ -123,8 +123,15 @@ class Analysis:
             "switches": [s.to_dict() for s in self.switches],
             "scan_parallel": self.scan_parallel,
             "scan_parallel_reasons": self.scan_reasons,
+            "engine": _engine_path(self.cell),
             "core": {m: [b.to_dict(lead) for b in blocks] for m, blocks in self.core.items()},
         }
+
+
+def _engine_path(cell: Cell) -> dict:
+    from ..engine.vendor import explain_path  # the engine's decision, stated by the engine
+
+    return explain_path(cell)
 
 
 def analyze(cell: Cell | str) -> Analysis:
