@@ -51,6 +51,7 @@ PLUGINS = [
     "gatelab.train.cli",
     "gatelab.explain.cli",
     "gatelab.report.cli",
+    "gatelab.study.cli",
 ]
 
 

@@ -289,6 +289,10 @@ def train_worker(config: TrainConfig, rank: int, world: int, progress: bool = Tr
     torch.manual_seed(config.seed)  # the same initial weights on every rank and every resume
     model = build_model(load_cell(config.cell) if ck is None else _saved_cell(config), task,
                         config.hidden, config.layers, config.embed, config.dropout).to(device)
+    if ck is None and config.forget_bias:  # a resumed run has its biases in the checkpoint
+        from .forget import add_forget_bias
+
+        add_forget_bias(model.rnn, config.forget_bias)
     optim = torch.optim.Adam(model.parameters(), lr=config.lr)
     start, rows, seconds = 0, [], 0.0
     lead = rank == 0
