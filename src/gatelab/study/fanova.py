@@ -66,19 +66,30 @@ def importances(rows: list[dict[str, Any]], dims: dict[str, Any], higher: bool,
     out: dict[str, Any] = {"n": len(rows), "main": {n: float(main[n]) for n in names},
                            "pairs": {}}
     if pairs and len(names) > 1:
-        out["pairs"] = _pairs(ev, names)
+        from optuna.importance._base import _get_distributions
+
+        # the column order evaluate() used (Optuna orders the parameters its own way)
+        columns = [n for n, d in _get_distributions(study, params=names).items()
+                   if not d.single()]
+        out["pairs"] = _pairs(ev, columns, out["main"])
     return out
 
 
-def _pairs(ev: Any, names: list[str]) -> dict[str, float]:
-    """Pairwise interaction fractions from the forest ``ev`` has just fitted."""
+def _pairs(ev: Any, names: list[str], main: dict[str, float]) -> dict[str, float]:
+    """Pairwise interaction fractions from the forest ``ev`` has just fitted; ``names`` in the
+    forest's column order (checked against the main effects Optuna returned)."""
     fan = getattr(ev, "_evaluator", None)
     trees = getattr(fan, "_trees", None)
     cols = getattr(fan, "_column_to_encoded_columns", None)
     if trees is None or cols is None:
         raise RuntimeError("this Optuna version does not expose its fANOVA trees: pairwise "
                            "interactions are not available (main effects are)")
-    # evaluate() orders the columns as the params it was given (all non-single here).
+    for i, n in enumerate(names):  # the same main effects from the trees: the order is right
+        ours = np.mean([max(t.get_marginal_variance(cols[i]), 0.0) / t.variance
+                        for t in trees if t.variance > 0])
+        if not np.isclose(ours, main[n], rtol=1e-6, atol=1e-9):
+            raise RuntimeError("fANOVA: cannot match Optuna's columns to the parameters; "
+                               "pairwise interactions are not available with this Optuna")
     res = {}
     for (i, a), (j, b) in itertools.combinations(enumerate(names), 2):
         fractions = []

@@ -59,9 +59,12 @@ def load_plan(folder: Path) -> tuple[StudySpec, list[dict[str, Any]]]:
 
 
 def _write_status(out: Path, trial: dict[str, Any], **fields: Any) -> None:
+    import ray
+
     out.mkdir(parents=True, exist_ok=True)
     data = {"id": trial["id"], "cell": trial["cell"], "draw": trial["draw"],
-            "seed": trial["seed"], "params": trial["params"], **fields}
+            "seed": trial["seed"], "params": trial["params"],
+            "node": ray.util.get_node_ip_address(), **fields}
     atomic_write_text(out / TRIAL, json.dumps(data, indent=2))
 
 
@@ -119,23 +122,27 @@ def _on_loopback(address: str) -> str | None:
         return None
 
 
+def _ray_environment(address: str | None) -> None:
+    """Environment Ray reads when it is imported and started."""
+    # Tune's own console output and result loggers off: the study prints its own lines and
+    # keeps its results in the run folders.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address is None:
+        # Single-machine mode: every Ray listener on 127.0.0.1 (Ray's default picks eth0).
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
+
 def _init_ray(address: str | None, cpus: int, gpus: float) -> bool:
     """Connect to (or start) Ray; returns whether this call started it."""
     import ray
 
     if ray.is_initialized():
         return False
-    # Tune's own console output and result loggers off: the study prints its own lines and
-    # keeps its results in the run folders.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("TUNE_RESULT_BUFFER_LENGTH", "1")
     quiet = dict(include_dashboard=False, log_to_driver=False, configure_logging=True,
                  logging_level="ERROR")
     if address is None:
-        # Single-machine mode: every Ray listener on 127.0.0.1 (Ray's default picks eth0).
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         ray.init(num_cpus=cpus, num_gpus=gpus or None, **quiet)
         return True
     host = _on_loopback(address)
@@ -199,6 +206,7 @@ def run_study(spec: StudySpec | None, folder: str | Path, *, cpus: int | None = 
     Ray (default: all cores), one trial per CPU. ``asha``: stop hopeless trials early
     (ASHA over four rungs of the step budget).
     """
+    _ray_environment(address)  # before Ray is imported: it reads these at import time
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -226,6 +234,12 @@ def run_study(spec: StudySpec | None, folder: str | Path, *, cpus: int | None = 
         return folder
     cpus = cpus or os.cpu_count() or 1
     started = _init_ray(address, cpus, gpus_per_trial * cpus if address is None else 0)
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    console.print(f"Ray: {len(nodes)} node(s) ({', '.join(n['NodeManagerAddress'] for n in nodes)})"
+                  f", {ray.cluster_resources().get('CPU', 0):g} CPU(s); "
+                  f"{len(pending)} trial(s) to run", highlight=False)
     rungs = 4 if asha else 1
     scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=rungs, grace_period=1,
                                reduction_factor=2) if asha else None)
@@ -236,6 +250,7 @@ def run_study(spec: StudySpec | None, folder: str | Path, *, cpus: int | None = 
             tune.with_resources(run_trial, resources),
             param_space={"trial": tune.grid_search(pending), "rungs": rungs},
             tune_config=tune.TuneConfig(num_samples=1, scheduler=scheduler, metric="metric",
+                                        reuse_actors=True,
                                         mode="max" if higher else "min"),
             run_config=tune.RunConfig(
                 name=f"execution-{int(time.time())}", storage_path=str(folder / "ray"),

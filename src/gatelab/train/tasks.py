@@ -295,6 +295,9 @@ class JSBTask(Task):
     logits. Metric: the negative log-likelihood per time step in nats (summed over the 88 keys,
     averaged over the predicted frames of the test chorales), as Boulanger-Lewandowski et al.
     (2012) and Greff et al. (2017) report it. ``train_size``/``eval_size`` count chorales.
+    Training sequences are windows of at most ``max_len`` frames (a random start per chorale,
+    drawn from ``(seed, step)``; the default 300 keeps whole chorales); evaluation always reads
+    whole test chorales.
     """
 
     name = "jsb"
@@ -311,6 +314,7 @@ class JSBTask(Task):
         self.train_rolls = [train[i] for i in subset(len(train), cfg.train_size, 5).tolist()]
         self.test_rolls = [test[i] for i in subset(len(test), cfg.eval_size, 6).tolist()]
         self.n_train = len(self.train_rolls)
+        self.window = cfg.max_len + 1  # frames per training sequence (inputs + next targets)
         # The trivial level: each key on with its training frequency, whatever came before.
         frames = torch.cat(self.train_rolls)
         p = frames.mean(0).clamp(1e-4, 1 - 1e-4)
@@ -331,7 +335,11 @@ class JSBTask(Task):
 
     def train_batch(self, step: int, batch: int, seed: int) -> Batch:
         idx = epoch_slice(self.n_train, batch, step, seed)
-        return self._batch([self.train_rolls[i] for i in idx.tolist()])
+        rolls = [self.train_rolls[i] for i in idx.tolist()]
+        g = _gen(seed, step, 11)
+        starts = [int(torch.randint(0, len(r) - self.window + 1, (1,), generator=g))
+                  if len(r) > self.window else 0 for r in rolls]
+        return self._batch([r[a:a + self.window] for r, a in zip(rolls, starts)])
 
     def eval_batches(self, batch: int) -> Iterator[Batch]:
         for i in range(0, len(self.test_rolls), batch):
