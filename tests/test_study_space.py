@@ -96,3 +96,19 @@ def test_forget_gate_comes_from_the_equations(tmp_path):
 
     assert forget_gate(load_cell(str(cell))) == ("keep", 1, "b_k")
     assert forget_gate("rnn") is None and forget_gate("nfg") is None
+
+
+def test_forget_bias_moves_the_gate_towards_keeping_memory():
+    import torch
+
+    import gatelab.nn
+    from gatelab.train.forget import add_forget_bias
+
+    for name, gate, sign in (("lstm", "b_f", 1), ("mgu", "b_f", -1), ("cifg", "b_i", -1)):
+        rnn = gatelab.nn.RNN(name, 3, 4, num_layers=2)
+        before = [rnn.cell_params(k)[gate].detach().clone() for k in range(2)]
+        add_forget_bias(rnn, 1.5)
+        for k in range(2):
+            assert torch.allclose(rnn.cell_params(k)[gate] - before[k], torch.full((4,), sign * 1.5))
+    with pytest.raises(ValueError, match="has no forget gate"):
+        add_forget_bias(gatelab.nn.RNN("nfg", 3, 4), 1.0)

@@ -143,7 +143,9 @@ def _init_ray(address: str | None, cpus: int, gpus: float) -> bool:
     quiet = dict(include_dashboard=False, log_to_driver=False, configure_logging=True,
                  logging_level="ERROR")
     if address is None:
-        ray.init(num_cpus=cpus, num_gpus=gpus or None, **quiet)
+        # address="local": a new Ray of our own, even when `ray start` left a cluster's
+        # address in /tmp/ray (plain ray.init() would join that one instead).
+        ray.init(address="local", num_cpus=cpus, num_gpus=gpus or None, **quiet)
         return True
     host = _on_loopback(address)
     extra = {"_node_ip_address": host} if host else {}  # else Ray rewrites it to eth0's
