@@ -109,6 +109,7 @@ def test_forget_bias_moves_the_gate_towards_keeping_memory():
         before = [rnn.cell_params(k)[gate].detach().clone() for k in range(2)]
         add_forget_bias(rnn, 1.5)
         for k in range(2):
-            assert torch.allclose(rnn.cell_params(k)[gate] - before[k], torch.full((4,), sign * 1.5))
+            moved = rnn.cell_params(k)[gate] - before[k]
+            assert torch.allclose(moved, torch.full((4,), sign * 1.5))
     with pytest.raises(ValueError, match="has no forget gate"):
         add_forget_bias(gatelab.nn.RNN("nfg", 3, 4), 1.0)

@@ -128,7 +128,8 @@ def _parse_all(files: list[Path], limit: int | None, use_cache: bool
     if use_cache and cache.is_file():
         with np.load(cache) as z:
             names, frames, bounds = list(z["names"]), z["frames"], z["bounds"]
-        return [str(n) for n in names], [frames[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        chorales = [frames[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        return [str(n) for n in names], chorales
     rolls = [parse_chorale(p) for p in files]
     names = [p.name for p in files]
     if use_cache:

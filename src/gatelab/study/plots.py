@@ -39,7 +39,7 @@ def draw_figures(folder: Path, rows: list[dict[str, Any]], summary: dict[str, An
         pts = [(r["params"]["lr"], r["metric"]) for r in rows
                if r["cell"] == c and r["metric"] is not None and "lr" in r["params"]]
         if pts:
-            ax.scatter(*zip(*pts), s=12, label=c, alpha=0.75)
+            ax.scatter(*zip(*pts, strict=True), s=12, label=c, alpha=0.75)
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel(metric)

@@ -228,6 +228,10 @@ def run_study(spec: StudySpec | None, folder: str | Path, *, cpus: int | None = 
             {"spec": spec_to_dict(spec), "trials": plan}, indent=2))
     pending = [t for t in plan
                if (trial_status(folder, t["id"]) or {}).get("status") not in FINAL]
+    # Draw by draw (every cell's draw 0, then draw 1, ...): a study cut short still compares
+    # every cell, on the same draws.
+    order = {c: i for i, c in enumerate(dict.fromkeys(t["cell"] for t in plan))}
+    pending.sort(key=lambda t: (t["draw"], t["seed"], order[t["cell"]]))
     done = len(plan) - len(pending)
     console.print(f"study {folder.name}: {spec.task}, {len(spec.cells)} cells × {spec.trials} "
                   f"draws × {spec.seeds} seed(s) = {len(plan)} trials; {done} already finished",

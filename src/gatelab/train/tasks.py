@@ -339,7 +339,7 @@ class JSBTask(Task):
         g = _gen(seed, step, 11)
         starts = [int(torch.randint(0, len(r) - self.window + 1, (1,), generator=g))
                   if len(r) > self.window else 0 for r in rolls]
-        return self._batch([r[a:a + self.window] for r, a in zip(rolls, starts)])
+        return self._batch([r[a:a + self.window] for r, a in zip(rolls, starts, strict=True)])
 
     def eval_batches(self, batch: int) -> Iterator[Batch]:
         for i in range(0, len(self.test_rolls), batch):
