@@ -124,7 +124,7 @@ def test_tiny_local_study_stays_on_loopback(tmp_path):
     out = tmp_path / "st"
     proc = _study([*TINY, "--out", str(out), "--cpus", "2"], _env())
     try:
-        text, seen = _watch(proc, [proc.pid], 400, listening=True)
+        text, seen = _watch(proc, [proc.pid], 900, listening=True)
     finally:
         _stop([proc])
     assert proc.returncode == 0, text
@@ -144,7 +144,7 @@ def test_killed_study_resumes_without_rerunning_finished_trials(tmp_path):
     args = [*TINY[:4], "3", *TINY[5:], "--out", str(out), "--cpus", "1"]
     proc = _study(args, _env())
     try:
-        deadline = time.time() + 400
+        deadline = time.time() + 900
         while time.time() < deadline and proc.poll() is None:
             if any(json.loads(p.read_text()).get("status") == "done"
                    for p in out.glob("runs/*/trial.json")):
@@ -159,7 +159,7 @@ def test_killed_study_resumes_without_rerunning_finished_trials(tmp_path):
     assert 1 <= len(finished) < 6
     again = _study(["--out", str(out), "--resume", "--cpus", "1"], _env())
     try:
-        text, _ = _watch(again, [again.pid], 400, listening=False)
+        text, _ = _watch(again, [again.pid], 900, listening=False)
     finally:
         _stop([again])
     assert again.returncode == 0, text
@@ -218,7 +218,7 @@ def test_two_node_cluster_runs_the_study_through_address(tmp_path):
         while True:  # the second node registers a little after its process starts
             proc = _study([*TINY, "--out", str(out), "--address", f"127.0.0.2:{port}"], env)
             procs.append(proc)
-            text, seen = _watch(proc, [p.pid for p in procs], 400, listening=False)
+            text, seen = _watch(proc, [p.pid for p in procs], 900, listening=False)
             if "2 node(s)" in text or time.time() > deadline or proc.returncode != 0:
                 break
             _stop([proc])  # only one node yet: start over in a fresh folder

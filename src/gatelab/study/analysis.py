@@ -135,7 +135,8 @@ def analyze_rows(spec: Any, rows: list[dict[str, Any]], higher: bool) -> dict[st
                  if all(n in r["params"] for r in rs) and n in spec.space and rs
                  and len({r["params"][n] for r in rs}) > 1}
         try:
-            summary["fanova_per_cell"][c] = importances(rs, cdims, higher, pairs=False)["main"]
+            summary["fanova_per_cell"][c] = importances(rs, cdims, higher, pairs=False,
+                                                        n_trees=16)["main"]
         except ValueError as e:
             summary["notes"].append(f"fANOVA for {c} skipped: {e}")
     return summary

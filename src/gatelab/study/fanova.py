@@ -35,13 +35,13 @@ def distribution(dim: Dim):  # noqa: ANN201 - optuna.distributions.BaseDistribut
 
 
 def importances(rows: list[dict[str, Any]], dims: dict[str, Any], higher: bool,
-                seed: int = 0, pairs: bool = True) -> dict[str, Any]:
+                seed: int = 0, pairs: bool = True, n_trees: int = 64) -> dict[str, Any]:
     """Main effects (and pairwise interactions) of ``dims`` on ``rows``' metric.
 
     ``rows``: ``{"params": {...}, "metric": float}``; ``dims``: name -> :class:`Dim` or an Optuna
     distribution (e.g. the categorical ``cell``). Returns ``{"n", "main": {name: fraction},
     "pairs": {"a × b": fraction}}``; raises ``ValueError`` with fewer than 4 trials or when the
-    metric does not vary.
+    metric does not vary. ``n_trees``: trees of the random forest (Optuna's default, 64).
     """
     import optuna
     from optuna.importance import FanovaImportanceEvaluator
@@ -61,7 +61,7 @@ def importances(rows: list[dict[str, Any]], dims: dict[str, Any], higher: bool,
         study.add_trial(create_trial(params={n: r["params"][n] for n in dists},
                                      distributions=dists, value=float(r["metric"])))
     names = list(dists)
-    ev = FanovaImportanceEvaluator(seed=seed)
+    ev = FanovaImportanceEvaluator(n_trees=n_trees, seed=seed)
     main = ev.evaluate(study, params=names)
     out: dict[str, Any] = {"n": len(rows), "main": {n: float(main[n]) for n in names},
                            "pairs": {}}
