@@ -37,6 +37,7 @@ def _lr_metric(cell, p):
     return (math.log10(p["lr"]) + 2.5) ** 2 + (1.0 if cell == "nfg" else 0.0)
 
 
+@pytest.mark.slow  # fANOVA's forests: seconds, minutes on a loaded machine
 def test_summary_finds_the_worse_cell_and_the_learning_rate(tmp_path):
     _fake_study(tmp_path, _lr_metric, diverge=("gru-011",))
     s = write_summary(tmp_path)
@@ -60,6 +61,7 @@ def test_summary_finds_the_worse_cell_and_the_learning_rate(tmp_path):
     assert "| nfg | 12/12 | 0 |" in md and "worse" in md
 
 
+@pytest.mark.slow  # fANOVA's forests: seconds, minutes on a loaded machine
 def test_report_redraws_from_the_folder_alone(tmp_path):
     _fake_study(tmp_path, _lr_metric)
     (tmp_path / "lr.png").unlink(missing_ok=True)
@@ -74,6 +76,7 @@ def test_report_of_a_folder_without_a_study_is_one_line(tmp_path):
     assert "holds no study" in r.output and "Traceback" not in r.output
 
 
+@pytest.mark.slow  # fANOVA's forests: seconds, minutes on a loaded machine
 def test_fanova_sees_an_interaction():
     rng = np.random.default_rng(0)
     dims = {n: DEFAULT_SPACE[n] for n in ("lr", "clip", "forget_bias")}
@@ -92,6 +95,7 @@ def test_fanova_sees_an_interaction():
     assert f["main"]["forget_bias"] < 0.05
 
 
+@pytest.mark.slow  # fANOVA's forests: seconds, minutes on a loaded machine
 def test_fanova_pairs_name_the_right_parameters():
     # The columns Optuna uses are in its own order: a pure clip × forget_bias interaction
     # must come out under those two names.

@@ -4,9 +4,10 @@ fANOVA importances, figures, and ``summary.md``/``summary.json``.
 Everything is read from the folder (``plan.json`` and each trial's ``trial.json``), so
 ``gatelab study --report DIR`` redraws it without Ray or the data.
 
-Tests of each cell against the vanilla one, on the test metric of the finished (not diverged)
-trials: Welch's t-test (unequal variances, as Greff et al. 2017), the Mann–Whitney U rank test
-(both unpaired), and, because draw ``k`` uses the same hyperparameters for every cell, the
+Tests of each cell against the vanilla one, on the test metric of the draws both cells finished
+(not diverged, not pending): Welch's t-test (unequal variances, as Greff et al. 2017), the
+Mann–Whitney U rank test (both unpaired), and, because draw ``k`` uses the same
+hyperparameters for every cell, the
 Wilcoxon signed-rank test on the draws both cells finished (paired).
 """
 
@@ -56,8 +57,12 @@ def _describe(values: list[float], higher: bool) -> dict[str, Any]:
 def _tests(cell_rows: list[dict], ref_rows: list[dict]) -> dict[str, Any]:
     from scipy import stats
 
-    a = [r["metric"] for r in cell_rows if r["metric"] is not None]
-    b = [r["metric"] for r in ref_rows if r["metric"] is not None]
+    # Only the draws both cells finished: a study cut short (or a diverged trial) then still
+    # compares the cells on the same hyperparameters.
+    both = ({(r["draw"], r["seed"]) for r in cell_rows if r["metric"] is not None}
+            & {(r["draw"], r["seed"]) for r in ref_rows if r["metric"] is not None})
+    a = [r["metric"] for r in cell_rows if (r["draw"], r["seed"]) in both]
+    b = [r["metric"] for r in ref_rows if (r["draw"], r["seed"]) in both]
     out: dict[str, Any] = {"welch_t": None, "welch_p": None, "mannwhitney_p": None,
                            "wilcoxon_p": None, "paired_n": 0}
     if len(a) >= 2 and len(b) >= 2:
@@ -98,7 +103,7 @@ def analyze_rows(spec: Any, rows: list[dict[str, Any]], higher: bool) -> dict[st
         if c != vanilla:
             entry.update(_tests(rs, by_cell[vanilla]))
             p = entry["welch_p"]
-            better = (entry["mean"] or 0) > (_mean(by_cell[vanilla]) or 0)
+            better = (entry["welch_t"] or 0) > 0
             better = better if higher else not better
             entry["verdict"] = ("n/a" if p is None else
                                 ("better" if better else "worse") if p < ALPHA else "no difference")
