@@ -59,6 +59,7 @@ PLUGINS = [
     "gatelab.train.cli",
     "gatelab.explain.cli",
     "gatelab.report.cli",
+    "gatelab.study.cli",
 ]
 
 

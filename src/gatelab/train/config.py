@@ -27,6 +27,7 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "drugs": {"hidden": 64, "steps": 600, "batch": 32, "lr": 2e-3},
     "tweets": {"hidden": 128, "steps": 2000, "batch": 64, "lr": 2e-3},
     "stdlib": {"T": 100, "hidden": 256, "steps": 2000, "batch": 32, "lr": 2e-3},
+    "jsb": {"hidden": 64, "steps": 500, "batch": 16, "lr": 2e-3},
 }
 TASKS = tuple(TASK_DEFAULTS)
 
@@ -78,6 +79,9 @@ class TrainConfig:
     nproc: int = 1
     threads: int = 1
     threshold: float | None = None
+    # Added at initialisation to the bias of the cell's forget gate, the gate the analysis finds
+    # to set how much memory is kept (gatelab.train.forget); 0: the layer's own initialisation.
+    forget_bias: float = 0.0
     cell_text: str = field(default="", repr=False)
     # The fields the user set (the CLI fills it from the command line); not saved. On --resume
     # the fields not given keep the run's saved values. None: every field counts as given.

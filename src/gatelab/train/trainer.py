@@ -307,6 +307,10 @@ def train_worker(config: TrainConfig, rank: int, world: int, progress: bool = Tr
         {"cell_text": config.cell_text, "cell": config.cell}, out)  # RunFolderError names it
     model = build_model(cell, task,
                         config.hidden, config.layers, config.embed, config.dropout).to(device)
+    if ck is None and config.forget_bias:  # a resumed run has its biases in the checkpoint
+        from .forget import add_forget_bias
+
+        add_forget_bias(model.rnn, config.forget_bias)
     optim = torch.optim.Adam(model.parameters(), lr=config.lr)
     start, rows, seconds = 0, [], 0.0
     lead = rank == 0
