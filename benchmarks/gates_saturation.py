@@ -1,7 +1,8 @@
 """Where do gates become switches? Saturation and 0/1 fidelity across training, size, cell, bias.
 
     python benchmarks/gates_saturation.py --part stdlib     --out benchmarks/gates   # ~8 CPU-min
-    python benchmarks/gates_saturation.py --part sentiment  --out benchmarks/gates   # ~15 CPU-min
+    python benchmarks/gates_saturation.py --part sentiment  --out benchmarks/gates   # ~17 CPU-min
+    (or split: --part sentiment --only length,size,cell & --only bias, then --merge)
     python benchmarks/gates_saturation.py --tiny --out /tmp/gates                    # smoke run
 
 Part ``stdlib`` reproduces the gate-saturation plot of Karpathy, Johnson & Fei-Fei (2015, Fig. 3)
@@ -11,8 +12,8 @@ tweet classifier in many variants (training length, width, cell, keep-gate bias 
 initialisation) and measures saturation, the 0/1 fidelity (every gate rounded) and how the
 review sentence's words split into kept and rewritten by the keep gate's units.
 
-Training is the trainer's step (Adam, norm clipping 1.0, one thread, the task's own batches)
-written out here because two things need it: snapshots of one run at several lengths, and the
+Training goes through :func:`gatelab.explain.fit.fit`: the trainer's step (Adam, norm clipping
+1.0, one thread, the task's own batches) with snapshots of one run at several lengths and the
 keep-gate bias set at initialisation (:func:`gatelab.explain.keep.shift_keep_bias`), which
 ``TrainConfig`` does not have. Every number in ``OUT/*.json`` comes from the run made by this
 script; ``OUT/*.md`` holds the tables and ``OUT/*.png`` the figures.
@@ -22,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,51 +30,18 @@ import torch
 
 from gatelab import load_cell
 from gatelab.explain import fidelity, from_module, saturation
+from gatelab.explain.fit import evaluate as fit_evaluate
+from gatelab.explain.fit import fit
 from gatelab.explain.gates import REVIEW, explain_text
-from gatelab.explain.keep import keep_gate, shift_keep_bias
+from gatelab.explain.keep import keep_gate
 from gatelab.explain.model import Labelled
 from gatelab.explain.saturation import sequence_saturation
 from gatelab.train import TrainConfig
-from gatelab.train.models import build_model
-from gatelab.train.tasks import make_task
-
-
-# ---- training -------------------------------------------------------------------------------
-def fit(cfg: TrainConfig, keep_bias: float, snapshots: list[int]
-        ) -> Iterator[tuple[int, torch.nn.Module, object, float]]:
-    """Train ``cfg`` and yield ``(step, model, task, seconds)`` at each step in ``snapshots``."""
-    task = make_task(cfg)
-    torch.manual_seed(cfg.seed)
-    model = build_model(load_cell(cfg.cell), task, cfg.hidden, cfg.layers, cfg.embed)
-    if keep_bias:
-        shift_keep_bias(model.rnn, keep_bias)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    model.train()
-    seconds, t0 = 0.0, time.perf_counter()
-    for step in range(max(snapshots)):
-        b = task.train_batch(step, cfg.batch, cfg.seed)
-        loss = task.loss(model(b.x, b.lengths), b)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip or math.inf)
-        opt.step()
-        if step + 1 in snapshots:
-            seconds += time.perf_counter() - t0
-            model.eval()
-            yield step + 1, model, task, seconds
-            model.train()
-            t0 = time.perf_counter()
 
 
 def evaluate(model: torch.nn.Module, task) -> float:  # noqa: ANN001 - a gatelab Task
     """The task's metric over its evaluation set (accuracy, or bits per character)."""
-    total = count = 0.0
-    with torch.no_grad():
-        for b in task.eval_batches(256):
-            s, c = task.metric_sum(model(b.x, b.lengths), b)
-            total += s
-            count += c
-    return task.finish_metric(total, int(count))
+    return fit_evaluate(model, task)[0]
 
 
 def layer_params(model: torch.nn.Module) -> list[dict[str, torch.Tensor]]:
@@ -95,7 +61,7 @@ def char_inputs(model: torch.nn.Module, task, n: int, T: int) -> Iterator[torch.
 
 
 def run_stdlib(out: Path, tiny: bool) -> dict:
-    steps, hidden = (3, 8) if tiny else (200, 64)
+    steps, hidden = (3, 8) if tiny else (150, 64)
     results = {}
     for cell, layers in STDLIB:
         cfg = TrainConfig(task="stdlib", cell=cell, hidden=hidden, layers=layers, T=50, batch=32,
@@ -104,7 +70,7 @@ def run_stdlib(out: Path, tiny: bool) -> dict:
         for step, model, task, secs in fit(cfg, 0.0, [steps]):
             bpc = evaluate(model, task)
             sat = sequence_saturation(model.rnn.cell, layer_params(model),
-                                      char_inputs(model, task, 8 if tiny else 40,
+                                      char_inputs(model, task, 8 if tiny else 30,
                                                   20 if tiny else 100))
             key = f"{cell}-{layers}L"
             results[key] = {"cell": cell, "layers": layers, "hidden": hidden, "steps": step,
@@ -177,14 +143,15 @@ BASE = {"task": "tweets", "hidden": 32, "embed": 32, "max_len": 50, "batch": 64,
         "eval_size": 1000}
 # (name, cell, hidden, keep bias, snapshot steps): one training run each.
 SENTIMENT = [
-    ("length", "mgu", 32, 0.0, [200, 800, 1600]),
-    ("size", "mgu", 16, 0.0, [800]),
-    ("size", "mgu", 64, 0.0, [800]),
-    ("cell", "gru", 32, 0.0, [800]),
-    ("cell", "lstm", 32, 0.0, [800]),
-    ("bias", "mgu", 32, 2.0, [800]),
-    ("bias", "gru", 32, 2.0, [800, 1600]),
-    ("bias", "lstm", 32, 2.0, [800]),
+    ("length", "mgu", 32, 0.0, [200, 400, 1000]),
+    ("size", "mgu", 64, 0.0, [400]),
+    ("cell", "gru", 32, 0.0, [400]),
+    ("cell", "lstm", 32, 0.0, [400]),
+    ("bias", "gru", 32, 2.0, [400, 1000]),
+    ("bias", "mgu", 32, 2.0, [400]),
+    ("bias", "lstm", 32, 2.0, [400]),
+    # the tour's model (gatelab.explain.tourmodel.MODEL): the most saturated row, trained longer
+    ("tour", "mgu", 32, 2.0, [1000]),
 ]
 
 
@@ -208,10 +175,13 @@ def review_split(model_t, cell) -> dict:  # noqa: ANN001
             "saturated_values": float(((v < 0.1) | (v > 0.9)).float().mean())}
 
 
-def run_sentiment(out: Path, tiny: bool) -> list[dict]:
-    rows = []
-    grid = SENTIMENT if not tiny else [("length", "mgu", 4, 0.0, [2, 3]),
-                                       ("bias", "gru", 4, 2.0, [3])]
+def run_sentiment(out: Path, tiny: bool, axes: list[str] | None = None) -> list[dict]:
+    """Train and measure the grid (only the rows of ``axes`` when given); writes
+    ``OUT/sentiment[-AXES].json``, its table and figure."""
+    rows: list[dict] = []
+    name = "sentiment" + ("-" + "-".join(axes) if axes else "")
+    grid = [("length", "mgu", 4, 0.0, [2, 3]), ("bias", "gru", 4, 2.0, [3])] if tiny else SENTIMENT
+    grid = [g for g in grid if not axes or g[0] in axes]
     for axis, cell, hidden, bias, snaps in grid:
         sizes = BASE | {"hidden": hidden, "embed": hidden, "steps": max(snaps)}
         cfg = TrainConfig(cell=cell, **(sizes | ({"train_size": 200, "eval_size": 40}
@@ -234,10 +204,18 @@ def run_sentiment(out: Path, tiny: bool) -> list[dict]:
             print(f"{axis} {cell} h{hidden} bias {bias} step {step}: acc {acc:.3f}, between "
                   f"{row['between']:.1%}, rounded {row['rounded']:.3f} ({secs:.0f}s)",
                   flush=True)
-            (out / "sentiment.json").write_text(json.dumps(rows, indent=1))
+            (out / f"{name}.json").write_text(json.dumps(rows, indent=1))
+    (out / f"{name}.md").write_text(sentiment_table(rows))
+    plot_sentiment(rows, out / f"{name}.png")
+    return rows
+
+
+def merge(out: Path) -> None:
+    """Join the ``sentiment-*.json`` of split runs (``--only``) into one table and figure."""
+    rows = [r for f in sorted(out.glob("sentiment-*.json")) for r in json.loads(f.read_text())]
+    (out / "sentiment.json").write_text(json.dumps(rows, indent=1))
     (out / "sentiment.md").write_text(sentiment_table(rows))
     plot_sentiment(rows, out / "sentiment-saturation.png")
-    return rows
 
 
 def sentiment_table(rows: list[dict]) -> str:
@@ -282,13 +260,18 @@ def main() -> None:
     ap.add_argument("--part", choices=["stdlib", "sentiment", "all"], default="all")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/gates"))
     ap.add_argument("--tiny", action="store_true", help="a smoke run: tiny sizes, seconds")
+    ap.add_argument("--only", default="", help="sentiment rows to run, e.g. length,size (to "
+                    "split the grid over processes); --merge joins their outputs")
+    ap.add_argument("--merge", action="store_true", help="only join sentiment-*.json")
     args = ap.parse_args()
     torch.set_num_threads(1)  # as the trainer: small recurrent GEMMs are fastest on one thread
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        return merge(args.out)
     if args.part in ("stdlib", "all"):
         run_stdlib(args.out, args.tiny)
     if args.part in ("sentiment", "all"):
-        run_sentiment(args.out, args.tiny)
+        run_sentiment(args.out, args.tiny, [a for a in args.only.split(",") if a] or None)
 
 
 if __name__ == "__main__":

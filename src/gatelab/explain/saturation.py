@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from .batches import Texts, batches, encoded, valid_mask
 from ..cell import Cell
+from .batches import Texts, batches, encoded, valid_mask
 from .gates import Trace, gate_names, replay_layers
 from .model import TextModel
 
