@@ -220,7 +220,7 @@ def merge(out: Path) -> None:
 
 def sentiment_table(rows: list[dict]) -> str:
     lines = ["| varied | cell | units | keep bias | steps | test acc. | gate values in (0.1, 0.9) "
-             "| acc. with gates 0/1 | predictions changed | review: kept / rewritten words | "
+             "| acc. with gates 0/1 | predictions changed | review: words most units keep / rewrite | "
              "switching units |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         rv = r["review"]

@@ -43,21 +43,26 @@ SCRIPT = """
 (function () {
   if (window.__gatelabUnitTip) return;
   window.__gatelabUnitTip = true;
-  var tip = document.createElement('div');
+  var tip = document.createElement('div'), from = null;
   tip.className = 'gu-tip'; tip.setAttribute('role', 'status');
-  document.addEventListener('DOMContentLoaded', function () { document.body.appendChild(tip); });
-  function show(e) {
-    var td = e.target.closest && e.target.closest('table.gu td[data-tip]');
-    if (!td) { tip.style.display = 'none'; return; }
+  function cellOf(e) { return e.target.closest && e.target.closest('table.gu td[data-tip]'); }
+  function show(td, how) {
     if (!tip.parentNode) document.body.appendChild(tip);
     tip.textContent = td.getAttribute('data-tip');
     var r = td.getBoundingClientRect();
-    tip.style.left = Math.min(r.left, window.innerWidth - 320) + 'px';
+    tip.style.left = Math.max(0, Math.min(r.left, window.innerWidth - 320)) + 'px';
     tip.style.top = (r.bottom + 6) + 'px';
     tip.style.display = 'block';
+    from = how;
   }
-  document.addEventListener('mouseover', show);
-  document.addEventListener('focusin', show);
+  function hide(how) { if (from === how) { tip.style.display = 'none'; from = null; } }
+  document.addEventListener('mouseover', function (e) {
+    var td = cellOf(e); if (td) show(td, 'mouse'); else hide('mouse');
+  });
+  document.addEventListener('focusin', function (e) {
+    var td = cellOf(e); if (td) show(td, 'focus'); else hide('focus');
+  });
+  document.addEventListener('focusout', function (e) { if (cellOf(e)) hide('focus'); });
 })();
 """
 
