@@ -220,8 +220,9 @@ def merge(out: Path) -> None:
 
 def sentiment_table(rows: list[dict]) -> str:
     lines = ["| varied | cell | units | keep bias | steps | test acc. | gate values in (0.1, 0.9) "
-             "| acc. with gates 0/1 | predictions changed | review: words most units keep / rewrite | "
-             "switching units |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| acc. with gates 0/1 | predictions changed "
+             "| review: words most units keep / rewrite | switching units |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         rv = r["review"]
         split = f"{rv['kept_words']} / {rv['rewritten_words']}" if rv else "-"
