@@ -226,3 +226,19 @@ def test_tour_section_shows_the_cached_model_and_says_how_it_was_made(run_dir, t
     assert ctx.shared["sentiment_run"] == tourmodel.model_path()
     assert "the model the measurements favour" in sec.html.lower()
     assert "Unit by unit" in sec.html and "evidence for" in sec.html
+
+
+def test_fit_is_the_trainers_step_and_yields_snapshots(run_dir):
+    import torch
+
+    from gatelab.explain.fit import fit
+    from gatelab.train import TrainConfig, load_run
+
+    cfg = TrainConfig(task="drugs", cell="mgu", **TINY)
+    got = [(step, {k: v.clone() for k, v in model.state_dict().items()})
+           for step, model, _, _ in fit(cfg, 0.0, [1, 3])]
+    assert [s for s, _ in got] == [1, 3]
+    want = load_run(run_dir).model.state_dict()  # the same config through gatelab.train.train
+    for k, v in want.items():
+        torch.testing.assert_close(got[-1][1][k], v)
+    assert not torch.equal(got[0][1]["head.weight"], got[1][1]["head.weight"])
