@@ -63,7 +63,10 @@ def _evidence_text(ev: Evidence, view: UnitView) -> str:
     return (f"<p>The evidence rows read the classifier after each word: the log-odds of "
             f"<b>{esc(ev.cls)}</b> (the final verdict) start at {ev.start:+.2f} on an empty memory "
             f"and end at {float(ev.score[-1]):+.2f}. The words that added most are {_words(up)}"
-            + (f"; the ones that took most away, {_words(down)}." if down else ".") + "</p>")
+            + (f"; the ones that took most away, {_words(down)}." if down else ".")
+            + (" A kept word can still move the verdict a little: no cluster's mean writes on "
+               "it, but single units may (the list below), and the head reads every unit."
+               if any("kept" in w for w in up + down) else "") + "</p>")
 
 
 def unit_section(cell: Cell, ex: TextGates, k: int = 16) -> str:
