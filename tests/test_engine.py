@@ -271,3 +271,18 @@ def test_hoisted_mgu_baseline_computes_the_mgu():
     ref, h_ref = loop(x)
     assert (out - ref).abs().max().item() < 1e-6
     assert (h_n[0] - h_ref).abs().max().item() < 1e-6
+
+
+@pytest.mark.parametrize("text", [
+    # U's product is used inside b's sum and again on its own: b must not ride in U's GEMM.
+    "next h = tanh(W @ x + U @ h + b) - tanh(U @ h) / 4",
+    "gate g = sigmoid(W @ x + U @ h + b)\nnext h = g * h + (1 - g) * tanh(U @ h + W @ x)",
+])
+def test_matrix_used_outside_its_bias_sum_equals_reference(text):
+    cell = gatelab.parse_cell(f"name twice\ninput x\nstate h\n{text}\n")
+    torch.manual_seed(2)
+    models = [gn.RNN(cell, 3, 4, backend=b).double() for b in ("reference", "auto")]
+    models[1].load_state_dict(models[0].state_dict())
+    x = torch.randn(6, 2, 3, dtype=F64)
+    outs = [m(x)[0] for m in models]
+    assert (outs[0] - outs[1]).abs().max().item() <= 1e-12

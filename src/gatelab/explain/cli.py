@@ -24,7 +24,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from typer.core import TyperGroup
 
-from ..data import DataUnavailable
 from .gates import REVIEW
 from .model import ExplainError, TextModel, from_run
 
@@ -73,11 +72,6 @@ def _open(run: Path | None) -> TextModel:
     return from_run(path)
 
 
-def _fail(e: Exception) -> typer.Exit:
-    err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)  # one line
-    return typer.Exit(2)
-
-
 def _test_set(model: TextModel, limit: int | None):
     if model.test_set is None:
         raise ExplainError(f"{model.source}: the data set this model was evaluated on is unknown")
@@ -123,30 +117,27 @@ def register(app: typer.Typer) -> None:
         from .gates import explain_text
         from .render import html_page, to_json, to_rich
 
-        try:
-            if text is not None and file is not None:
-                raise ExplainError("give a TEXT or --file, not both")
-            if file is not None:
-                try:
-                    text = file.read_text(encoding="utf-8")
-                except (OSError, UnicodeDecodeError) as e:
-                    raise ExplainError(f"cannot read {file}: {e}") from None
-            model = _open(run)
-            ex = explain_text(model, REVIEW if text is None else text)
-            if gate is not None and gate not in ex.gates:
-                raise ExplainError(f"--gate {gate}: this model's gates are "
-                                   f"{', '.join(ex.gates) or 'none'}")
-            if format == Format.json:
-                print(to_json(model.cell, ex, gate, top))
-            elif format == Format.html:
-                print(html_page(model.cell, ex, f"gatelab explain — {model.cell.name}", gate,
-                                top), end="")
-            else:
-                console.print(f"[dim]{escape(model.source)}: {escape(model.cell.name)}, "
-                              f"{len(model.layers)} layer(s), {model.hidden_size} units[/dim]")
-                to_rich(model.cell, ex, console, units=max(0, units), gate=gate, top=top)
-        except (ExplainError, DataUnavailable, ValueError) as e:
-            raise _fail(e) from None
+        if text is not None and file is not None:
+            raise ExplainError("give a TEXT or --file, not both")
+        if file is not None:
+            try:
+                text = file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise ExplainError(f"cannot read {file}: {e}") from None
+        model = _open(run)
+        ex = explain_text(model, REVIEW if text is None else text)
+        if gate is not None and gate not in ex.gates:
+            raise ExplainError(f"--gate {gate}: this model's gates are "
+                               f"{', '.join(ex.gates) or 'none'}")
+        if format == Format.json:
+            print(to_json(model.cell, ex, gate, top))
+        elif format == Format.html:
+            print(html_page(model.cell, ex, f"gatelab explain — {model.cell.name}", gate, top),
+                  end="")
+        else:
+            console.print(f"[dim]{escape(model.source)}: {escape(model.cell.name)}, "
+                          f"{len(model.layers)} layer(s), {model.hidden_size} units[/dim]")
+            to_rich(model.cell, ex, console, units=max(0, units), gate=gate, top=top)
 
     @sub.command("build-model")
     def build_model_cmd(
@@ -161,11 +152,8 @@ def register(app: typer.Typer) -> None:
             return
         steps = int(tourmodel.MODEL["steps"])
         bar, tick = _progress(steps, "training")
-        try:
-            with bar:
-                path = tourmodel.build(force=force, progress=lambda _step: tick(1))
-        except (ExplainError, DataUnavailable, ValueError, OSError) as e:
-            raise _fail(e) from None
+        with bar:
+            path = tourmodel.build(force=force, progress=lambda _step: tick(1))
         console.print(f"built: {escape(tourmodel.describe(path))}")
 
     @sub.command("saturation")
@@ -180,14 +168,11 @@ def register(app: typer.Typer) -> None:
         from .saturation import plot as plot_saturation
         from .saturation import saturation
 
-        try:
-            model = _open(run)
-            data = _test_set(model, limit)
-            bar, tick = _progress(len(data), "saturation")
-            with bar:
-                sat = saturation(model, data.ids, max_len=model.max_len, progress=tick)
-        except (ExplainError, DataUnavailable, ValueError) as e:
-            raise _fail(e) from None
+        model = _open(run)
+        data = _test_set(model, limit)
+        bar, tick = _progress(len(data), "saturation")
+        with bar:
+            sat = saturation(model, data.ids, max_len=model.max_len, progress=tick)
         if plot is not None:
             plot_saturation(sat, plot, f"{model.cell.name}: {len(data)} texts, {sat.steps} steps")
         if format == TextOrJson.json:
@@ -213,17 +198,14 @@ def register(app: typer.Typer) -> None:
         """Accuracy, loss and predictions with every gate rounded to 0/1 (and each alone)."""
         from .fidelity import fidelity
 
-        try:
-            model = _open(run)
-            data = _test_set(model, limit)
-            n_cond = 1 + (len(model.cell.gates) > 0) + (len(model.cell.gates) > 1) * len(
-                model.cell.gates)
-            bar, tick = _progress(len(data) * n_cond, "fidelity")
-            with bar:
-                fid = fidelity(model, data.ids, data.labels, max_len=model.max_len,
-                               progress=tick)
-        except (ExplainError, DataUnavailable, ValueError) as e:
-            raise _fail(e) from None
+        model = _open(run)
+        data = _test_set(model, limit)
+        n_cond = 1 + (len(model.cell.gates) > 0) + (len(model.cell.gates) > 1) * len(
+            model.cell.gates)
+        bar, tick = _progress(len(data) * n_cond, "fidelity")
+        with bar:
+            fid = fidelity(model, data.ids, data.labels, max_len=model.max_len,
+                           progress=tick)
         if format == TextOrJson.json:
             print(json.dumps(fid.to_json()))
             return

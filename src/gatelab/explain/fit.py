@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from ..cell import cell_text, load_cell
+from ..errors import UsageError
 from ..train import TrainConfig
 from ..train.models import build_model, param_count
 from ..train.runs import CHECKPOINT, CONFIG, METRICS, save_checkpoint, write_metrics
@@ -36,7 +37,7 @@ def fit(cfg: TrainConfig, keep_bias: float = 0.0, snapshots: list[int] | None = 
     training seconds so far)`` at each step of ``snapshots`` (default: the last step only).
     ``progress(step)`` is told after every step."""
     if cfg.steps is None:
-        raise ValueError("fit needs --steps (not --epochs)")
+        raise UsageError("fit needs --steps (not --epochs)")
     snaps = sorted(set(snapshots or [cfg.steps]))
     task = make_task(cfg)
     torch.manual_seed(cfg.seed)

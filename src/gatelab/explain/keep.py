@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from ..cell import Cell
+from ..errors import UsageError
 from .switches import setting_kind
 
 KEEPING = ("hold", "residual_rnn")
@@ -38,11 +39,11 @@ def keep_gate(cell: Cell) -> tuple[str, int] | None:
 
 def gate_bias_name(cell: Cell, gate: str) -> str:
     """The vector parameter summed inside gate ``gate``'s pre-activation (``b_f`` for
-    ``f = σ(W_f x + U_f h + b_f)``). Raises ``ValueError`` when there is not exactly one."""
+    ``f = σ(W_f x + U_f h + b_f)``). Raises ``UsageError`` when there is not exactly one."""
     names = [s.name for s in cell.gates[gate].free_symbols
              if s.name in cell.params and cell.params[s.name].role == "vector"]
     if len(names) != 1:
-        raise ValueError(f"gate {gate!r} of {cell.name} has {len(names)} bias vectors "
+        raise UsageError(f"gate {gate!r} of {cell.name} has {len(names)} bias vectors "
                          f"({', '.join(sorted(names)) or 'none'}); expected one")
     return names[0]
 
@@ -52,11 +53,11 @@ def shift_keep_bias(rnn: torch.nn.Module, amount: float) -> str:
     """Add ``amount`` towards keeping to the keep gate's bias in every layer of ``rnn`` (a
     ``gatelab.nn.RNN``): ``+amount`` when the gate keeps at 1, ``-amount`` when at 0, so the
     untrained gate starts near σ(±amount) on the keeping side. Returns ``"b_f += 1.0"``-style
-    text. Raises ``ValueError`` for a cell without a keep gate or without that bias."""
+    text. Raises ``UsageError`` for a cell without a keep gate or without that bias."""
     cell = rnn.cell
     found = keep_gate(cell)
     if found is None:
-        raise ValueError(f"{cell.name} has no gate that keeps the memory at one position")
+        raise UsageError(f"{cell.name} has no gate that keeps the memory at one position")
     gate, keep = found
     bias = gate_bias_name(cell, gate)
     delta = amount if keep == 1 else -amount
@@ -70,5 +71,5 @@ def shift_keep_bias(rnn: torch.nn.Module, amount: float) -> str:
                 side, matrix = layout.pairs[bias][0]  # the bias is a sum: shift one part
                 packed[f"bias_{side}"][layout.rows(side, matrix, H)].add_(delta)
             else:
-                raise ValueError(f"{cell.name} was built without biases: no {bias} to shift")
+                raise UsageError(f"{cell.name} was built without biases: no {bias} to shift")
     return f"{bias} {'+' if delta >= 0 else '-'}= {abs(delta):g}"

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..cell import Cell
+from ..errors import UsageError
 from .batches import Texts, batches, encoded, valid_mask
 from .gates import Trace, gate_names, replay_layers
 from .model import TextModel
@@ -67,7 +68,7 @@ class _Counter:
 
     def result(self) -> Saturation:
         if self.steps == 0:
-            raise ValueError("no tokens to measure saturation on")
+            raise UsageError("no tokens to measure saturation on")
         return Saturation({k: v / self.steps for k, v in self.low.items()},
                           {k: v / self.steps for k, v in self.high.items()}, self.steps)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..train import TrainConfig
 from ..train.runs import CHECKPOINT, CONFIG
+from .model import ExplainError
 
 # The model the measurements favour (benchmarks/RESULTS-gates.md, "the tour's model"): an MGU
 # whose forget gate starts leaning towards "keep" (b_f -= 2: f = 0 holds the memory), trained
@@ -97,7 +98,11 @@ def build(force: bool = False, progress: Callable[[int], None] | None = None,
         return path
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ExplainError(f"cannot write the model cache {tmp.parent} ({e.strerror or e}); "
+                           "set GATELAB_CACHE to a writable folder") from None
     train_run(TrainConfig(**m), tmp, bias, progress=progress)
     cfg = json.loads((tmp / CONFIG).read_text(encoding="utf-8"))
     cfg["out"] = str(path)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from ..cell import Cell
+from ..errors import UsageError
 from .gates import TextGates
 from .keep import keep_gate
 
@@ -87,7 +88,7 @@ def default_gate(cell: Cell, ex: TextGates) -> str:
     if found is not None:
         return prefix + found[0]
     if not cell.gates:
-        raise ValueError(f"{cell.name} has no gates to show")
+        raise UsageError(f"{cell.name} has no gates to show")
     return prefix + next(iter(cell.gates))
 
 
@@ -111,10 +112,10 @@ def _cluster(values: torch.Tensor, n_clusters: int) -> tuple[list[int], list[int
 def unit_view(cell: Cell, ex: TextGates, gate: str | None = None, k: int = 12,
               n_clusters: int = 3) -> UnitView:
     """The ``k`` most varying units of ``gate`` (default :func:`default_gate`) on ``ex``,
-    clustered into at most ``n_clusters`` groups. Raises ``ValueError`` for an unknown gate."""
+    clustered into at most ``n_clusters`` groups. Raises ``UsageError`` for an unknown gate."""
     label = gate or default_gate(cell, ex)
     if label not in ex.gates:
-        raise ValueError(f"no gate {label!r}: the gates are {', '.join(ex.gates)}")
+        raise UsageError(f"no gate {label!r}: the gates are {', '.join(ex.gates)}")
     g = ex.gates[label]  # (T, H)
     T, H = g.shape
     name = label.split(".")[-1]
