@@ -21,7 +21,7 @@ import math
 
 import sympy
 
-from .functions import MatVec, relu, sigmoid, softplus
+from .functions import REGISTRY, MatVec
 
 MAX_BYTES = 64 * 1024  # a cell file (or cell text), in bytes
 MAX_DEPTH = 32  # nesting: parentheses, calls, unary minus, `@` and `**` chains
@@ -38,7 +38,8 @@ MAX_TERMS = 4096  # terms of an update multiplied out (lets substituted in, gate
 
 # SymPy node types a cell's expressions may contain after folding: what every printer and the
 # engine know. Anything else (the imaginary unit, zoo, nan, e, pi, floats) is refused.
-_FUNCTIONS = (sigmoid, relu, softplus, sympy.tanh, sympy.exp, sympy.log, sympy.Abs)
+# The heads a folded expression may have: the language's functions, from the one registry.
+_FUNCTIONS = tuple(fn.cls for fn in REGISTRY if fn.cell and fn.cls is not None)
 _ALLOWED = (sympy.Symbol, sympy.Add, sympy.Mul, sympy.Pow, MatVec, *_FUNCTIONS)
 
 

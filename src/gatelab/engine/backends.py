@@ -12,14 +12,15 @@ zero (padding of variable-length batches). ``out`` is ``(T, N, H)``, ``states`` 
 Backends: ``"reference"`` (the slow step of :mod:`gatelab.cell.evaluate`, autograd through it),
 ``"generated"`` (gatelab's own engine: generated GEMM + fused pointwise step with a generated
 backward; ``"torch"`` is its former name and still accepted), ``"scan"`` (parallel scan,
-every cell the analysis calls scan-parallel), ``"triton"`` (the generated plan with Triton pointwise kernels and the
-Triton scan; CUDA or ``TRITON_INTERPRET=1``), ``"vendor"`` (torch's own fused kernels, for a cell
-:func:`gatelab.engine.vendor.vendor_match` proves equal to torch's LSTM/GRU/RNN; run by
+every cell the analysis calls scan-parallel), ``"triton"`` (the generated plan with Triton
+pointwise kernels and the Triton scan; CUDA or ``TRITON_INTERPRET=1``), ``"vendor"`` (torch's
+own fused kernels, for a cell :func:`gatelab.engine.vendor.vendor_match` proves equal to torch's LSTM/GRU/RNN; run by
 :class:`gatelab.nn.RNN` for all layers at once, not here).
 
 ``"auto"`` takes ``"vendor"`` where the proof holds, else ``"scan"`` where the cell allows it,
 ``"reference"`` for a cell with ``layer_norm`` (a row reduction the generated elementwise steps
-do not compile), else ``"generated"`` (on CUDA too: ``"triton"`` stays opt-in, see :data:`TRITON_BY_DEFAULT`).
+do not compile), else ``"generated"`` (on CUDA too: ``"triton"`` stays opt-in, see
+:data:`TRITON_BY_DEFAULT`).
 
 The generated backends' backward is first-order code; :func:`run_layer` wraps them so that a
 backward with ``create_graph=True`` (gradient penalties, Hessian-vector products) recomputes the
