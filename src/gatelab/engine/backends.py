@@ -14,8 +14,8 @@ Backends: ``"reference"`` (the slow step of :mod:`gatelab.cell.evaluate`, autogr
 backward; ``"torch"`` is its former name and still accepted), ``"scan"`` (parallel scan,
 every cell the analysis calls scan-parallel), ``"triton"`` (the generated plan with Triton
 pointwise kernels and the Triton scan; CUDA or ``TRITON_INTERPRET=1``), ``"vendor"`` (torch's
-own fused kernels, for a cell :func:`gatelab.engine.vendor.vendor_match` proves equal to torch's LSTM/GRU/RNN; run by
-:class:`gatelab.nn.RNN` for all layers at once, not here).
+own fused kernels, for a cell :func:`gatelab.engine.vendor.vendor_match` proves equal to
+torch's LSTM/GRU/RNN; run by :class:`gatelab.nn.RNN` for all layers at once, not here).
 
 ``"auto"`` takes ``"vendor"`` where the proof holds, else ``"scan"`` where the cell allows it,
 ``"reference"`` for a cell with ``layer_norm`` (a row reduction the generated elementwise steps
