@@ -29,7 +29,7 @@ from .backward import backward_loop, graphed_backward_loop, weight_grads
 from .gemm import linear
 from .layout import Layout
 from .plan import Plan
-from .pointwise import compile_pointwise, vjp
+from .pointwise import compile_many, vjp
 
 
 class CompiledStep:
@@ -49,18 +49,19 @@ class CompiledStep:
         self.out_separate = plan.output_index is None
         if self.out_separate:
             outs.append(plan.output)
-        self.final = compile_pointwise(self.inputs, outs, compiler)
         self.final_wrt = self._wrt(outs)
-        self.final_bwd = compile_pointwise(*vjp(self.inputs, outs, self.final_wrt), compiler)
+        specs = [(self.inputs, outs), vjp(self.inputs, outs, self.final_wrt)]
         # A group's vector: a plain state (no work) or a "prepare" function.
         self.prep, self.prep_bwd, self.prep_wrt = {}, {}, {}
-        for k, g in enumerate(plan.groups):
-            if g.vector in plan.states:
-                continue
-            self.prep[k] = compile_pointwise(self.inputs, [g.vector], compiler)
+        preps = [k for k, g in enumerate(plan.groups) if g.vector not in plan.states]
+        for k in preps:
+            g = plan.groups[k]
             self.prep_wrt[k] = self._wrt([g.vector])
-            self.prep_bwd[k] = compile_pointwise(
-                *vjp(self.inputs, [g.vector], self.prep_wrt[k]), compiler)
+            specs += [(self.inputs, [g.vector]), vjp(self.inputs, [g.vector], self.prep_wrt[k])]
+        fns = compile_many(specs, compiler)  # "c": one library, one compiler run
+        self.final, self.final_bwd = fns[0], fns[1]
+        for j, k in enumerate(preps):
+            self.prep[k], self.prep_bwd[k] = fns[2 + 2 * j], fns[3 + 2 * j]
         self._graphed = self._graphed_bwd = None
         # Whether the forward functions take ``out=`` (generated torch code without constant
         # outputs): results are then written straight into the loop's buffers.

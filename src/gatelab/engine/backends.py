@@ -10,10 +10,13 @@ Every backend has the same contract::
 zero (padding of variable-length batches). ``out`` is ``(T, N, H)``, ``states`` the final states.
 
 Backends: ``"reference"`` (the slow step of :mod:`gatelab.cell.evaluate`, autograd through it),
-``"torch"`` (generated GEMM + fused pointwise step with a generated backward), ``"scan"``
-(parallel scan, scan-parallel cells only), ``"triton"`` (the torch plan with Triton pointwise
-kernels and the Triton scan; CUDA or ``TRITON_INTERPRET=1``). ``"auto"`` takes ``"scan"`` where
-the cell allows it, ``"triton"`` for CUDA tensors, ``"torch"`` otherwise.
+``"torch"`` (generated GEMM + fused pointwise step with a generated backward, the pointwise part
+as generated torch calls), ``"c"`` (the same loops, the pointwise part as multi-threaded C kernels,
+:mod:`gatelab.engine.c_pointwise`; CPU float32/float64), ``"scan"`` (parallel scan,
+scan-parallel cells only), ``"triton"`` (the torch plan with Triton pointwise kernels and the
+Triton scan; CUDA or ``TRITON_INTERPRET=1``). ``"auto"`` takes ``"scan"`` where the cell allows
+it, ``"triton"`` for CUDA tensors, ``"c"`` for CPU float32/float64 tensors where a C compiler is
+found (else ``"torch"``, with one warning), ``"torch"`` otherwise.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import torch
 from ..cell.evaluate import iterate
 from .layout import EngineError, Layout
 
-BACKENDS = ("auto", "torch", "scan", "triton", "reference")
+BACKENDS = ("auto", "torch", "c", "scan", "triton", "reference")
 
 
 def check_backend(backend: str) -> str:
@@ -33,9 +36,19 @@ def check_backend(backend: str) -> str:
     return backend
 
 
-def resolve(layout: Layout, backend: str, device: torch.device) -> str:
-    """The concrete backend ``"auto"`` stands for on this cell and device."""
+def resolve(layout: Layout, backend: str, device: torch.device,
+            dtype: torch.dtype = torch.float32) -> str:
+    """The concrete backend ``"auto"`` stands for on this cell, device and dtype."""
     check_backend(backend)
+    if backend == "c":
+        from . import c_pointwise
+
+        if device.type != "cpu" or dtype not in c_pointwise.DTYPES:
+            raise EngineError(f"backend 'c' runs CPU float32/float64 tensors, not {dtype} on "
+                              f"{device}; use backend='torch'")
+        if not c_pointwise.available():
+            raise EngineError("backend 'c' needs a C compiler (gcc/cc or $CC) that builds "
+                              "OpenMP kernels; use backend='torch'")
     if backend == "scan" and not is_scan_parallel(layout):
         raise EngineError(f"cell {layout.cell.name!r} is not scan-parallel (a gate or candidate "
                           "depends on the previous state); use backend='torch'")
@@ -43,7 +56,17 @@ def resolve(layout: Layout, backend: str, device: torch.device) -> str:
         return backend
     if is_scan_parallel(layout):
         return "scan"
-    return "triton" if device.type == "cuda" and triton_available() else "torch"
+    if device.type == "cuda" and triton_available():
+        return "triton"
+    return "c" if device.type == "cpu" and c_kernels_ok(dtype) else "torch"
+
+
+def c_kernels_ok(dtype: torch.dtype) -> bool:
+    """Whether the C pointwise kernels take CPU tensors of ``dtype`` here (a compiler found;
+    :func:`gatelab.engine.c_pointwise.available` warns once when not)."""
+    from . import c_pointwise
+
+    return dtype in c_pointwise.DTYPES and c_pointwise.available()
 
 
 def triton_available() -> bool:
@@ -64,13 +87,15 @@ def run_layer(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
               state0: tuple[torch.Tensor, ...], mask: torch.Tensor | None,
               backend: str) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """Run one direction of one layer; see the module docstring for shapes."""
-    backend = resolve(layout, backend, x.device)
+    backend = resolve(layout, backend, x.device, x.dtype)
     if backend == "reference":
         return run_reference(layout, tensors, x, state0, mask)
     if backend == "scan":
         from .scan import run_scan
 
-        return run_scan(layout, tensors, x, state0, mask)
+        return run_scan(layout, tensors, x, state0, mask,
+                        compiler="c" if x.device.type == "cpu" and c_kernels_ok(x.dtype)
+                        else "torch")
     from .autograd import run_fused
 
     return run_fused(layout, tensors, x, state0, mask, compiler=backend)

@@ -12,6 +12,9 @@ Backends:
     (``sympy.cse``), one torch call per operation. The source is built from the validated IR only:
     every symbol is renamed ``v0, v1, ...`` and every function comes from a fixed table, so no
     user text reaches ``compile``.
+  * ``"c"``: one multi-threaded C kernel per function (:mod:`gatelab.engine.c_pointwise`),
+    CPU float32/float64; :func:`compile_many` puts all functions of a step in one library (one
+    compiler run, cached on disk).
   * ``"triton"``: ``gatelab.engine.triton_pointwise.compile_triton_pointwise(inputs, outputs)``
     (imported lazily), with the same calling convention and only non-constant outputs.
 """
@@ -60,18 +63,42 @@ def vjp(inputs: Sequence[sympy.Symbol], outputs: Sequence[sympy.Expr],
 def compile_pointwise(inputs: Sequence[sympy.Symbol], outputs: Sequence[sympy.Expr],
                       backend: str = "torch") -> PointwiseFn:
     """``fn(*tensors) -> tuple`` evaluating ``outputs`` elementwise (see the module docstring)."""
-    outputs = [o if isinstance(o, sympy.Basic) else sympy.sympify(o, strict=True)
-               for o in outputs]
-    live = [i for i, o in enumerate(outputs) if not o.is_Number]
-    consts = {i: float(o) for i, o in enumerate(outputs) if o.is_Number}
-    if backend == "triton":
+    return compile_many([(inputs, outputs)], backend)[0]
+
+
+def compile_many(specs: Sequence[tuple[Sequence[sympy.Symbol], Sequence[sympy.Expr]]],
+                 backend: str = "torch") -> list[PointwiseFn]:
+    """:func:`compile_pointwise` of each ``(inputs, outputs)``; the ``"c"`` backend builds them
+    all into one library (one compiler run)."""
+    specs = [(list(i), [o if isinstance(o, sympy.Basic) else sympy.sympify(o, strict=True)
+                        for o in outs]) for i, outs in specs]
+    lives = [[i for i, o in enumerate(outs) if not o.is_Number] for _, outs in specs]
+    if backend == "c":
+        from .c_pointwise import build, kernel_body
+
+        lib = build([kernel_body(str(k), ins, [outs[i] for i in live])
+                     for k, ((ins, outs), live) in enumerate(zip(specs, lives, strict=True))])
+        inners = [lib.function(k, len(live), [j for j, s in enumerate(ins) if any(
+            s in outs[i].free_symbols for i in live)])
+            for k, ((ins, outs), live) in enumerate(zip(specs, lives, strict=True))]
+    elif backend == "triton":
         from .triton_pointwise import compile_triton_pointwise
 
-        inner = compile_triton_pointwise(list(inputs), [outputs[i] for i in live])
+        inners = [compile_triton_pointwise(ins, [outs[i] for i in live])
+                  for (ins, outs), live in zip(specs, lives, strict=True)]
     elif backend == "torch":
-        inner = _compile_torch(list(inputs), [outputs[i] for i in live])
+        inners = [_compile_torch(ins, [outs[i] for i in live])
+                  for (ins, outs), live in zip(specs, lives, strict=True)]
     else:
-        raise ValueError(f"unknown pointwise backend {backend!r}; expected 'torch' or 'triton'")
+        raise ValueError(f"unknown pointwise backend {backend!r}; expected 'torch', 'c' or "
+                         "'triton'")
+    return [_with_constants(inner, outs, live)
+            for inner, (_, outs), live in zip(inners, specs, lives, strict=True)]
+
+
+def _with_constants(inner: PointwiseFn, outputs: list[sympy.Expr], live: list[int]) -> PointwiseFn:
+    """``inner`` computes the non-constant outputs; constants come back as Python floats."""
+    consts = {i: float(o) for i, o in enumerate(outputs) if o.is_Number}
     if not consts:
         return inner
 

@@ -310,12 +310,14 @@ class _ChunkedScan(torch.autograd.Function):
 
 
 def run_scan(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
-             state0: tuple[torch.Tensor, ...], mask: torch.Tensor | None):
-    """One direction of one layer of a scan-parallel cell (contract of :mod:`backends`)."""
+             state0: tuple[torch.Tensor, ...], mask: torch.Tensor | None,
+             compiler: str = "torch"):
+    """One direction of one layer of a scan-parallel cell (contract of :mod:`backends`);
+    ``compiler``: the backend of the generated ``a``, ``b`` functions (``"c"``: CPU only)."""
     from .gemm import project
     from .plan import scan_functions
 
-    fns = scan_functions(layout.cell, layout.bias_flag(tensors))
+    fns = scan_functions(layout.cell, layout.bias_flag(tensors), compiler)
     T, N, _ = x.shape
     (h0,) = state0
     H = h0.shape[-1]
