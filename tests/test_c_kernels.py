@@ -176,3 +176,30 @@ def test_printer_refuses_unknown_functions():
     f = sympy.Function("mystery")
     with pytest.raises(cp.KernelError, match="does not know mystery"):
         cp.kernel_body("0", [x], [f(x)])
+
+
+@needs_cc
+@pytest.mark.parametrize("T", [1, 5, 64])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_c_scan_equals_the_blocked_torch_scan_and_the_loop(T, reverse, monkeypatch):
+    """The C scan (columns in blocks of 256 and a remainder, threaded above PARALLEL_MIN) equals
+    the blocked torch scan and the plain loop, both directions, float32 and float64."""
+    import gatelab.engine.scan as scan
+
+    torch.manual_seed(T)
+    for dtype in (torch.float32, F64):
+        a = (torch.rand(T, 3, 100) * 1.5 - 0.2).to(dtype)  # any sign, some above 1
+        b, h0 = torch.randn(T, 3, 100).to(dtype), torch.randn(3, 100).to(dtype)
+        h, loop = h0, [None] * T
+        for t in (range(T - 1, -1, -1) if reverse else range(T)):
+            h = a[t] * h + b[t]
+            loop[t] = h
+        got = cp.scan(a, b, h0, reverse)
+        monkeypatch.setattr(scan, "_c_scan_ok", lambda *args: False)
+        blocked = scan._scan(a, b, h0, reverse)
+        monkeypatch.undo()
+        tol = 1e-4 if dtype == torch.float32 else 1e-12
+        torch.testing.assert_close(got, torch.stack(loop), rtol=tol, atol=tol)
+        torch.testing.assert_close(blocked, torch.stack(loop), rtol=tol, atol=tol)
+    with pytest.raises(cp.KernelError, match="C scan"):
+        cp.scan(a.half(), b.half(), h0.half())

@@ -35,8 +35,15 @@ def _scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor,
     ``C`` chunks of ``L ~ sqrt(T)`` steps are scanned side by side from a zero start (``L``
     vectorised steps), the state entering each chunk follows from a scan of the ``C`` chunk ends,
     and one fused multiply-add fixes every chunk up; the ``T - C*L`` leftover steps run one by one.
-    ``out`` (contiguous, shape of ``b``) receives the result when given.
+    ``out`` (contiguous, shape of ``b``) receives the result when given. On CPU float32/float64
+    tensors, where C kernels build, the C scan (:func:`gatelab.engine.c_pointwise.scan`: one
+    pass, columns shared among the threads) runs instead: same result, one call instead of
+    ``2 sqrt(T)`` small torch calls and three passes over memory.
     """
+    if _c_scan_ok(a, b, h0):
+        from .c_pointwise import scan
+
+        return scan(a, b, h0, reverse, out)
     T = a.shape[0]
     h = torch.empty_like(b) if out is None else out
     L = max(1, math.isqrt(T))
@@ -77,6 +84,13 @@ def _scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor,
     for t in rest:  # the leftover steps
         state = torch.addcmul(b[t], a[t], state, out=h[t])
     return h
+
+
+def _c_scan_ok(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor) -> bool:
+    from .backends import c_kernels_ok
+
+    return (a.device.type == "cpu" and a.dtype == b.dtype == h0.dtype
+            and h0.device.type == "cpu" and c_kernels_ok(a.dtype))
 
 
 def _scan_impl(a, b, h0, use_triton: bool, reverse: bool = False):
