@@ -203,3 +203,32 @@ def test_c_scan_equals_the_blocked_torch_scan_and_the_loop(T, reverse, monkeypat
         torch.testing.assert_close(blocked, torch.stack(loop), rtol=tol, atol=tol)
     with pytest.raises(cp.KernelError, match="C scan"):
         cp.scan(a.half(), b.half(), h0.half())
+
+
+@needs_cc
+def test_second_process_loads_the_step_without_sympy_derivatives(tmp_path, monkeypatch):
+    """A step built once is found by its expressions' key: no backward derivation, no compiler
+    run, same kernels (the cached path of a second process)."""
+    import gatelab.engine.autograd as ag
+    from gatelab.engine.plan import Plan
+
+    monkeypatch.setenv("GATELAB_CACHE_DIR", str(tmp_path))
+    plan = Plan.of(Layout.of(gatelab.load_cell("mgu")))
+    first = ag.CompiledStep(plan, "c")
+    assert list((tmp_path / "kernels").glob("step_*.json"))
+    cp._LOADED.clear()
+
+    def refuse(*a, **k):
+        raise AssertionError("derived or compiled again")
+
+    monkeypatch.setattr(ag, "vjp", refuse)
+    monkeypatch.setattr(subprocess, "run", refuse)
+    second = ag.CompiledStep(plan, "c")
+    torch.manual_seed(0)
+    args = [torch.randn(4, 6, dtype=F64) for _ in second.inputs]
+    cots = [torch.randn(4, 6, dtype=F64) for _ in plan.nexts]
+    for f, g, extra in ((first.final, second.final, []),
+                        (first.final_bwd, second.final_bwd, cots)):
+        for a, b in zip(f(*args, *extra), g(*args, *extra), strict=True):
+            assert torch.equal(torch.as_tensor(a), torch.as_tensor(b))
+    assert second.prep_wrt == first.prep_wrt and second.final_wrt == first.final_wrt

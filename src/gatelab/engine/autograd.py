@@ -50,15 +50,20 @@ class CompiledStep:
         if self.out_separate:
             outs.append(plan.output)
         self.final_wrt = self._wrt(outs)
-        specs = [(self.inputs, outs), vjp(self.inputs, outs, self.final_wrt)]
+        # Backward expressions are derived lazily: a C library built for the same expressions
+        # by an earlier process is loaded without the SymPy work (key: the step's expressions).
+        specs = [(self.inputs, outs), (self._cots(outs), lambda: vjp(
+            self.inputs, outs, self.final_wrt)[1])]
         # A group's vector: a plain state (no work) or a "prepare" function.
         self.prep, self.prep_bwd, self.prep_wrt = {}, {}, {}
         preps = [k for k, g in enumerate(plan.groups) if g.vector not in plan.states]
         for k in preps:
-            g = plan.groups[k]
-            self.prep_wrt[k] = self._wrt([g.vector])
-            specs += [(self.inputs, [g.vector]), vjp(self.inputs, [g.vector], self.prep_wrt[k])]
-        fns = compile_many(specs, compiler)  # "c": one library, one compiler run
+            v, self.prep_wrt[k] = plan.groups[k].vector, self._wrt([plan.groups[k].vector])
+            specs += [(self.inputs, [v]),
+                      (self._cots([v]), lambda v=v, w=self.prep_wrt[k]: vjp(self.inputs, [v],
+                                                                             w)[1])]
+        key = sympy.srepr((self.inputs, outs, [plan.groups[k].vector for k in preps]))
+        fns = compile_many(specs, compiler, key=key)  # "c": one library, one compiler run
         self.final, self.final_bwd = fns[0], fns[1]
         for j, k in enumerate(preps):
             self.prep[k], self.prep_bwd[k] = fns[2 + 2 * j], fns[3 + 2 * j]
@@ -81,6 +86,10 @@ class CompiledStep:
         if self._graphed_bwd is None:
             self._graphed_bwd = graphed_backward_loop(self)
         return self._graphed_bwd
+
+    def _cots(self, outs: list[sympy.Expr]) -> list[sympy.Symbol]:
+        """Inputs of the vector-Jacobian product of ``outs`` (as :func:`vjp` names them)."""
+        return [*self.inputs, *(sympy.Symbol(f"g{j}__") for j in range(len(outs)))]
 
     def _wrt(self, outs: list[sympy.Expr]) -> list[sympy.Symbol]:
         free = set().union(*(o.free_symbols for o in outs))

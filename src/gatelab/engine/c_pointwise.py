@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -300,6 +301,39 @@ def build(bodies: Sequence[str]) -> Library:
     lib = Library(path)
     _LOADED[key] = lib
     return lib
+
+
+def _step_path(key: str) -> Path:
+    salt = hashlib.sha256("\n".join([GENERATOR_VERSION, _compiler_id(), " ".join(CFLAGS),
+                                     key]).encode()).hexdigest()[:32]
+    return cache_dir() / f"step_{salt}.json"
+
+
+def save_step(key: str, lib: Library, metas: list[dict]) -> None:
+    """Remember which library holds the functions derived from ``key`` (written atomically)."""
+    path = _step_path(key)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"library": lib.path.name, "functions": metas}), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def load_step(key: str, n: int) -> tuple[Library, list[dict]] | None:
+    """The library and function descriptions saved for ``key`` by an earlier process (None
+    when absent, unreadable or not ``n`` functions: the caller then builds them again)."""
+    path = _step_path(key)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        so = cache_dir() / data["library"]
+        metas = data["functions"]
+        if len(metas) != n or not so.exists():
+            return None
+        name = so.name
+        key_ = name[len("gl_"):-len(".so")]
+        lib = _LOADED.get(key_) or Library(so)
+        _LOADED[key_] = lib
+        return lib, metas
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def supports(t: torch.Tensor) -> bool:

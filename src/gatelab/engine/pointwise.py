@@ -31,6 +31,7 @@ import torch
 from ..cell.functions import relu, sigmoid, softplus
 
 PointwiseFn = Callable[..., tuple]
+Lazy = Callable[[], Sequence[sympy.Expr]]
 
 _FUNCS = {
     sigmoid: "torch.sigmoid",
@@ -66,21 +67,39 @@ def compile_pointwise(inputs: Sequence[sympy.Symbol], outputs: Sequence[sympy.Ex
     return compile_many([(inputs, outputs)], backend)[0]
 
 
-def compile_many(specs: Sequence[tuple[Sequence[sympy.Symbol], Sequence[sympy.Expr]]],
-                 backend: str = "torch") -> list[PointwiseFn]:
+def compile_many(specs: Sequence[tuple[Sequence[sympy.Symbol], Sequence[sympy.Expr] | Lazy]],
+                 backend: str = "torch", key: str | None = None) -> list[PointwiseFn]:
     """:func:`compile_pointwise` of each ``(inputs, outputs)``; the ``"c"`` backend builds them
-    all into one library (one compiler run)."""
+    all into one library (one compiler run). ``outputs`` may be a function returning them (e.g.
+    a :func:`vjp`), called only when needed: with ``key`` (a hash of everything the outputs
+    derive from) the ``"c"`` backend first looks for a library built for that key in an earlier
+    process and then skips the SymPy work."""
+    if backend == "c" and key is not None:
+        from .c_pointwise import load_step
+
+        got = load_step(key, len(specs))
+        if got is not None:
+            lib, metas = got
+            return [_with_constants(lib.function(k, len(m["live"]), m["used"]),
+                                    [sympy.Float(m["consts"][str(i)]) if str(i) in m["consts"]
+                                     else None for i in range(m["n_out"])], m["live"])
+                    for k, m in enumerate(metas)]
     specs = [(list(i), [o if isinstance(o, sympy.Basic) else sympy.sympify(o, strict=True)
-                        for o in outs]) for i, outs in specs]
+                        for o in (outs() if callable(outs) else outs)]) for i, outs in specs]
     lives = [[i for i, o in enumerate(outs) if not o.is_Number] for _, outs in specs]
     if backend == "c":
-        from .c_pointwise import build, kernel_body
+        from .c_pointwise import build, kernel_body, save_step
 
         lib = build([kernel_body(str(k), ins, [outs[i] for i in live])
                      for k, ((ins, outs), live) in enumerate(zip(specs, lives, strict=True))])
-        inners = [lib.function(k, len(live), [j for j, s in enumerate(ins) if any(
-            s in outs[i].free_symbols for i in live)])
-            for k, ((ins, outs), live) in enumerate(zip(specs, lives, strict=True))]
+        metas = [{"n_out": len(outs), "live": live,
+                  "consts": {str(i): float(o) for i, o in enumerate(outs) if o.is_Number},
+                  "used": [j for j, s in enumerate(ins)
+                           if any(s in outs[i].free_symbols for i in live)]}
+                 for (ins, outs), live in zip(specs, lives, strict=True)]
+        if key is not None:
+            save_step(key, lib, metas)
+        inners = [lib.function(k, len(m["live"]), m["used"]) for k, m in enumerate(metas)]
     elif backend == "triton":
         from .triton_pointwise import compile_triton_pointwise
 
@@ -96,9 +115,11 @@ def compile_many(specs: Sequence[tuple[Sequence[sympy.Symbol], Sequence[sympy.Ex
             for inner, (_, outs), live in zip(inners, specs, lives, strict=True)]
 
 
-def _with_constants(inner: PointwiseFn, outputs: list[sympy.Expr], live: list[int]) -> PointwiseFn:
-    """``inner`` computes the non-constant outputs; constants come back as Python floats."""
-    consts = {i: float(o) for i, o in enumerate(outputs) if o.is_Number}
+def _with_constants(inner: PointwiseFn, outputs: list[sympy.Expr | None],
+                    live: list[int]) -> PointwiseFn:
+    """``inner`` computes the outputs at positions ``live``; the others are constants that come
+    back as Python floats."""
+    consts = {i: float(o) for i, o in enumerate(outputs) if i not in live}
     if not consts:
         return inner
 
