@@ -202,9 +202,11 @@ def test_cli_bench_and_engine_commands(tmp_path):
     out = tmp_path / "bench.json"
     res = runner.invoke(app, ["bench", "--T", "3", "--N", "2", "--H", "4", "--repeats", "1",
                               "--scan-T", "8", "--scan-N", "2", "--scan-H", "4", "--no-memory",
-                              "--threads", "1", "--json", str(out)])
+                              "--threads", "1", "--small-T", "2", "--small-N", "2",
+                              "--small-H", "3", "--no-compile", "--json", str(out)])
     assert res.exit_code == 0, res.output
     assert "gatelab LSTM / torch LSTM" in res.output and "minGRU" in res.output
+    assert "small layer: gatelab LSTM / torch LSTM" in res.output
     import json
 
     data = json.loads(out.read_text())
