@@ -276,3 +276,18 @@ def test_hoisted_mgu_baseline_computes_the_mgu():
     ref, h_ref = loop(x)
     assert (out - ref).abs().max().item() < 1e-6
     assert (h_n[0] - h_ref).abs().max().item() < 1e-6
+
+
+def test_bench_summary_lists_every_ratio_per_thread_count():
+    from gatelab.engine.bench import format_summary
+
+    runs = [{"threads": n, "ratios": [{"name": "gatelab LSTM / torch LSTM", "value": v,
+                                       "target": 1.1, "met": v <= 1.1}],
+             "scan": {"speedup": s}} for n, v, s in ((1, 0.95, 4.0), (2, 1.2, 6.5))]
+    runs[1]["ratios"].append({"name": "small layer: gatelab LSTM / torch LSTM", "value": 1.3,
+                              "target": 1.2, "met": False})
+    text = format_summary(runs)
+    assert "| 1 thread(s) | 2 thread(s) | target |" in text
+    assert "| gatelab LSTM / torch LSTM | 0.95 | 1.20 | ≤ 1.10 |" in text
+    assert "| small layer: gatelab LSTM / torch LSTM | - | 1.30 | ≤ 1.20 |" in text
+    assert "4.00× | 6.50×" in text
