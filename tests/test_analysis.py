@@ -1,4 +1,4 @@
-"""The article's read-offs (DESIGN.md §1, issue 3 "Done means"), computed from the equations."""
+"""The article's read-offs (docs/design.md, "The article"), computed from the equations."""
 
 import json
 

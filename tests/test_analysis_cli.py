@@ -6,8 +6,9 @@ import typer
 from typer.testing import CliRunner
 
 from gatelab.analysis.cli import register
+from gatelab.cli import GatelabGroup
 
-app = typer.Typer()
+app = typer.Typer(cls=GatelabGroup)  # gatelab's one error handler, as in the real CLI
 
 
 @app.callback()

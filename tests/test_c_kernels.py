@@ -45,9 +45,10 @@ def _run(model, x, lengths=None):
 @needs_cc
 @pytest.mark.parametrize("name", ZOO)
 @pytest.mark.parametrize("packed", [False, True])
-def test_c_kernels_equal_reference_on_every_zoo_cell(name, packed):
+def test_c_kernels_equal_reference_on_every_zoo_cell(name, packed, monkeypatch):
     """Outputs, final states and every gradient with the C kernels equal the reference step
     (float64; two bidirectional layers; a packed batch of unsorted lengths or a full batch)."""
+    monkeypatch.setenv("GATELAB_CPU_KERNELS", "c")  # the scan path uses them too
     torch.manual_seed(2)
     backend = "scan" if is_scan_parallel(gatelab.load_cell(name)) else "c"
     models = [gn.RNN(name, 3, 5, num_layers=2, bidirectional=True, backend=b).double()
@@ -62,7 +63,9 @@ def test_c_kernels_equal_reference_on_every_zoo_cell(name, packed):
 
 
 @needs_cc
-def test_auto_takes_the_c_kernels_on_cpu_and_float32_agrees():
+def test_auto_takes_the_c_kernels_when_opted_in_and_float32_agrees(monkeypatch):
+    assert resolve(Layout.of(gatelab.load_cell("mgu")), "auto", torch.device("cpu")) == "torch"
+    monkeypatch.setenv("GATELAB_CPU_KERNELS", "c")
     assert resolve(Layout.of(gatelab.load_cell("mgu")), "auto", torch.device("cpu")) == "c"
     torch.manual_seed(0)
     a, b = gn.LSTM(4, 6, backend="torch"), gn.LSTM(4, 6)
@@ -155,6 +158,7 @@ def test_cache_dir_is_overridable_and_defaults_to_the_user_cache(monkeypatch, tm
 
 
 def test_without_a_compiler_the_eager_step_runs_and_says_so_once(monkeypatch):
+    monkeypatch.setenv("GATELAB_CPU_KERNELS", "c")
     monkeypatch.setattr(cp, "compiler", lambda: None)
     cp.available.cache_clear()
     try:

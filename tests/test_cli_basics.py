@@ -37,3 +37,29 @@ def test_show_user_file(tmp_path):
     f.write_text("input u\nstate s\nnext s = relu(A @ u + B @ s + k)\n")
     res = runner.invoke(app, ["show", str(f)])
     assert res.exit_code == 0 and "relu" in res.output and "mine" in res.output
+
+
+def test_one_handler_user_errors_one_line_bugs_keep_their_traceback():
+    """``GatelabGroup`` turns any GatelabError into its lines and exit status 2; a plain
+    ValueError is a bug and is not swallowed."""
+    import typer
+    from typer.testing import CliRunner
+
+    from gatelab.cli import GatelabGroup
+    from gatelab.errors import UsageError
+
+    app = typer.Typer(cls=GatelabGroup)
+
+    @app.command()
+    def user() -> None:
+        raise UsageError("--steps must be at least 2")
+
+    @app.command()
+    def bug() -> None:
+        raise ValueError("an internal mistake")
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["user"])
+    assert r.exit_code == 2 and r.stderr.strip() == "error: --steps must be at least 2"
+    r = runner.invoke(app, ["bug"])
+    assert isinstance(r.exception, ValueError) and r.exit_code == 1

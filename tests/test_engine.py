@@ -95,7 +95,8 @@ def test_scan_parallel_is_derived_from_equations():
     assert resolve(mingru, "auto", torch.device("cpu")) == "scan"
     from gatelab.engine import c_pointwise
 
-    want = "c" if c_pointwise.available() else "torch"  # C kernels where a compiler is found
+    want = "torch"  # C kernels are opt-in (GATELAB_CPU_KERNELS=c), see test_c_kernels.py
+    assert c_pointwise.DTYPES
     assert resolve(Layout.of(gatelab.load_cell("mgu")), "auto", torch.device("cpu")) == want
 
 
@@ -291,3 +292,18 @@ def test_bench_summary_lists_every_ratio_per_thread_count():
     assert "| gatelab LSTM / torch LSTM | 0.95 | 1.20 | ≤ 1.10 |" in text
     assert "| small layer: gatelab LSTM / torch LSTM | - | 1.30 | ≤ 1.20 |" in text
     assert "4.00× | 6.50×" in text
+
+
+@pytest.mark.parametrize("text", [
+    # U's product is used inside b's sum and again on its own: b must not ride in U's GEMM.
+    "next h = tanh(W @ x + U @ h + b) - tanh(U @ h) / 4",
+    "gate g = sigmoid(W @ x + U @ h + b)\nnext h = g * h + (1 - g) * tanh(U @ h + W @ x)",
+])
+def test_matrix_used_outside_its_bias_sum_equals_reference(text):
+    cell = gatelab.parse_cell(f"name twice\ninput x\nstate h\n{text}\n")
+    torch.manual_seed(2)
+    models = [gn.RNN(cell, 3, 4, backend=b).double() for b in ("reference", "auto")]
+    models[1].load_state_dict(models[0].state_dict())
+    x = torch.randn(6, 2, 3, dtype=F64)
+    outs = [m(x)[0] for m in models]
+    assert (outs[0] - outs[1]).abs().max().item() <= 1e-12

@@ -24,7 +24,7 @@ WORDS = ["amazing", "box", "of", "cereal", "bad", "!", "good"]
 
 
 def mgu_by_hand(params, x):
-    """MGU written out (DESIGN.md §1.6): f = σ(W_f x + U_f h + b_f),
+    """MGU written out (docs/design.md, "The article", point 6): f = σ(W_f x + U_f h + b_f),
     n = tanh(W_n x + U_n (f ⊙ h) + b_n), h' = (1 − f) ⊙ h + f ⊙ n. x: (T, I). Returns f (T, H)."""
     p = params
     h = torch.zeros(p["b_f"].shape[0])

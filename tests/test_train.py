@@ -113,6 +113,7 @@ def _cli(*args):
             "--hidden", "8", "--batch", "16", "--eval-size", "64", *args]
 
 
+@pytest.mark.slow
 def test_kill_and_resume_gives_the_same_metrics(tmp_path):
     """A real ``gatelab train`` process is killed (SIGKILL) mid-run, then resumed."""
     # 2000 steps: even on a fast machine the run is far from done when the poll sees step 100.

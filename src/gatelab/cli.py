@@ -1,7 +1,10 @@
 """The ``gatelab`` command line: one command per verb (Typer + Rich).
 
 Feature packages add their own commands through a ``register(app)`` function listed in
-``PLUGINS``; a bad cell anywhere becomes ``PATH:LINE:COL: ...`` lines and exit status 2.
+``PLUGINS``. The one error handler is here (:class:`GatelabGroup`): a
+:class:`~gatelab.errors.GatelabError` raised by any command (a bad cell: ``PATH:LINE:COL: ...``
+lines; anything else: one ``error: ...`` line) goes to stderr with exit status 2; a bug keeps its
+traceback.
 """
 
 from __future__ import annotations
@@ -18,27 +21,31 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from .cell import CellError, cell_latex, cell_text, cell_unicode, load_cell, load_file, zoo_names
+from .errors import GatelabError
 
 
-def print_problems(error: CellError) -> None:
-    """One ``PATH:LINE:COL: ...`` line per problem on stderr."""
-    for p in error.problems:
-        print(p, file=sys.stderr)
+def print_error(error: GatelabError | OSError) -> None:
+    """The error's lines on stderr, as plain text (never read as Rich markup)."""
+    lines = error.lines() if isinstance(error, GatelabError) else [f"error: {error}"]
+    for line in lines:
+        print(line, file=sys.stderr)
 
 
-class CellErrorGroup(TyperGroup):
-    """Turns a CellError raised by any command into ``PATH:LINE:COL`` lines and exit status 2,
-    inside the app itself, so the console entry and ``CliRunner`` behave alike."""
+class GatelabGroup(TyperGroup):
+    """The one handler: a GatelabError raised by any command becomes its lines on stderr and its
+    exit status (2), inside the app itself, so the console entry and ``CliRunner`` behave alike.
+    An OSError (a file or folder the system refused: permissions, a full disk) is the user's to
+    fix too. Everything else is a bug and keeps its traceback."""
 
     def invoke(self, ctx):  # type: ignore[no-untyped-def]
         try:
             return super().invoke(ctx)
-        except CellError as e:
-            print_problems(e)
-            raise typer.Exit(2) from None
+        except (GatelabError, OSError) as e:
+            print_error(e)
+            raise typer.Exit(getattr(e, "exit_code", 2)) from None
 
 
-app = typer.Typer(cls=CellErrorGroup, add_completion=False, no_args_is_help=True,
+app = typer.Typer(cls=GatelabGroup, add_completion=False, no_args_is_help=True,
                   help="Define, explain, train and inspect gated recurrent networks.")
 console = Console()
 
@@ -119,9 +126,9 @@ def check(files: list[Path] = typer.Argument(..., help=".cell files to validate"
             c = load_file(f)
             console.print(f"{f}: ok ({c.name}: {len(c.states)} state(s), {len(c.gates)} gate(s))",
                           highlight=False)
-        except CellError as e:
+        except CellError as e:  # every file is checked: report this one and go on
             bad = True
-            print_problems(e)
+            print_error(e)
     if bad:
         raise typer.Exit(2)
 
@@ -141,9 +148,9 @@ _register_plugins()
 
 
 def main() -> None:
-    """Console entry point: cell errors become ``PATH:LINE:COL`` lines and exit status 2."""
+    """Console entry point (errors: see :class:`GatelabGroup`)."""
     try:
         app()
-    except CellError as e:  # raised outside a command (the group handles those)
-        print_problems(e)
-        sys.exit(2)
+    except GatelabError as e:  # raised outside a command (the group handles those)
+        print_error(e)
+        sys.exit(e.exit_code)

@@ -1,4 +1,4 @@
-"""The three simplifications of the article, computed for any cell (DESIGN.md §4).
+"""The three simplifications of the article, computed for any cell (docs/design.md, "The analysis").
 
 ``analyze(cell)`` gives an :class:`Analysis`: memory states and readouts, stages 1-3, every 0/1
 gate setting (a :class:`Mode`) with its reduced update, kind and identity path, the gates'

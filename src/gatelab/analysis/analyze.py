@@ -1,4 +1,5 @@
-"""``analyze(cell) -> Analysis``: the three simplifications of DESIGN.md §4 for any cell.
+"""``analyze(cell) -> Analysis``: the three simplifications of docs/design.md ("The analysis")
+for any cell.
 
 >>> from gatelab import load_cell
 >>> a = analyze(load_cell("lstm"))

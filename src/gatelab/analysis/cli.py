@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 from enum import Enum
 
 import typer
 from rich.console import Console
 
-from ..cell import CellError, load_cell
+from ..cell import load_cell
 from .analyze import analyze, reduce_setting
 from .stages import parse_setting
-from .symbols import AnalysisError
 
 
 class Format(str, Enum):
@@ -31,20 +29,12 @@ def analyze_command(
     """The three simplifications: stages, every 0/1 gate setting, switches, memory, core."""
     from . import render
 
-    try:
-        c = load_cell(cell)
-        # 2^k settings: a many-gate cell takes seconds, so say what is happening (on stderr,
-        # keeping stdout clean for --format json).
-        with Console(stderr=True).status(f"analysing {c.name}: {2 ** len(c.gates)} settings"):
-            a = analyze(c)
-            mode = reduce_setting(a, parse_setting(set_, a.gates)) if set_ else None
-    except CellError as e:
-        for p in e.problems:
-            print(p, file=sys.stderr)
-        raise typer.Exit(2) from None
-    except AnalysisError as e:
-        print(f"gatelab analyze: {e}", file=sys.stderr)
-        raise typer.Exit(2) from None
+    c = load_cell(cell)
+    # 2^k settings: a many-gate cell takes seconds, so say what is happening (on stderr,
+    # keeping stdout clean for --format json).
+    with Console(stderr=True).status(f"analysing {c.name}: {2 ** len(c.gates)} settings"):
+        a = analyze(c)
+        mode = reduce_setting(a, parse_setting(set_, a.gates)) if set_ else None
     if format == Format.json:
         data = mode.to_dict() if mode else a.to_dict()
         print(json.dumps(data, indent=2, ensure_ascii=False))

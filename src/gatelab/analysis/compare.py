@@ -1,9 +1,10 @@
 """Compare two cells through their switches: is one the other with gates ganged?
 
-The article's closing exercise (DESIGN.md §1.6) asks what MGU is. Matching MGU's switch places
-against GRU's (same definition, same switch type) says which GRU gate each contact plays, and
-whether with the same or the reversed sense (``z = 1 - f``). Substituting that ganging into the
-reference cell's stage-1 updates and comparing symbolically checks the claim exactly.
+The article's closing exercise (docs/design.md, "The article", point 6) asks what MGU is.
+Matching MGU's switch places against GRU's (same definition, same switch type) says which GRU
+gate each contact plays, and whether with the same or the reversed sense (``z = 1 - f``).
+Substituting that ganging into the reference cell's stage-1 updates and comparing symbolically
+checks the claim exactly.
 """
 
 from __future__ import annotations

@@ -6,9 +6,10 @@ is a **memory state**. A state whose update is made of gates only (FGR's ``pi' =
 of the gates: it just carries the previous step's gate values.
 
 The cell is then rewritten in terms of its memory states, as the article does for LSTM
-(DESIGN.md §1.4): the previous value of a readout is its expression one step earlier,
-``h_{t-1} = o_{t-1} ⊙ tanh(c_{t-1})``. The previous step's gates become new scalar symbols
-(``o_prev``); a switch setting holds at every step, so ``o_prev`` takes ``o``'s value.
+(docs/design.md, "The article", point 4): the previous value of a readout is its expression
+one step earlier, ``h_{t-1} = o_{t-1} ⊙ tanh(c_{t-1})``. The previous step's gates become new
+scalar symbols (``o_prev``); a switch setting holds at every step, so ``o_prev`` takes ``o``'s
+value.
 """
 
 from __future__ import annotations

@@ -11,9 +11,10 @@ import sympy
 
 from ..cell.functions import MatVec
 from ..cell.printers import expr_latex, expr_text
+from ..errors import GatelabError
 
 
-class AnalysisError(ValueError):
+class AnalysisError(GatelabError, ValueError):
     """Bad input to the analysis (unknown gate, a value other than 0/1, too many gates)."""
 
 

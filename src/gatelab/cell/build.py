@@ -6,6 +6,7 @@ are collected before raising one :class:`~gatelab.cell.errors.CellError`.
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 from pathlib import Path
 
@@ -78,9 +79,7 @@ def load_file(path: str | Path) -> Cell:
     except OSError as e:
         raise CellError([Problem(str(p), 0, 0, f"cannot read file ({e.strerror})",
                                  "a readable .cell file")]) from None
-    cell = parse_cell(data, str(p), default_name=p.stem)
-    cell.source = str(p)
-    return cell
+    return dataclasses.replace(parse_cell(data, str(p), default_name=p.stem), source=str(p))
 
 
 class _Builder:

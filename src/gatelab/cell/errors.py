@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import GatelabError
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -20,9 +22,13 @@ class Problem:
         return f"{self.path}:{self.line}:{self.col}: {self.message}{tail}"
 
 
-class CellError(ValueError):
+class CellError(GatelabError, ValueError):
     """A cell file (or text) is not a valid cell. ``problems`` lists every problem found."""
 
     def __init__(self, problems: list[Problem]):
         self.problems = sorted(problems, key=lambda p: (p.line, p.col))
         super().__init__("\n".join(str(p) for p in self.problems))
+
+    def lines(self) -> list[str]:
+        """One ``PATH:LINE:COL: ...`` line per problem."""
+        return [str(p) for p in self.problems]

@@ -2,7 +2,8 @@
 against, and the "plain Python loop" baseline.
 
 Shapes: inputs ``(N, I)``, states ``(N, H)``, matrices ``(H, in)``, vectors ``(H,)`` or ``(I,)``.
-It walks the SymPy tree (no code generation), so it is slow and obviously right.
+It walks the SymPy tree (a SymPy printer whose output is values, not text; no code generation),
+so it is slow and obviously right.
 """
 
 from __future__ import annotations
@@ -13,50 +14,58 @@ from dataclasses import dataclass
 
 import sympy
 import torch
+from sympy.printing.printer import Printer
 
-from .functions import MatVec, relu, sigmoid, softplus
+from .functions import BY_NAME, Fn, MatVec, RegistryPrinting
 from .ir import Cell
-
-_UNARY = {
-    sigmoid: torch.sigmoid,
-    sympy.tanh: torch.tanh,
-    relu: torch.relu,
-    softplus: torch.nn.functional.softplus,
-    sympy.exp: torch.exp,
-    sympy.log: torch.log,
-    sympy.Abs: torch.abs,
-}
 
 
 def evaluate(expr: sympy.Expr, env: dict[str, torch.Tensor]) -> torch.Tensor | float:
     """Value of ``expr`` with every symbol looked up in ``env`` (signals and parameters)."""
-    if isinstance(expr, sympy.Symbol):
-        return env[expr.name]
-    if expr.is_Number:
+    return _Evaluator(env)._print(expr)
+
+
+class _Evaluator(RegistryPrinting, Printer):
+    """A SymPy printer whose "text" is a value: tensors for signals, floats for numbers."""
+
+    def __init__(self, env: dict[str, torch.Tensor]):
+        super().__init__()
+        self.env = env
+
+    def emptyPrinter(self, expr: sympy.Basic):  # noqa: N802 - SymPy's name
+        raise TypeError(f"cannot evaluate {type(expr).__name__}")
+
+    def _print_Symbol(self, expr: sympy.Symbol):  # noqa: N802
+        return self.env[expr.name]
+
+    def _print_Number(self, expr: sympy.Number) -> float:  # noqa: N802
         return float(expr)
-    if isinstance(expr, MatVec):
-        return evaluate(expr.vector, env) @ env[expr.matrix.name].T
-    if isinstance(expr, sympy.Add):
+
+    def _print_MatVec(self, expr: MatVec):  # noqa: N802
+        return self._print(expr.vector) @ self.env[expr.matrix.name].T
+
+    def _print_Add(self, expr: sympy.Add):  # noqa: N802
         out = 0.0
         for a in expr.args:
-            out = out + evaluate(a, env)
+            out = out + self._print(a)
         return out
-    if isinstance(expr, sympy.Mul):
+
+    def _print_Mul(self, expr: sympy.Mul):  # noqa: N802
         out = 1.0
         for a in expr.args:
-            out = out * evaluate(a, env)
+            out = out * self._print(a)
         return out
-    if isinstance(expr, sympy.Pow):
-        base = evaluate(expr.base, env)
+
+    def _print_Pow(self, expr: sympy.Pow):  # noqa: N802
+        base = self._print(expr.base)
         ex = float(expr.exp)
         if ex == 0.5:
-            return torch.sqrt(base) if torch.is_tensor(base) else math.sqrt(base)
+            return BY_NAME["sqrt"].torch_fn()(base) if torch.is_tensor(base) else math.sqrt(base)
         return base**ex
-    fn = _UNARY.get(type(expr))
-    if fn is not None:
-        arg = evaluate(expr.args[0], env)
-        return fn(arg if torch.is_tensor(arg) else torch.tensor(arg))
-    raise TypeError(f"cannot evaluate {type(expr).__name__}")
+
+    def _print_registered(self, expr: sympy.Expr, fn: Fn) -> torch.Tensor:
+        arg = self._print(expr.args[0])
+        return fn.torch_fn()(arg if torch.is_tensor(arg) else torch.tensor(arg))
 
 
 @dataclass

@@ -1,9 +1,16 @@
-"""The symbolic vocabulary of a cell: the linear map ``MatVec`` and the allowed functions.
+"""The symbolic vocabulary of a cell: the linear map ``MatVec`` and the function registry.
 
 Vectors are plain commutative SymPy symbols and every arithmetic operator is elementwise, so the
 pointwise algebra of a cell is ordinary scalar algebra. The one non-elementwise operation, a
 learned matrix applied to a vector (``W @ v`` in a ``.cell`` file), is the uninterpreted function
 ``MatVec(W, v)``: linear in ``v``, opaque otherwise.
+
+:data:`REGISTRY` is the one table of elementwise functions. Each :class:`Fn` entry names the SymPy
+class that represents the function in expressions, its derivative (the class's ``fdiff``, SymPy's
+own for SymPy's classes) and how every printer spells it: torch (generated code and the reference
+evaluator), Triton, LaTeX and Unicode. Every printer (``cell/printers.py``, ``cell/evaluate.py``,
+``engine/pointwise.py``, ``engine/triton_codegen.py``) gets one ``_print_<Class>`` method per
+entry from :class:`RegistryPrinting`, so adding a function is one entry here plus its tests.
 
 >>> import sympy
 >>> W, h, f = sympy.symbols("W h f")
@@ -11,11 +18,18 @@ learned matrix applied to a vector (``W @ v`` in a ``.cell`` file), is the unint
 MatVec(W, h)
 >>> sigmoid(h).diff(h)
 (1 - sigmoid(h))*sigmoid(h)
+>>> by_class(relu(h)).triton.format(x="a0")
+'tl.maximum(a0, 0.0)'
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import reduce
+
 import sympy
+import torch
 
 
 class MatVec(sympy.Function):
@@ -49,7 +63,7 @@ class sigmoid(sympy.Function):  # noqa: N801 - named as written in cell files
 
 
 class relu(sympy.Function):  # noqa: N801
-    """``max(x, 0)``; its derivative is the Heaviside step (0 at 0)."""
+    """``max(x, 0)``; its derivative is the Heaviside step (0 at 0, as torch's relu backward)."""
 
     nargs = 1
 
@@ -66,29 +80,105 @@ class softplus(sympy.Function):  # noqa: N801
         return sigmoid(self.args[0])
 
 
-# Name in a cell file -> SymPy function. The only callables a cell can name.
-FUNCTIONS: dict[str, type[sympy.Function] | object] = {
-    "sigmoid": sigmoid,
-    "tanh": sympy.tanh,
-    "relu": relu,
-    "softplus": softplus,
-    "exp": sympy.exp,
-    "log": sympy.log,
-    "sqrt": sympy.sqrt,
-    "abs": sympy.Abs,
-}
+@dataclass(frozen=True)
+class Fn:
+    """One elementwise function of the cell language (or of the derivatives the engine prints).
 
+    ``make`` builds the expression from its argument (the parser calls it); ``cls`` is the SymPy
+    class at the head of the result, whose ``fdiff`` is the derivative (``sqrt`` builds a
+    ``Pow(x, 1/2)`` and is printed with the powers). ``torch`` is a dotted torch callable;
+    ``torch_out``: it accepts ``out=``. ``triton``, ``latex``: templates over ``{x}``.
+    ``cell``: a name cells may call (``sign`` only appears in derivatives). ``c``: a C template
+    over ``{x}`` for the engine's C kernels (``real`` is the precision's float type, ``EXP`` etc.
+    its libm functions; see ``gatelab.engine.c_pointwise``).
+    """
+
+    name: str
+    make: Callable[[sympy.Expr], sympy.Expr]
+    cls: type[sympy.Basic] | None
+    torch: str
+    torch_out: bool
+    triton: str
+    latex: str
+    unicode: str
+    cell: bool = True
+    c: str = ""
+
+    def torch_fn(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The torch callable named by ``torch``."""
+        return reduce(getattr, self.torch.split(".")[1:], torch)
+
+
+REGISTRY: tuple[Fn, ...] = (
+    Fn("sigmoid", sigmoid, sigmoid, "torch.sigmoid", True, "_sigmoid({x})",
+       r"\sigma\left({x}\right)", "σ", c="(((real)1)/(((real)1) + EXP(-({x}))))"),
+    Fn("tanh", sympy.tanh, sympy.tanh, "torch.tanh", True, "_tanh({x})",
+       r"\tanh{{\left({x} \right)}}", "tanh", c="TANH({x})"),
+    Fn("relu", relu, relu, "torch.relu", False, "tl.maximum({x}, 0.0)",
+       r"\operatorname{{relu}}\left({x}\right)", "relu",
+       c="(({x}) > 0 ? ({x}) : ((real)0))"),
+    Fn("softplus", softplus, softplus, "torch.nn.functional.softplus", False, "_softplus({x})",
+       r"\operatorname{{softplus}}\left({x}\right)", "softplus",
+       # log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|)
+       c="((({x}) > 0 ? ({x}) : ((real)0)) + LOG1P(EXP(-FABS({x}))))"),
+    Fn("exp", sympy.exp, sympy.exp, "torch.exp", True, "tl.exp({x})", r"e^{{{x}}}", "exp",
+       c="EXP({x})"),
+    Fn("log", sympy.log, sympy.log, "torch.log", True, "tl.log({x})",
+       r"\log{{\left({x} \right)}}", "log", c="LOG({x})"),
+    Fn("sqrt", sympy.sqrt, None, "torch.sqrt", True, "tl.sqrt({x})", r"\sqrt{{{x}}}", "sqrt",
+       c="SQRT({x})"),
+    Fn("abs", sympy.Abs, sympy.Abs, "torch.abs", True, "tl.abs({x})",
+       r"\left|{{{x}}}\right|", "abs", c="FABS({x})"),
+    # d|x|/dx for real x; not a name cells may call.
+    Fn("sign", sympy.sign, sympy.sign, "torch.sign", True, "_sign({x})",
+       r"\operatorname{{sign}}\left({x}\right)", "sign", cell=False,
+       c="((real)((({x}) > 0) - (({x}) < 0)))"),
+)
+
+# Name in a cell file -> how to build it. The only callables a cell can name.
+FUNCTIONS: dict[str, Callable[[sympy.Expr], sympy.Expr]] = {
+    f.name: f.make for f in REGISTRY if f.cell}
 # Unicode spellings accepted in cell files.
-FUNCTION_ALIASES = {"σ": "sigmoid"}
+FUNCTION_ALIASES = {f.unicode: f.name for f in REGISTRY if f.cell and f.unicode != f.name
+                    and f.unicode.isidentifier()}
+BY_NAME = {f.name: f for f in REGISTRY}
+_BY_CLASS = {f.cls: f for f in REGISTRY if f.cls is not None}
+
+
+def by_class(expr: sympy.Basic) -> Fn | None:
+    """The registry entry of the function at the head of ``expr`` (None if it is not one)."""
+    return _BY_CLASS.get(type(expr))
 
 
 def function_name(expr: sympy.Expr) -> str | None:
     """The cell-file name of the function at the head of ``expr`` (None if it is not a call)."""
-    if isinstance(expr, sympy.Abs):
-        return "abs"
-    for name, fn in FUNCTIONS.items():
-        if name == "sqrt":
-            continue
-        if isinstance(fn, type) and isinstance(expr, fn):
-            return name
-    return None
+    fn = by_class(expr)
+    return fn.name if fn is not None and fn.cell else None
+
+
+class RegistryPrinting:
+    """Mixin for ``sympy.printing.Printer`` subclasses: a ``_print_<Class>`` method for every
+    registry class, calling ``self._print_registered(expr, entry)``. A subclass that defines a
+    ``_print_<Class>`` itself (e.g. a faster spelling of one function) keeps its own."""
+
+    def _print_registered(self, expr: sympy.Basic, fn: Fn):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        for fn in REGISTRY:
+            if fn.cls is None:
+                continue
+            meth = f"_print_{fn.cls.__name__}"
+            if any(meth in vars(k) for k in cls.__mro__ if k is not RegistryPrinting
+                   and issubclass(k, RegistryPrinting)):
+                continue
+            setattr(cls, meth, _dispatcher(fn))
+
+
+def _dispatcher(fn: Fn):
+    def method(self, expr: sympy.Basic, *args, **kwargs):
+        return self._print_registered(expr, fn, *args, **kwargs)
+
+    method.__name__ = f"_print_{fn.cls.__name__}"
+    return method

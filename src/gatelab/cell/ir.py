@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from .functions import MatVec
-
 HIDDEN = "H"
 
 
@@ -38,9 +36,25 @@ class Param:
     shape: tuple[str, ...]
 
 
-@dataclass(eq=False)
+class FrozenDict(dict):
+    """A dict that refuses changes after it is built (a :class:`Cell` is a cache key)."""
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("a Cell is immutable: build a new one (dataclasses.replace)")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
+
+    def __reduce__(self):
+        return (FrozenDict, (dict(self),))
+
+
+@dataclass(frozen=True, eq=False)
 class Cell:
-    """A recurrent cell.
+    """A recurrent cell: immutable and hashable (caches in the analysis and the engine key on it).
 
     Attributes:
         name: the cell's name (``name`` line, else the file stem).
@@ -66,6 +80,10 @@ class Cell:
     order: tuple[tuple[str, str], ...]
     dims: dict[str, str] = field(default_factory=dict)
     source: str = "<string>"
+
+    def __post_init__(self) -> None:
+        for f in ("gates", "lets", "nexts", "params", "dims"):
+            object.__setattr__(self, f, FrozenDict(getattr(self, f)))
 
     # ---- identity --------------------------------------------------------------------------
     def _key(self) -> tuple:
@@ -131,10 +149,6 @@ class Cell:
         full = self.inline(expr)
         wanted = {self.sym(n) for n in names}
         return bool(full.free_symbols & wanted)
-
-    def matvecs(self, expr: sympy.Expr) -> set[MatVec]:
-        """Every ``W @ v`` term inside ``expr``."""
-        return set(expr.atoms(MatVec))
 
     def param_count(self, d: sympy.Symbol | int | None = None) -> sympy.Expr:
         """Number of learned scalars when every dimension (input and hidden) equals ``d``."""

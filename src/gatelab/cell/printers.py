@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import sympy
 from sympy.printing.latex import LatexPrinter
+from sympy.printing.printer import Printer
 
-from .functions import MatVec, function_name
+from .functions import BY_NAME, Fn, MatVec, RegistryPrinting
 from .ir import Cell
 
 # Binding strength, loosest first; mirrors the grammar in syntax.py.
@@ -30,9 +31,12 @@ def expr_text(expr: sympy.Expr, unicode: bool = False, lead: frozenset[str] = fr
     return _Printer(unicode, lead, inputs).show(expr)[0]
 
 
-class _Printer:
+class _Printer(RegistryPrinting, Printer):
+    """Cell syntax; every ``_print_*`` returns ``(text, binding strength)``."""
+
     def __init__(self, unicode: bool, lead: frozenset[str] = frozenset(),
                  inputs: frozenset[str] = frozenset()):
+        super().__init__()
         self.u = unicode
         self.lead = {sympy.Symbol(n) for n in lead}
         self.inputs = {sympy.Symbol(n) for n in inputs}
@@ -54,49 +58,63 @@ class _Printer:
         return f"({text})" if prec < at_least else text
 
     def show(self, e: sympy.Expr) -> tuple[str, int]:
-        if isinstance(e, sympy.Symbol):
-            return e.name, ATOM
-        if isinstance(e, sympy.Integer):
-            return (str(e), ATOM) if e >= 0 else (f"-{-e}", NEG)
-        if isinstance(e, sympy.Rational):
-            text = f"{abs(e.p)}/{e.q}"
-            return (text, MUL) if e > 0 else (f"-{text}", NEG)
-        if isinstance(e, sympy.Float):
-            return (repr(float(e)), ATOM) if e >= 0 else (repr(float(e)), NEG)
-        if isinstance(e, MatVec):
-            return f"{e.matrix.name}{self.matmul}{self.wrap(e.vector, MATMUL)}", MATMUL
-        fname = function_name(e)
-        if fname is not None:
-            shown = "σ" if (self.u and fname == "sigmoid") else fname
-            return f"{shown}({self.show(e.args[0])[0]})", ATOM
-        if isinstance(e, sympy.Add):
-            terms = sympy.Add.make_args(e)
-            # positive terms first reads naturally: "1 - z" rather than "-z + 1"
-            terms = sorted(terms, key=self._term_rank)
-            out = self.wrap(terms[0], ADD + 1) if not terms[0].could_extract_minus_sign() \
-                else self.show(terms[0])[0]
-            for t in terms[1:]:
-                if t.could_extract_minus_sign():
-                    out += " - " + self.wrap(-t, MUL)
-                else:
-                    out += " + " + self.wrap(t, ADD + 1)
-            return out, ADD
-        if isinstance(e, sympy.Mul):
-            if e.could_extract_minus_sign():
-                return "-" + self.wrap(-e, MUL + 1), NEG
-            num, den = sympy.fraction(e)
-            if den != 1:
-                return f"{self.wrap(num, MUL)}/{self.wrap(den, MUL + 1)}", MUL
-            factors = sorted(sympy.Mul.make_args(e), key=self._factor_rank)
-            return self.mul.join(self.wrap(f, MUL + 1) for f in factors), MUL
-        if isinstance(e, sympy.Pow):
-            base, ex = e.args
-            if ex == sympy.Rational(1, 2):
-                return f"sqrt({self.show(base)[0]})", ATOM
-            if ex.is_negative:
-                return f"1/{self.wrap(base ** (-ex), MUL + 1)}", MUL
-            return f"{self.wrap(base, ATOM)}**{self.wrap(ex, ATOM)}", POW
+        return self._print(e)
+
+    def emptyPrinter(self, e: sympy.Basic) -> tuple[str, int]:  # noqa: N802 - SymPy's name
         raise TypeError(f"cannot print {type(e).__name__} in cell syntax")
+
+    def _print_Symbol(self, e: sympy.Symbol) -> tuple[str, int]:  # noqa: N802
+        return e.name, ATOM
+
+    def _print_Integer(self, e: sympy.Integer) -> tuple[str, int]:  # noqa: N802
+        return (str(e), ATOM) if e >= 0 else (f"-{-e}", NEG)
+
+    def _print_Rational(self, e: sympy.Rational) -> tuple[str, int]:  # noqa: N802
+        text = f"{abs(e.p)}/{e.q}"
+        return (text, MUL) if e > 0 else (f"-{text}", NEG)
+
+    def _print_Float(self, e: sympy.Float) -> tuple[str, int]:  # noqa: N802
+        return (repr(float(e)), ATOM) if e >= 0 else (repr(float(e)), NEG)
+
+    def _print_MatVec(self, e: MatVec) -> tuple[str, int]:  # noqa: N802
+        return f"{e.matrix.name}{self.matmul}{self.wrap(e.vector, MATMUL)}", MATMUL
+
+    def _print_registered(self, e: sympy.Expr, fn: Fn) -> tuple[str, int]:
+        if not fn.cell:
+            raise TypeError(f"{fn.name} is not a function of the cell language")
+        shown = fn.unicode if self.u else fn.name
+        return f"{shown}({self.show(e.args[0])[0]})", ATOM
+
+    def _print_Add(self, e: sympy.Add) -> tuple[str, int]:  # noqa: N802
+        terms = sympy.Add.make_args(e)
+        # positive terms first reads naturally: "1 - z" rather than "-z + 1"
+        terms = sorted(terms, key=self._term_rank)
+        out = self.wrap(terms[0], ADD + 1) if not terms[0].could_extract_minus_sign() \
+            else self.show(terms[0])[0]
+        for t in terms[1:]:
+            if t.could_extract_minus_sign():
+                out += " - " + self.wrap(-t, MUL)
+            else:
+                out += " + " + self.wrap(t, ADD + 1)
+        return out, ADD
+
+    def _print_Mul(self, e: sympy.Mul) -> tuple[str, int]:  # noqa: N802
+        if e.could_extract_minus_sign():
+            return "-" + self.wrap(-e, MUL + 1), NEG
+        num, den = sympy.fraction(e)
+        if den != 1:
+            return f"{self.wrap(num, MUL)}/{self.wrap(den, MUL + 1)}", MUL
+        factors = sorted(sympy.Mul.make_args(e), key=self._factor_rank)
+        return self.mul.join(self.wrap(f, MUL + 1) for f in factors), MUL
+
+    def _print_Pow(self, e: sympy.Pow) -> tuple[str, int]:  # noqa: N802
+        base, ex = e.args
+        if ex == sympy.Rational(1, 2):
+            sqrt = BY_NAME["sqrt"]
+            return f"{sqrt.unicode if self.u else sqrt.name}({self.show(base)[0]})", ATOM
+        if ex.is_negative:
+            return f"1/{self.wrap(base ** (-ex), MUL + 1)}", MUL
+        return f"{self.wrap(base, ATOM)}**{self.wrap(ex, ATOM)}", POW
 
     def _factor_rank(self, f: sympy.Expr) -> int:
         if f.is_Number:
@@ -130,21 +148,16 @@ def cell_unicode(cell: Cell) -> str:
     return "\n".join(lines)
 
 
-class _Latex(LatexPrinter):
+class _Latex(RegistryPrinting, LatexPrinter):
     def _print_MatVec(self, e: MatVec) -> str:  # noqa: N802 - SymPy's dispatch naming
         v = self._print(e.vector)
         if not isinstance(e.vector, sympy.Symbol):
             v = rf"\left({v}\right)"
         return f"{self._print(e.matrix)} {v}"
 
-    def _print_sigmoid(self, e: sympy.Expr) -> str:  # noqa: N802
-        return rf"\sigma\left({self._print(e.args[0])}\right)"
-
-    def _print_relu(self, e: sympy.Expr) -> str:  # noqa: N802
-        return rf"\operatorname{{relu}}\left({self._print(e.args[0])}\right)"
-
-    def _print_softplus(self, e: sympy.Expr) -> str:  # noqa: N802
-        return rf"\operatorname{{softplus}}\left({self._print(e.args[0])}\right)"
+    def _print_registered(self, e: sympy.Expr, fn: Fn, exp: str | None = None) -> str:
+        text = fn.latex.format(x=self._print(e.args[0]))
+        return text if exp is None else rf"\left({text}\right)^{{{exp}}}"
 
 
 def expr_latex(expr: sympy.Expr) -> str:

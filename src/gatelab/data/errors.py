@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ..errors import GatelabError
 
-class DataUnavailable(Exception):
+
+class DataUnavailable(GatelabError):
     """A data source is not installed or cannot be read.
 
     The message says what was looked for and how to install it; the CLI prints it without a

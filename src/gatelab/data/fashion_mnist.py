@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import UsageError
 from .errors import DataUnavailable
 
 DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -54,7 +55,7 @@ def load_fashion_mnist(split: str = "train", path: str | Path | None = None
     ``path`` is a folder with the four IDX files (default: the Debian package's folder).
     """
     if split not in _FILES:
-        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+        raise UsageError(f"split must be 'train' or 'test', not {split!r}")
     folder = Path(path) if path is not None else DEFAULT_DIR
     if not folder.is_dir():
         raise DataUnavailable(f"Fashion-MNIST folder {folder} does not exist: {_INSTALL}")
@@ -79,7 +80,7 @@ def to_sequences(images: torch.Tensor, mode: str = "row", permute_seed: int | No
     if mode == "row":
         return x
     if mode != "pixel":
-        raise ValueError(f"mode must be 'row' or 'pixel', not {mode!r}")
+        raise UsageError(f"mode must be 'row' or 'pixel', not {mode!r}")
     x = x.reshape(n, -1, 1)
     if permute_seed is not None:
         perm = torch.randperm(x.shape[1], generator=torch.Generator().manual_seed(permute_seed))

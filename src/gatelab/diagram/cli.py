@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from ..analysis import AnalysisError, analyze, parse_setting
-from ..cell import CellError, load_cell
+from ..analysis import analyze, parse_setting
+from ..cell import load_cell
 
 
 def diagram_command(
@@ -23,17 +23,9 @@ def diagram_command(
     from .drawing import figure, prepare, write
 
     console = Console(stderr=True)
-    try:
-        c = load_cell(cell)
-        analysis = analyze(c)
-        setting = parse_setting(set_, analysis.gates) if set_ else {}
-    except CellError as e:
-        for p in e.problems:
-            print(p, file=sys.stderr)
-        raise typer.Exit(2) from None
-    except AnalysisError as e:
-        print(f"gatelab diagram: {e}", file=sys.stderr)
-        raise typer.Exit(2) from None
+    c = load_cell(cell)
+    analysis = analyze(c)
+    setting = parse_setting(set_, analysis.gates) if set_ else {}
     if out is None:
         suffix = "-" + "".join(f"{g}{v}" for g, v in setting.items()) if setting else ""
         out = Path(f"{c.name}{suffix}.svg")

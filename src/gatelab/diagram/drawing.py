@@ -18,6 +18,7 @@ from schemdraw.segments import Segment, SegmentCircle, SegmentPoly, SegmentText
 
 from ..analysis import Analysis, analyze, kind_text, reduce_setting
 from ..cell import Cell, load_cell
+from ..errors import UsageError
 from .circuit import Circuit, build_circuit
 from .layout import BOX_H, CONTACT, R_SUM, SW, THROW, Layout, layout, top_child_is_one
 from .settings import Setting, identity_uses, live_parts, path_ids, setting_text, switch_value
@@ -287,5 +288,5 @@ def write(fig: Figure, path: str | Path) -> Path:
     elif path.suffix.lower() == ".svg":
         path.write_text(svg_text(render(fig)), encoding="utf-8")
     else:
-        raise ValueError(f"cannot write {path.name!r}: expected a .svg or .png file name")
+        raise UsageError(f"cannot write {path.name!r}: expected a .svg or .png file name")
     return path

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..cell import CellError, load_cell
+from ..cell import load_cell
+from ..errors import UsageError
 
 grad_app = typer.Typer(no_args_is_help=True, add_completion=False,
                        help="Gradient lab: the σ_max^t law, gradient flow, clipping, spectra.")
@@ -46,24 +46,15 @@ FORMAT = typer.Option(Format.text, "--format", "-f", help="text (Rich table) or 
 PLOT = typer.Option(None, "--plot", help="write STEM.png and STEM.svg")
 
 
-def _guard(fn: Callable[[], Any]) -> Any:
-    """Run ``fn``; bad input becomes one line on stderr and exit status 2, not a traceback."""
-    try:
-        return fn()
-    except CellError as e:
-        for p in e.problems:
-            err.print(str(p), highlight=False, markup=False, soft_wrap=True)
-    except (ValueError, FileNotFoundError) as e:
-        err.print(f"error: {e}", highlight=False, markup=False, soft_wrap=True)
-    raise typer.Exit(2)
-
 
 def _plot(kind: str, result: Any, stem: Path | None) -> None:
     if stem is None:
         return
     from . import plots
 
-    paths = getattr(plots, f"{kind}_plot")(result if kind != "law" else [result], stem)
+    draw = {"law": lambda r, s: plots.law_plot([r], s), "clip": plots.clip_plot,
+            "spectrum": plots.spectrum_plot}[kind]
+    paths = draw(result, stem)
     err.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
 
 
@@ -92,9 +83,8 @@ def law(sigma_max: float = typer.Option(..., "--sigma-max", help="largest singul
     from .law import measure_law
 
     with err.status("unrolling and differentiating"):
-        r = _guard(lambda: measure_law(sigma_max, steps=steps, hidden=hidden,
-                                       sigma_min=sigma_min, activation=activation.value,
-                                       coupling=coupling.value, seed=seed))
+        r = measure_law(sigma_max, steps=steps, hidden=hidden, sigma_min=sigma_min,
+                        activation=activation.value, coupling=coupling.value, seed=seed)
     _plot("law", r, plot)
     if format == Format.json:
         print(json.dumps(r.to_json()))
@@ -128,13 +118,13 @@ def flow(cell: str = typer.Argument(None, help="built-in cell name or .cell file
         if trained is not None:
             return trained_flow(trained, steps=steps, batch=batch, settings=settings, seed=seed)
         if cell is None:
-            raise ValueError("give a CELL (e.g. lstm) or --trained RUN")
+            raise UsageError("give a CELL (e.g. lstm) or --trained RUN")
         c = load_cell(cell)
         return gradient_flow(c, steps=steps, batch=batch, hidden=hidden,
                              force=parse_settings(settings, c), seed=seed)
 
     with err.status("measuring gradients through time"):
-        r = _guard(run)
+        r = run()
     if trained is not None and cell is not None and cell != r.cell:
         err.print(f"note: the run's cell is {r.cell!r}, not {cell!r}; measured the run's",
                   highlight=False)
@@ -183,10 +173,10 @@ def clip(steps: int = typer.Option(200, "--steps", help="SGD steps per run"),
 
     with _progress() as progress:
         task = progress.add_task("training 3 runs", total=3 * steps)
-        r = _guard(lambda: clip_experiment(
+        r = clip_experiment(
             steps=steps, seq_len=seq_len, hidden=hidden, batch=batch, sigma_max=sigma_max,
             lr=lr, max_norm=max_norm, clip_value=clip_value, seed=seed,
-            tick=lambda: progress.advance(task)))
+            tick=lambda: progress.advance(task))
     _plot("clip", r, plot)
     if format == Format.json:
         print(json.dumps(r.to_json()))
@@ -212,7 +202,7 @@ def spectrum(run: Path = typer.Argument(..., help="a trained run folder"),
     from .spectrum import run_spectrum
 
     with err.status("loading the run"):
-        r = _guard(lambda: run_spectrum(run))
+        r = run_spectrum(run)
     _plot("spectrum", r, plot)
     if format == Format.json:
         print(json.dumps(r.to_json()))

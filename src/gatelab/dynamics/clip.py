@@ -1,4 +1,4 @@
-"""Gradient clipping, measured on real training runs (DESIGN.md §1.2).
+"""Gradient clipping, measured on real training runs (docs/design.md, "The article", point 2).
 
 A plain RNN (the zoo's ``rnn`` cell, replayed from its equations) whose recurrent matrix is
 rescaled to ``σ_max > 1`` learns the adding problem with plain SGD three times, from the same
@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..cell import load_cell
+from ..errors import UsageError
 from .model import CellLayer, json_safe, recurrent_matrices, set_sigma_max, single_thread
 
 MODES = ("none", "norm", "value")
@@ -125,10 +126,10 @@ def clip_experiment(*, steps: int = 200, seq_len: int = 100, hidden: int = 32, b
                     tick: Callable[[], None] = lambda: None) -> ClipResult:
     """Run the three trainings (``3 × steps`` SGD steps; ``tick`` is called after each)."""
     if steps < 1 or seq_len < 2 or hidden < 1 or batch < 1:
-        raise ValueError("--steps, --hidden and --batch must be at least 1 and --seq-len "
+        raise UsageError("--steps, --hidden and --batch must be at least 1 and --seq-len "
                          "at least 2")
     if not (sigma_max > 0 and lr > 0 and max_norm > 0 and clip_value > 0):
-        raise ValueError("--sigma-max, --lr, --max-norm and --clip-value must be positive")
+        raise UsageError("--sigma-max, --lr, --max-norm and --clip-value must be positive")
     result = ClipResult(cell="rnn", steps=steps, seq_len=seq_len, hidden=hidden, batch=batch,
                         sigma_max=sigma_max, lr=lr, max_norm=max_norm, clip_value=clip_value,
                         seed=seed, trivial_loss=1.0 / 6.0)

@@ -30,6 +30,7 @@ import torch
 from ..analysis import analyze, read_setting, reduce_setting
 from ..analysis.memory import find_memory
 from ..cell import Cell
+from ..errors import UsageError
 from .law import fit_rate
 from .model import (
     CellLayer,
@@ -51,7 +52,7 @@ def parse_settings(text: str | None, cell: Cell) -> dict[str, float]:
     if text.strip() == "hold":
         found = hold_setting(cell)
         if found is None:
-            raise ValueError(f"no 0/1 setting of {cell.name}'s gates makes its memory state "
+            raise UsageError(f"no 0/1 setting of {cell.name}'s gates makes its memory state "
                              "hold (s' = s)")
         return found
     out: dict[str, float] = {}
@@ -59,10 +60,10 @@ def parse_settings(text: str | None, cell: Cell) -> dict[str, float]:
         try:
             val = float(value)
         except ValueError:
-            raise ValueError(f"gate value for {name!r} must be a number in [0, 1], "
+            raise UsageError(f"gate value for {name!r} must be a number in [0, 1], "
                              f"got {value!r}") from None
         if not 0.0 <= val <= 1.0:
-            raise ValueError(f"gate value for {name!r} must lie in [0, 1], got {val}")
+            raise UsageError(f"gate value for {name!r} must lie in [0, 1], got {val}")
         out[name] = val
     return out
 
@@ -172,7 +173,7 @@ def gradient_flow(cell: Cell, *, steps: int = 50, batch: int = 32, hidden: int =
     ``hidden``.
     """
     if steps < 1 or batch < 1 or hidden < 1:
-        raise ValueError("--steps, --batch and --hidden must be at least 1")
+        raise UsageError("--steps, --batch and --hidden must be at least 1")
     force = force or {}
     g = torch.Generator().manual_seed(seed)
     if params is not None:

@@ -1,4 +1,4 @@
-"""The law of exploding and vanishing gradients, measured (DESIGN.md §1.2).
+"""The law of exploding and vanishing gradients, measured (docs/design.md, "The article", point 2).
 
 A linear RNN ``h_t = W h_{t-1} + W_x x_t`` has ``∂h_t/∂h_0 = W^t``. With the SVD
 ``W = U Σ Vᵀ`` the article says the product grows or decays like ``σ_max^t``. We build ``W`` from
@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from ..errors import UsageError
 from .model import json_safe, single_thread
 
 ACTIVATIONS = ("identity", "tanh")
@@ -69,7 +70,7 @@ def matrix_from_spectrum(sigmas: torch.Tensor, *, coupling: str = "symmetric",
                          generator: torch.Generator) -> torch.Tensor:
     """``W = U diag(σ) Vᵀ`` (float64, ``(H, H)``); ``V = U`` when ``coupling == "symmetric"``."""
     if coupling not in COUPLINGS:
-        raise ValueError(f"coupling must be one of {', '.join(COUPLINGS)}, not {coupling!r}")
+        raise UsageError(f"coupling must be one of {', '.join(COUPLINGS)}, not {coupling!r}")
     n = sigmas.numel()
     u = random_orthogonal(n, generator)
     v = u if coupling == "symmetric" else random_orthogonal(n, generator)
@@ -84,7 +85,7 @@ def jacobian_norms(w: torch.Tensor, steps: int, *, activation: str = "identity",
     Steps whose Jacobian overflows float64 read ``inf``.
     """
     if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
+        raise UsageError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
                          f"not {activation!r}")
     h = w.shape[0]
     drive = torch.randn(steps, h, generator=generator, dtype=torch.float64) * 0.5
@@ -146,14 +147,14 @@ def measure_law(sigma_max: float, *, steps: int = 60, hidden: int = 32,
     True
     """
     if not sigma_max > 0:
-        raise ValueError(f"--sigma-max must be positive, not {sigma_max}")
+        raise UsageError(f"--sigma-max must be positive, not {sigma_max}")
     if steps < 2:
-        raise ValueError(f"--steps must be at least 2, not {steps}")
+        raise UsageError(f"--steps must be at least 2, not {steps}")
     if hidden < 1:
-        raise ValueError(f"--hidden must be at least 1, not {hidden}")
+        raise UsageError(f"--hidden must be at least 1, not {hidden}")
     sigma_min = sigma_max / 2 if sigma_min is None else sigma_min
     if not 0 <= sigma_min <= sigma_max:
-        raise ValueError(f"--sigma-min must lie in [0, σ_max = {sigma_max}], not {sigma_min}")
+        raise UsageError(f"--sigma-min must lie in [0, σ_max = {sigma_max}], not {sigma_min}")
     g = torch.Generator().manual_seed(seed)
     sigmas = torch.linspace(sigma_max, sigma_min, hidden, dtype=torch.float64)
     w = matrix_from_spectrum(sigmas, coupling=coupling, generator=g)

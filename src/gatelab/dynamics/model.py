@@ -19,6 +19,7 @@ from torch import nn
 
 from ..cell import Cell, MatVec
 from ..cell.evaluate import init_params, iterate
+from ..errors import UsageError
 
 
 @contextmanager
@@ -60,7 +61,7 @@ def set_sigma_max(weight: torch.Tensor, sigma_max: float) -> None:
     with torch.no_grad():
         top = torch.linalg.matrix_norm(weight.double(), ord=2).item()
         if not top > 0:
-            raise ValueError("cannot rescale a zero matrix to a chosen σ_max")
+            raise UsageError("cannot rescale a zero matrix to a chosen σ_max")
         weight.mul_(sigma_max / top)
 
 
@@ -79,7 +80,7 @@ class CellLayer(nn.Module):
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
         if len(cell.inputs) != 1:
-            raise ValueError(f"cell {cell.name!r} has {len(cell.inputs)} inputs; the gradient "
+            raise UsageError(f"cell {cell.name!r} has {len(cell.inputs)} inputs; the gradient "
                              "lab drives cells with exactly one input")
         self.cell, self.input_size, self.hidden_size = cell, input_size, hidden_size
         drawn = params if params is not None else init_params(cell, input_size, hidden_size,
@@ -115,12 +116,12 @@ def load_trained(path: str | Path) -> tuple[Cell, Stack, dict]:
 
     path = Path(path)
     if not (path / "config.json").is_file():
-        raise ValueError(f"{path} is not a run folder (no config.json); make one with "
+        raise UsageError(f"{path} is not a run folder (no config.json); make one with "
                          "`gatelab train`")
     try:
         run = load_run(path)
-    except (OSError, KeyError, RuntimeError, ValueError) as e:
-        raise ValueError(f"cannot load the run in {path}: {e}") from e
+    except (OSError, KeyError, RuntimeError) as e:  # a damaged file (its own errors pass)
+        raise UsageError(f"cannot load the run in {path}: {e}") from e
     params: Stack = run.layer_params()
     return run.model.rnn.cell, params, dict(run.config)
 

@@ -25,7 +25,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from ..cell.ir import Cell
-from .backward import backward_loop, graphed_backward_loop, weight_grads
+from .backward import NeedsGrad, Saved, backward_loop, graphed_backward_loop, weight_grads
 from .gemm import linear
 from .layout import Layout
 from .plan import Plan
@@ -140,11 +140,10 @@ class FusedRNN(torch.autograd.Function):
             abuf = dict(zip(unfused, res[1 + n_v + n_s:1 + n_v + n_s + n_a], strict=True))
         else:
             out, sbuf, vbuf, abuf = _forward_loop(step, gx, w_hh, b_hh, vecs, s0, mask)
-        n_states = len(s0)
-        ctx.step, ctx.mask, ctx.n_vec = step, mask, n_vec
+        ctx.step, ctx.mask, ctx.n_states = step, mask, len(s0)
         ctx.abuf = abuf  # intermediate results, kept on ctx (neither inputs nor outputs)
-        ctx.save_for_backward(x, w_ih, w_hh, b_ih, b_hh, gx, *vbuf.values(), *sbuf, *vecs)
-        ctx.n_states = n_states
+        ctx.vbuf_groups = list(vbuf)
+        ctx.save_for_backward(*Saved(x, w_ih, w_hh, b_ih, b_hh, gx, vbuf, sbuf, vecs).tensors())
         return (out, *(b[T] for b in sbuf))
 
     @staticmethod
@@ -152,12 +151,8 @@ class FusedRNN(torch.autograd.Function):
     def backward(ctx, dout, *dfinal):
         step: CompiledStep = ctx.step
         mask, abuf = ctx.mask, ctx.abuf
-        saved = ctx.saved_tensors
-        x, w_ih, w_hh, b_ih, b_hh, gx = saved[:6]
-        rest = list(saved[6:])
-        vbuf = dict(zip(step.prep, rest[:len(step.prep)], strict=True))
-        rest = rest[len(step.prep):]
-        sbuf, vecs = rest[:ctx.n_states], rest[ctx.n_states:]
+        saved = Saved.from_tensors(ctx.saved_tensors, ctx.vbuf_groups, ctx.n_states)
+        gx, w_hh, sbuf, vecs = saved.gx, saved.w_hh, saved.sbuf, saved.vecs
         if step.compiler == "triton" and mask is None:
             # As the forward: one CUDA graph per shape on CUDA, eager elsewhere. The graphed
             # function takes tensors only: absent cotangents become zeros.
@@ -174,8 +169,8 @@ class FusedRNN(torch.autograd.Function):
         else:
             dgx, dabuf, dvec, ds = backward_loop(step, mask, gx, w_hh, vecs, sbuf, abuf,
                                                   dout, dfinal)
-        return (None, None, *weight_grads(ctx, step, x, w_ih, w_hh, b_ih, b_hh, dgx, dabuf,
-                                           vbuf, sbuf), None, *dvec, *ds)
+        grads = weight_grads(NeedsGrad.of(ctx.needs_input_grad), step, saved, dgx, dabuf)
+        return (None, None, *grads, None, *dvec, *ds)
 
 
 def _forward_loop(step: CompiledStep, gx, w_hh, b_hh, vecs, s0, mask, stack: bool = False):

@@ -15,8 +15,10 @@ as generated torch calls), ``"c"`` (the same loops, the pointwise part as multi-
 :mod:`gatelab.engine.c_pointwise`; CPU float32/float64), ``"scan"`` (parallel scan,
 scan-parallel cells only), ``"triton"`` (the torch plan with Triton pointwise kernels and the
 Triton scan; CUDA or ``TRITON_INTERPRET=1``). ``"auto"`` takes ``"scan"`` where the cell allows
-it, ``"triton"`` for CUDA tensors, ``"c"`` for CPU float32/float64 tensors where a C compiler is
-found (else ``"torch"``, with one warning), ``"torch"`` otherwise.
+it, ``"triton"`` for CUDA tensors, ``"torch"`` otherwise; ``"c"`` instead of ``"torch"`` (and the
+C kernels inside ``"scan"``) only when ``GATELAB_CPU_KERNELS=c`` is set: on the shared 2-core
+machine of benchmarks/RESULTS-speed.md the C kernels were faster at 1 thread but slower at 2
+(OpenMP regions on oversubscribed cores), so they are opt-in until measured faster.
 """
 
 from __future__ import annotations
@@ -58,7 +60,14 @@ def resolve(layout: Layout, backend: str, device: torch.device,
         return "scan"
     if device.type == "cuda" and triton_available():
         return "triton"
-    return "c" if device.type == "cpu" and c_kernels_ok(dtype) else "torch"
+    return "c" if device.type == "cpu" and c_kernels_default() and c_kernels_ok(dtype) else "torch"
+
+
+def c_kernels_default() -> bool:
+    """Whether ``auto`` uses the C kernels on CPU (opt-in: ``GATELAB_CPU_KERNELS=c``)."""
+    import os
+
+    return os.environ.get("GATELAB_CPU_KERNELS", "") == "c"
 
 
 def c_kernels_ok(dtype: torch.dtype) -> bool:
@@ -94,8 +103,8 @@ def run_layer(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
         from .scan import run_scan
 
         return run_scan(layout, tensors, x, state0, mask,
-                        compiler="c" if x.device.type == "cpu" and c_kernels_ok(x.dtype)
-                        else "torch")
+                        compiler="c" if x.device.type == "cpu" and c_kernels_default()
+                        and c_kernels_ok(x.dtype) else "torch")
     from .autograd import run_fused
 
     return run_fused(layout, tensors, x, state0, mask, compiler=backend)

@@ -1,5 +1,9 @@
 """The generated backward pass of :class:`~gatelab.engine.autograd.FusedRNN`.
 
+The split: ``autograd.py`` holds the autograd Function (its ``forward`` runs the forward loop and
+keeps :class:`Saved`; its ``backward`` calls this module), this module the backward half: the
+reverse time loop and the weight gradients.
+
 Walks the steps in reverse with the generated vector-Jacobian products of a step's ``prepare``
 and ``final`` functions (SymPy derivatives, see :mod:`gatelab.engine.pointwise`), one
 ``dA @ weight_hh[rows]`` GEMM per group and step, and collects ``dA``/``dGx`` for all steps;
@@ -10,7 +14,7 @@ the weight gradients are then single large GEMMs over all ``T*N`` rows::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
@@ -18,6 +22,55 @@ from .gemm import linear
 
 if TYPE_CHECKING:
     from .autograd import CompiledStep
+
+
+class Saved(NamedTuple):
+    """What :class:`FusedRNN`'s forward keeps for its backward, by name.
+
+    ``x (T, N, I)``, the weights and biases as passed (biases may be None), ``gx (T, N, G_x*H)``
+    the input pre-activations (fused groups' recurrent GEMMs added in), ``vbuf`` group index ->
+    that group's prepared vector for every step ``(T, N, H)``, ``sbuf`` every state at every step
+    ``(T+1, N, H)`` (index 0: the initial state), ``vecs`` the standalone parameter vectors.
+    """
+
+    x: torch.Tensor
+    w_ih: torch.Tensor
+    w_hh: torch.Tensor
+    b_ih: torch.Tensor | None
+    b_hh: torch.Tensor | None
+    gx: torch.Tensor
+    vbuf: dict[int, torch.Tensor]
+    sbuf: list[torch.Tensor]
+    vecs: tuple[torch.Tensor, ...]
+
+    def tensors(self) -> tuple:
+        """Flat, for ``ctx.save_for_backward``."""
+        return (self.x, self.w_ih, self.w_hh, self.b_ih, self.b_hh, self.gx,
+                *self.vbuf.values(), *self.sbuf, *self.vecs)
+
+    @classmethod
+    def from_tensors(cls, saved: tuple, groups: list[int], n_states: int) -> Saved:
+        """Inverse of :meth:`tensors` (``groups``: the keys of ``vbuf``, in order)."""
+        x, w_ih, w_hh, b_ih, b_hh, gx, *rest = saved
+        n_v = len(groups)
+        return cls(x, w_ih, w_hh, b_ih, b_hh, gx, dict(zip(groups, rest[:n_v], strict=True)),
+                   list(rest[n_v:n_v + n_states]), tuple(rest[n_v + n_states:]))
+
+
+class NeedsGrad(NamedTuple):
+    """Which tensor arguments of ``FusedRNN.apply`` want a gradient (``ctx.needs_input_grad``
+    by name)."""
+
+    x: bool
+    w_ih: bool
+    w_hh: bool
+    b_ih: bool
+    b_hh: bool
+
+    @classmethod
+    def of(cls, needs_input_grad: tuple[bool, ...]) -> NeedsGrad:
+        # apply(step, mask, x, w_ih, w_hh, b_ih, b_hh, n_vec, *vectors, *states0)
+        return cls(*needs_input_grad[2:7])
 
 
 def backward_loop(step: CompiledStep, mask, gx, w_hh, vecs, sbuf, abuf, dout, dfinal):
@@ -121,30 +174,31 @@ def graphed_backward_loop(step: CompiledStep):
     return GraphedFunction(loop)
 
 
-def weight_grads(ctx, step: CompiledStep, x, w_ih, w_hh, b_ih, b_hh, dgx, dabuf, vbuf, sbuf):
+def weight_grads(need: NeedsGrad, step: CompiledStep, saved: Saved, dgx, dabuf):
     """``dx, dW_ih, dW_hh, db_ih, db_hh`` as single large GEMMs over all ``T*N`` rows
     (``dW = dY^T V``). oneDNN wants ``dY^T`` contiguous: it is made once for ``dgx`` and shared
     by the fused groups, whose ``dA`` is their block of ``dgx``."""
     plan = step.plan
+    x, w_ih, w_hh, b_ih, b_hh = saved.x, saved.w_ih, saved.w_hh, saved.b_ih, saved.b_hh
+    vbuf, sbuf = saved.vbuf, saved.sbuf
     T, N, _ = x.shape
     H = sbuf[0].shape[-1]
     n_ih = len(plan.layout.ih)
-    need = ctx.needs_input_grad
     dx = dw_ih = dw_hh = db_ih = db_hh = None
     flat_dgx = dgx.reshape(T * N, -1)
     fused = [g for g in plan.groups if g.ih_rows is not None]
-    dgx_t = flat_dgx.t().contiguous() if n_ih and (need[3] or fused) else None
-    if n_ih and need[2]:
+    dgx_t = flat_dgx.t().contiguous() if n_ih and (need.w_ih or fused) else None
+    if n_ih and need.x:
         dx = linear(flat_dgx, w_ih.t().contiguous()).view(T, N, -1)
-    elif need[2]:
+    elif need.x:
         dx = torch.zeros_like(x)
-    if n_ih and need[3]:
+    if n_ih and need.w_ih:
         dw_ih = linear(dgx_t, x.reshape(T * N, -1).t().contiguous())
-    if b_ih is not None and need[5]:
+    if b_ih is not None and need.b_ih:
         db_ih = flat_dgx.sum(0)
     if not fused:
         dgx_t = None  # only fused groups read it below
-    if w_hh is not None and (need[4] or need[6]):
+    if w_hh is not None and (need.w_hh or need.b_hh):
         dw_hh = torch.empty_like(w_hh)
         dbs = []
         for k, g in enumerate(plan.groups):

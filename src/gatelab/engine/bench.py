@@ -7,7 +7,6 @@ Used by ``gatelab bench``, ``benchmarks/bench_cpu.py`` and the tour's engine sec
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import statistics
@@ -70,8 +69,9 @@ def _step(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
 
 
 class HoistedMGULoop(torch.nn.Module):
-    """The baseline DESIGN.md §5 times as "Python loop, MGU, input GEMM hoisted": what a user
-    writes by hand, deliberately not derived from the cell. ``x (T, N, I)`` -> ``(out, h_T)``::
+    """The baseline of docs/design.md ("The engine contract"): a Python loop over MGU with the
+    input GEMM hoisted, what a user writes by hand, deliberately not derived from the cell.
+    ``x (T, N, I)`` -> ``(out, h_T)``::
 
         f_t = σ(W_f x_t + U_f h_{t-1} + b_f)
         n_t = tanh(W_n x_t + U_n (f_t ⊙ h_{t-1}) + b_n)
@@ -307,12 +307,6 @@ def format_markdown(r: dict) -> str:
                   "VmHWM): "
                   + ", ".join(f"{k} {v:.0f}" for k, v in r["peak_mb"].items()) + "."]
     return "\n".join(lines) + "\n"
-
-
-def dump(r: dict, path: Path) -> None:
-    """Write the raw result as JSON."""
-    path.write_text(json.dumps(r, indent=1), encoding="utf-8")
-
 
 def format_summary(runs: list[dict]) -> str:
     """One table of every ratio at each thread count (runs of :func:`run_benchmark`)."""

@@ -38,7 +38,7 @@ import sympy
 import torch
 from sympy.printing.c import C99CodePrinter
 
-from ..cell.functions import relu, sigmoid, softplus
+from ..cell.functions import RegistryPrinting
 
 GENERATOR_VERSION = "c-1"
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=c99",
@@ -60,10 +60,11 @@ class KernelError(RuntimeError):
 
 
 # ---- printing ------------------------------------------------------------------------------
-class KernelPrinter(C99CodePrinter):
+class KernelPrinter(RegistryPrinting, C99CodePrinter):
     """C99 for one scalar element: symbols are local ``real`` variables, literals are cast to
-    ``real`` (no silent promotion of float32 arithmetic to double), functions are macros bound
-    to the precision's libm names (``EXP`` -> ``expf`` or ``exp``)."""
+    ``real`` (no silent promotion of float32 arithmetic to double), functions are spelled from
+    the registry's ``c`` templates (``gatelab.cell.functions``) over macros bound to the
+    precision's libm names (``EXP`` -> ``expf`` or ``exp``)."""
 
     def _num(self, v) -> str:
         return f"((real){float(v)!r})"
@@ -88,35 +89,13 @@ class KernelPrinter(C99CodePrinter):
             return f"({prod})" if ex > 0 else f"(((real)1)/({prod}))"
         return f"POW({base}, {self._print(ex)})"
 
-    def _print_sigmoid(self, e):
-        return f"(((real)1)/(((real)1) + EXP(-({self._print(e.args[0])}))))"
-
-    def _print_relu(self, e):
-        a = self._print(e.args[0])
-        return f"(({a}) > 0 ? ({a}) : ((real)0))"
-
-    def _print_softplus(self, e):  # log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|)
-        a = self._print(e.args[0])
-        return f"((({a}) > 0 ? ({a}) : ((real)0)) + LOG1P(EXP(-FABS({a}))))"
+    def _print_registered(self, e, fn):
+        if not fn.c:
+            raise KernelError(f"the C kernel printer has no spelling of {fn.name}")
+        return fn.c.format(x=self._print(e.args[0]))
 
     def _print_Heaviside(self, e):  # relu' (0 at 0, as torch's relu backward)
         return f"(({self._print(e.args[0])}) > 0 ? ((real)1) : ((real)0))"
-
-    def _print_sign(self, e):
-        a = self._print(e.args[0])
-        return f"((real)((({a}) > 0) - (({a}) < 0)))"
-
-    def _print_exp(self, e):
-        return f"EXP({self._print(e.args[0])})"
-
-    def _print_log(self, e):
-        return f"LOG({self._print(e.args[0])})"
-
-    def _print_tanh(self, e):
-        return f"TANH({self._print(e.args[0])})"
-
-    def _print_Abs(self, e):
-        return f"FABS({self._print(e.args[0])})"
 
     def _print_Function(self, e):
         raise KernelError(f"the C kernel printer does not know {type(e).__name__} ({e})")
@@ -126,9 +105,6 @@ class KernelPrinter(C99CodePrinter):
 
     def _print_Pi(self, e):
         return self._num(sympy.pi.evalf(20))
-
-
-_KNOWN = (sigmoid, relu, softplus)  # gatelab's own functions, printed above
 
 
 def kernel_body(name: str, inputs: Sequence[sympy.Symbol], outputs: Sequence[sympy.Expr]) -> str:

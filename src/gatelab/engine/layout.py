@@ -23,9 +23,10 @@ import torch
 
 from ..cell.functions import MatVec
 from ..cell.ir import Cell
+from ..errors import GatelabError
 
 
-class EngineError(ValueError):
+class EngineError(GatelabError, ValueError):
     """A cell the engine cannot lay out or run; the message says why and what is supported."""
 
 
@@ -90,8 +91,14 @@ class Layout:
         vectors = set(cell.vectors)
         summand_adds: dict[str, set[sympy.Add]] = {v: set() for v in vectors}
         other_use: set[str] = set()
+        # Every sum (or None: not a plain summand) each matrix's product appears in. A bias part
+        # is added inside the matrix's GEMM, so it may only be split onto a matrix whose every
+        # use sits in that bias's own sum (``tanh(U@h + b) - tanh(U@h)`` must not get b twice).
+        matvec_parents: dict[str, set[sympy.Add | None]] = {w: set() for w in cell.matrices}
 
         def walk(e: sympy.Expr, parent_is_add: sympy.Add | None) -> None:
+            if isinstance(e, MatVec):
+                matvec_parents[e.matrix.name].add(parent_is_add)
             if isinstance(e, sympy.Symbol):
                 if e.name in vectors:
                     if parent_is_add is not None:
@@ -113,7 +120,7 @@ class Layout:
                 continue
             (add,) = summand_adds[b]
             mats = [a.matrix.name for a in add.args if isinstance(a, MatVec)]
-            if not mats:
+            if not mats or any(matvec_parents[w] != {add} for w in mats):
                 continue
             for w in mats:
                 pair_of[w].append(b)

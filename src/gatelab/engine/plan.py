@@ -68,10 +68,6 @@ class Plan:
     vector_names: list[str] = field(default_factory=list)
 
     @property
-    def n_stages(self) -> int:
-        return 1 + max((g.stage for g in self.groups), default=-1)
-
-    @property
     def output_index(self) -> int | None:
         """Index of the state the output is (None when the output is a gate or let)."""
         for i, e in enumerate(self.nexts):

@@ -10,7 +10,8 @@ compiler produces both directions.
 Backends:
   * ``"torch"``: Python source generated from the common-subexpression-eliminated expressions
     (``sympy.cse``), one torch call per operation. The source is built from the validated IR only:
-    every symbol is renamed ``v0, v1, ...`` and every function comes from a fixed table, so no
+    every symbol is renamed ``v0, v1, ...`` and every function is spelled from the registry in
+    ``gatelab.cell.functions`` (:class:`TorchPrinter`), so no
     user text reaches ``compile``.
   * ``"c"``: one multi-threaded C kernel per function (:mod:`gatelab.engine.c_pointwise`),
     CPU float32/float64; :func:`compile_many` puts all functions of a step in one library (one
@@ -27,21 +28,13 @@ from collections.abc import Callable, Sequence
 
 import sympy
 import torch
+from sympy.printing.printer import Printer
 
-from ..cell.functions import relu, sigmoid, softplus
+from ..cell.functions import BY_NAME, Fn, RegistryPrinting
 
 PointwiseFn = Callable[..., tuple]
 Lazy = Callable[[], Sequence[sympy.Expr]]
 
-_FUNCS = {
-    sigmoid: "torch.sigmoid",
-    relu: "torch.relu",
-    softplus: "torch.nn.functional.softplus",
-    sympy.exp: "torch.exp",
-    sympy.log: "torch.log",
-    sympy.Abs: "torch.abs",
-    sympy.sign: "torch.sign",
-}
 _counter = itertools.count()
 
 
@@ -49,12 +42,17 @@ def vjp(inputs: Sequence[sympy.Symbol], outputs: Sequence[sympy.Expr],
         wrt: Sequence[sympy.Symbol]) -> tuple[list[sympy.Symbol], list[sympy.Expr]]:
     """Backward expressions: returns ``(inputs + cotangents, [d/du for u in wrt])``."""
     gs = [sympy.Symbol(f"g{j}__") for j in range(len(outputs))]
+    # Signals are real: differentiate with real twins of the symbols, or SymPy writes d|u|/du
+    # with re(u) and im(u) instead of sign(u).
+    free = set().union(*(y.free_symbols for y in outputs))
+    real = {s: sympy.Dummy(s.name, real=True) for s in free}
+    back = {d: s for s, d in real.items()}
     grads = []
     for u in wrt:
         total = sympy.Integer(0)
         for g, y in zip(gs, outputs, strict=True):
             if u in y.free_symbols:
-                total += g * sympy.diff(y, u)
+                total += g * sympy.diff(y.xreplace(real), real[u]).xreplace(back)
         # Common factors pulled out of sums (``g*s*(1-s)*a - g*s*(1-s)*b`` -> ``g*s*(1-s)*(a-b)``):
         # fewer elementwise operations per backward step (counted: LSTM 38 -> 32, MGU 22 -> 19).
         grads.append(sympy.factor_terms(total))
@@ -166,46 +164,53 @@ def _compile_torch(inputs: list[sympy.Symbol], outputs: list[sympy.Expr]) -> Poi
     return fn
 
 
-def _emit_into(e: sympy.Expr, out: str) -> str:
-    """A statement writing ``e`` into the tensor ``out`` with its last operation (``out=``)."""
-    if isinstance(e, sympy.Add):
-        return _emit_add(e, out)
-    if isinstance(e, sympy.Mul):
-        coeff, rest = e.as_coeff_Mul()
-        fs = list(sympy.Mul.make_args(rest))
-        if coeff == 1 and len(fs) >= 2 and not any(_is_reciprocal(f) for f in fs):
-            head = " * ".join(_emit(f) for f in fs[:-1])
-            return f"torch.mul({head}, {_emit(fs[-1])}, out={out})"
-    if type(e) in (sigmoid, relu, sympy.exp, sympy.log, sympy.Abs) and not isinstance(
-            e.args[0], sympy.Symbol):
-        return f"{_FUNCS[type(e)]}({_emit(e.args[0])}, out={out})"
-    return f"{out}.copy_({_emit(e)})"
+class TorchPrinter(RegistryPrinting, Printer):
+    """Python/torch source of one expression whose symbols are already ``v*``/``t*`` names.
 
+    Functions are spelled from the registry (``gatelab.cell.functions``); the overrides are
+    the fusions: sums fold products into ``torch.addcmul``, ``1 - f`` is one ``torch.rsub``,
+    ``tanh`` goes through ``sigmoid``.
+    """
 
-def _emit(e: sympy.Expr) -> str:
-    """Python/torch source of one expression whose symbols are already ``v*``/``t*`` names."""
-    if isinstance(e, sympy.Symbol):
+    def emptyPrinter(self, e: sympy.Basic) -> str:  # noqa: N802 - SymPy's name
+        raise TypeError(f"the pointwise compiler does not know {type(e).__name__} ({e})")
+
+    def _print_Symbol(self, e: sympy.Symbol) -> str:  # noqa: N802
         return e.name
-    if e.is_Number:
+
+    def _print_Number(self, e: sympy.Number) -> str:  # noqa: N802
         return repr(float(e))
-    if isinstance(e, sympy.Add):
-        return _emit_add(e)
-    if isinstance(e, sympy.Mul):
+
+    def _print_registered(self, e: sympy.Expr, fn: Fn) -> str:
+        return f"{fn.torch}({self._print(e.args[0])})"
+
+    def _print_tanh(self, e: sympy.tanh) -> str:  # noqa: N802
+        # tanh(x) = 2 sigmoid(2x) - 1: torch.tanh of this CPU build (2.13, MKL) measured 20-40x
+        # slower than torch.sigmoid on (64, 256) float32; the identity is exact in real numbers
+        # and loses at most a few ulp of the [-1, 1] range in floating point.
+        return f"(2.0 * {BY_NAME['sigmoid'].torch}(2.0 * {self._print(e.args[0])}) - 1.0)"
+
+    def _print_Heaviside(self, e: sympy.Heaviside) -> str:  # noqa: N802
+        arg = self._print(e.args[0])  # relu' (value 0 at 0, as torch's relu backward)
+        return f"({arg} > 0).to({arg}.dtype)"
+
+    def _print_Mul(self, e: sympy.Mul) -> str:  # noqa: N802
         coeff, rest = e.as_coeff_Mul()
         num = [f for f in sympy.Mul.make_args(rest) if not _is_reciprocal(f)]
         den = [1 / f for f in sympy.Mul.make_args(rest) if _is_reciprocal(f)]
-        s = " * ".join(_emit(f) for f in num) if num else None
+        s = " * ".join(self._print(f) for f in num) if num else None
         if coeff != 1:
             s = f"{float(coeff)!r} * {s}" if s else repr(float(coeff))
         if den:
-            d = " * ".join(_emit(f) for f in den)
+            d = " * ".join(self._print(f) for f in den)
             d = f"({d})" if len(den) > 1 else d
             s = f"{s} / {d}" if s else f"torch.reciprocal({d})"
         return f"({s})"
-    if isinstance(e, sympy.Pow):
-        base, ex = _emit(e.base), e.exp
+
+    def _print_Pow(self, e: sympy.Pow) -> str:  # noqa: N802
+        base, ex = self._print(e.base), e.exp
         if ex == sympy.Rational(1, 2):
-            return f"torch.sqrt({base})"
+            return f"{BY_NAME['sqrt'].torch}({base})"
         if ex == -sympy.Rational(1, 2):
             return f"torch.rsqrt({base})"
         if ex == -1:
@@ -213,75 +218,101 @@ def _emit(e: sympy.Expr) -> str:
         if ex == 2:
             return f"torch.square({base})"
         return f"torch.pow({base}, {float(ex)!r})"
-    if isinstance(e, sympy.Heaviside):  # relu' (value 0 at 0, as torch's relu backward)
-        arg = _emit(e.args[0])
-        return f"({arg} > 0).to({arg}.dtype)"
-    if isinstance(e, sympy.tanh):
-        # tanh(x) = 2 sigmoid(2x) - 1: torch.tanh of this CPU build (2.13, MKL) measured 20-40x
-        # slower than torch.sigmoid on (64, 256) float32; the identity is exact in real numbers
-        # and loses at most a few ulp of the [-1, 1] range in floating point.
-        return f"(2.0 * torch.sigmoid(2.0 * {_emit(e.args[0])}) - 1.0)"
-    fn = _FUNCS.get(type(e))
-    if fn is not None:
-        return f"{fn}({_emit(e.args[0])})"
-    raise TypeError(f"the pointwise compiler does not know {type(e).__name__} ({e})")
 
+    def _print_Add(self, e: sympy.Add) -> str:  # noqa: N802
+        return self.add(e)
 
-def _emit_add(e: sympy.Add, out: str | None = None) -> str:
-    """A sum; each ``c * a * b`` term after the first becomes one ``torch.addcmul`` (one kernel
-    instead of two: on CPU every torch call costs a few microseconds of dispatch). ``out``: the
-    last operation writes into that tensor (``out=``)."""
-    const = float(sum(a for a in e.args if a.is_Number))
-    terms = [a.as_coeff_Mul() for a in e.args if not a.is_Number]
+    def add(self, e: sympy.Add, out: str | None = None) -> str:
+        """A sum; each ``c * a * b`` term after the first becomes one ``torch.addcmul`` (one
+        kernel instead of two: on CPU every torch call costs a few microseconds of dispatch).
+        ``out``: the last operation writes into that tensor (``out=``)."""
+        p = self._print
+        const = float(sum(a for a in e.args if a.is_Number))
+        terms = [a.as_coeff_Mul() for a in e.args if not a.is_Number]
 
-    def pair(rest: sympy.Expr) -> list[sympy.Expr] | None:
-        fs = list(sympy.Mul.make_args(rest))
-        if len(fs) == 2 and not any(_is_reciprocal(f) for f in fs):
-            return fs
-        return None
+        def pair(rest: sympy.Expr) -> list[sympy.Expr] | None:
+            fs = list(sympy.Mul.make_args(rest))
+            if len(fs) == 2 and not any(_is_reciprocal(f) for f in fs):
+                return fs
+            return None
 
-    # Start from a term that is not a two-factor product, if any (it cannot fold).
-    terms.sort(key=lambda cr: (pair(cr[1]) is not None, float(cr[0]) < 0))
-    o = "" if out is None else f", out={out}"
-    c0, r0 = terms[0]
-    last = len(terms) == 1 and not const
-    if c0 == 1:
-        acc = _emit(r0)
-    elif c0 == -1 and const:  # 1 - f: one rsub
-        if len(terms) == 1 and out is not None:
-            return f"torch.neg({_emit(r0)}{o}).add_({const!r})"
-        # torch.rsub, not ``c - t``: Tensor.__rsub__ is a Python wrapper (~2 us more per call)
-        acc, const = f"torch.rsub({_emit(r0)}, {const!r})", 0.0
-    elif last and out is not None:
-        return f"torch.mul({_emit(r0)}, {float(c0)!r}{o})"
-    else:
-        acc = f"({float(c0)!r} * {_emit(r0)})"
-    for i, (c, r) in enumerate(terms[1:]):
-        fin = out is not None and i == len(terms) - 2 and not const
-        fs = pair(r)
-        if fs is not None:
-            value = "" if c == 1 else f", value={float(c)!r}"
-            acc = f"torch.addcmul({acc}, {_emit(fs[0])}, {_emit(fs[1])}{value}{o if fin else ''})"
-        elif fin:
-            alpha = "" if c == 1 else f", alpha={float(c)!r}"
-            acc = f"torch.add({acc}, {_emit(r)}{alpha}{o})"
-        elif c == 1:
-            acc = f"({acc} + {_emit(r)})"
-        elif c == -1:
-            acc = f"({acc} - {_emit(r)})"
+        # Start from a term that is not a two-factor product, if any (it cannot fold).
+        terms.sort(key=lambda cr: (pair(cr[1]) is not None, float(cr[0]) < 0))
+        o = "" if out is None else f", out={out}"
+        c0, r0 = terms[0]
+        last = len(terms) == 1 and not const
+        if c0 == 1:
+            acc = p(r0)
+        elif c0 == -1 and const:  # 1 - f: one rsub
+            if len(terms) == 1 and out is not None:
+                return f"torch.neg({p(r0)}{o}).add_({const!r})"
+            # torch.rsub, not ``c - t``: Tensor.__rsub__ is a Python wrapper (~2 us more per call)
+            acc, const = f"torch.rsub({p(r0)}, {const!r})", 0.0
+        elif last and out is not None:
+            return f"torch.mul({p(r0)}, {float(c0)!r}{o})"
         else:
-            acc = f"({acc} + {float(c)!r} * {_emit(r)})"
-    if const:
-        if out is not None:
-            return f"torch.add({acc}, {const!r}{o})"
-        acc = f"({acc} + {const!r})" if const > 0 else f"({acc} - {-const!r})"
-    elif out is not None and len(terms) == 1:
-        return f"{out}.copy_({acc})"
-    return acc
+            acc = f"({float(c0)!r} * {p(r0)})"
+        for i, (c, r) in enumerate(terms[1:]):
+            fin = out is not None and i == len(terms) - 2 and not const
+            fs = pair(r)
+            if fs is not None:
+                value = "" if c == 1 else f", value={float(c)!r}"
+                acc = f"torch.addcmul({acc}, {p(fs[0])}, {p(fs[1])}{value}{o if fin else ''})"
+            elif fin:
+                alpha = "" if c == 1 else f", alpha={float(c)!r}"
+                acc = f"torch.add({acc}, {p(r)}{alpha}{o})"
+            elif c == 1:
+                acc = f"({acc} + {p(r)})"
+            elif c == -1:
+                acc = f"({acc} - {p(r)})"
+            else:
+                acc = f"({acc} + {float(c)!r} * {p(r)})"
+        if const:
+            if out is not None:
+                return f"torch.add({acc}, {const!r}{o})"
+            acc = f"({acc} + {const!r})" if const > 0 else f"({acc} - {-const!r})"
+        elif out is not None and len(terms) == 1:
+            return f"{out}.copy_({acc})"
+        return acc
 
 
-def _is_negated(t: sympy.Expr) -> bool:
-    return t.could_extract_minus_sign() and isinstance(t, sympy.Mul)
+class _IntoPrinter(RegistryPrinting, Printer):
+    """A statement writing an expression into the tensor ``out`` with its last operation
+    (``out=``); what has no ``out=`` form is computed, then copied in."""
+
+    def __init__(self, out: str):
+        super().__init__()
+        self.out = out
+        self.inner = TorchPrinter()
+
+    def emptyPrinter(self, e: sympy.Basic) -> str:  # noqa: N802 - SymPy's name
+        return f"{self.out}.copy_({self.inner._print(e)})"
+
+    _print_tanh = emptyPrinter  # printed through sigmoid, see TorchPrinter
+
+    def _print_Add(self, e: sympy.Add) -> str:  # noqa: N802
+        return self.inner.add(e, self.out)
+
+    def _print_Mul(self, e: sympy.Mul) -> str:  # noqa: N802
+        coeff, rest = e.as_coeff_Mul()
+        fs = list(sympy.Mul.make_args(rest))
+        if coeff == 1 and len(fs) >= 2 and not any(_is_reciprocal(f) for f in fs):
+            head = " * ".join(self.inner._print(f) for f in fs[:-1])
+            return f"torch.mul({head}, {self.inner._print(fs[-1])}, out={self.out})"
+        return self.emptyPrinter(e)
+
+    def _print_registered(self, e: sympy.Expr, fn: Fn) -> str:
+        if fn.torch_out and not isinstance(e.args[0], sympy.Symbol):
+            return f"{fn.torch}({self.inner._print(e.args[0])}, out={self.out})"
+        return self.emptyPrinter(e)
+
+
+def _emit(e: sympy.Expr) -> str:
+    return TorchPrinter()._print(e)
+
+
+def _emit_into(e: sympy.Expr, out: str) -> str:
+    return _IntoPrinter(out)._print(e)
 
 
 def _is_reciprocal(f: sympy.Expr) -> bool:

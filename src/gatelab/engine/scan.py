@@ -36,9 +36,10 @@ def _scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor,
     vectorised steps), the state entering each chunk follows from a scan of the ``C`` chunk ends,
     and one fused multiply-add fixes every chunk up; the ``T - C*L`` leftover steps run one by one.
     ``out`` (contiguous, shape of ``b``) receives the result when given. On CPU float32/float64
-    tensors, where C kernels build, the C scan (:func:`gatelab.engine.c_pointwise.scan`: one
-    pass, columns shared among the threads) runs instead: same result, one call instead of
-    ``2 sqrt(T)`` small torch calls and three passes over memory.
+    tensors, with ``GATELAB_CPU_KERNELS=c`` and where C kernels build, the C scan
+    (:func:`gatelab.engine.c_pointwise.scan`: one pass, columns shared among the threads) runs
+    instead: same result, one call instead of ``2 sqrt(T)`` small torch calls and three passes
+    over memory.
     """
     if _c_scan_ok(a, b, h0):
         from .c_pointwise import scan
@@ -87,10 +88,10 @@ def _scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor,
 
 
 def _c_scan_ok(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor) -> bool:
-    from .backends import c_kernels_ok
+    from .backends import c_kernels_default, c_kernels_ok
 
     return (a.device.type == "cpu" and a.dtype == b.dtype == h0.dtype
-            and h0.device.type == "cpu" and c_kernels_ok(a.dtype))
+            and h0.device.type == "cpu" and c_kernels_default() and c_kernels_ok(a.dtype))
 
 
 def _scan_impl(a, b, h0, use_triton: bool, reverse: bool = False):

@@ -2,8 +2,9 @@
 
 :func:`kernel_source` runs ``sympy.cse`` over all outputs, then :class:`_Printer` emits one SSA
 statement per remaining node. Inputs become ``a0, a1, ...``, common subexpressions ``t0, ...``,
-intermediate values ``v0, ...``; numbers are printed with ``repr(float)``; functions map to a fixed
-table of ``tl.*`` calls and the numerically stable helpers of ``_PRELUDE``. No name or other text
+intermediate values ``v0, ...``; numbers are printed with ``repr(float)``; functions are spelled
+from the registry in :mod:`gatelab.cell.functions` (``tl.*`` calls and the numerically stable
+helpers of ``_PRELUDE``). No name or other text
 from a cell reaches the code (names only appear in a comment, filtered to identifier characters),
 so nothing a user writes can be executed. Compiling and launching is
 :mod:`gatelab.engine.triton_pointwise`'s job.
@@ -20,13 +21,15 @@ import re
 from collections.abc import Sequence
 
 import sympy
+from sympy.printing.printer import Printer
 
-from ..cell.functions import MatVec, relu, sigmoid, softplus
+from ..cell.functions import REGISTRY, Fn, MatVec, RegistryPrinting
+from .layout import EngineError
 
 __all__ = ["TritonCodegenError", "kernel_source"]
 
 
-class TritonCodegenError(ValueError):
+class TritonCodegenError(EngineError):
     """An expression uses something the Triton printer cannot translate."""
 
 
@@ -72,26 +75,19 @@ def _sign(x):
     return tl.where(x > 0, 1.0, tl.where(x < 0, -1.0, 0.0))
 '''
 
-_UNARY = {
-    sigmoid: "_sigmoid",
-    sympy.tanh: "_tanh",
-    softplus: "_softplus",
-    sympy.sign: "_sign",
-    sympy.exp: "tl.exp",
-    sympy.log: "tl.log",
-    sympy.Abs: "tl.abs",
-}
-_SUPPORTED = ("+ - * / and integer or rational powers, sigmoid, tanh, relu, softplus, exp, log, "
-              "sqrt, abs, sign, Heaviside, Max, Min")
+_SUPPORTED = ("+ - * / and integer or rational powers, "
+              + ", ".join(f.name for f in REGISTRY) + ", Heaviside, Max, Min")
 
 
-class _Printer:
+class _Printer(RegistryPrinting, Printer):
     """Turns SymPy expressions into straight-line Triton statements (one SSA variable per node).
 
     ``names`` maps input symbols and CSE symbols to the variables already holding their values.
+    Functions are spelled from the registry (``gatelab.cell.functions``).
     """
 
     def __init__(self, names: dict[sympy.Basic, str]):
+        super().__init__()
         self.names = dict(names)
         self.lines: list[str] = []
         self._memo: dict[sympy.Basic, str] = {}
@@ -109,7 +105,10 @@ class _Printer:
             return self.names[expr]
         if expr in self._memo:
             return self._memo[expr]
-        out = self._print(expr)
+        if expr.is_number and not expr.free_symbols:
+            out = self._literal(expr)
+        else:
+            out = self._print(expr)
         self._memo[expr] = out
         return out
 
@@ -119,40 +118,37 @@ class _Printer:
             raise TritonCodegenError(f"the constant {expr} is not a finite number")
         return repr(val)
 
-    def _print(self, e: sympy.Basic) -> str:
-        if isinstance(e, sympy.Symbol):
-            raise TritonCodegenError(f"the symbol {e} is not among the kernel's inputs")
-        if e.is_number and not e.free_symbols:
-            return self._literal(e)
-        if isinstance(e, MatVec):
-            raise TritonCodegenError("W @ v (MatVec) must be replaced by a symbol before "
-                                     "generating a pointwise kernel")
-        if isinstance(e, sympy.Add):
-            return self._add(e)
-        if isinstance(e, sympy.Mul):
-            return self._mul(e)
-        if isinstance(e, sympy.Pow):
-            return self._pow(e.base, e.exp)
-        if isinstance(e, relu):
-            return self._tmp(f"tl.maximum({self.value(e.args[0])}, 0.0)")
-        if isinstance(e, sympy.Heaviside):
-            at_zero = e.args[1] if len(e.args) > 1 else sympy.Rational(1, 2)
-            if not at_zero.is_number:
-                raise TritonCodegenError(f"Heaviside's value at 0 must be a number in {e}")
-            return self._tmp(f"_heaviside({self.value(e.args[0])}, {self._literal(at_zero)})")
-        if isinstance(e, (sympy.Max, sympy.Min)):
-            fn = "tl.maximum" if isinstance(e, sympy.Max) else "tl.minimum"
-            acc = self.value(e.args[0])
-            for a in e.args[1:]:
-                acc = self._tmp(f"{fn}({acc}, {self.value(a)})")
-            return acc
-        for cls, fn in _UNARY.items():
-            if isinstance(e, cls):
-                return self._tmp(f"{fn}({self.value(e.args[0])})")
+    def emptyPrinter(self, e: sympy.Basic) -> str:  # noqa: N802 - SymPy's name
         raise TritonCodegenError(f"cannot generate Triton code for {type(e).__name__} "
                                  f"(in {e}); supported: {_SUPPORTED}")
 
-    def _add(self, e: sympy.Add) -> str:
+    def _print_Symbol(self, e: sympy.Symbol) -> str:  # noqa: N802
+        raise TritonCodegenError(f"the symbol {e} is not among the kernel's inputs")
+
+    def _print_MatVec(self, e: MatVec) -> str:  # noqa: N802
+        raise TritonCodegenError("W @ v (MatVec) must be replaced by a symbol before "
+                                 "generating a pointwise kernel")
+
+    def _print_registered(self, e: sympy.Expr, fn: Fn) -> str:
+        return self._tmp(fn.triton.format(x=self.value(e.args[0])))
+
+    def _print_Heaviside(self, e: sympy.Heaviside) -> str:  # noqa: N802
+        at_zero = e.args[1] if len(e.args) > 1 else sympy.Rational(1, 2)
+        if not at_zero.is_number:
+            raise TritonCodegenError(f"Heaviside's value at 0 must be a number in {e}")
+        return self._tmp(f"_heaviside({self.value(e.args[0])}, {self._literal(at_zero)})")
+
+    def _print_MinMaxBase(self, e: sympy.Max | sympy.Min) -> str:  # noqa: N802
+        fn = "tl.maximum" if isinstance(e, sympy.Max) else "tl.minimum"
+        acc = self.value(e.args[0])
+        for a in e.args[1:]:
+            acc = self._tmp(f"{fn}({acc}, {self.value(a)})")
+        return acc
+
+    def _print_Pow(self, e: sympy.Pow) -> str:  # noqa: N802
+        return self._pow(e.base, e.exp)
+
+    def _print_Add(self, e: sympy.Add) -> str:  # noqa: N802
         # a + (-1)*b is printed as a - b.
         code = ""
         for a in e.args:
@@ -163,7 +159,7 @@ class _Printer:
                 code += f" + {self.value(a)}" if code else self.value(a)
         return self._tmp(code)
 
-    def _mul(self, e: sympy.Mul) -> str:
+    def _print_Mul(self, e: sympy.Mul) -> str:  # noqa: N802
         # Factors with negative integer powers go to one denominator: a*b/(c*d), not a*b*(1/c)*...
         num, den = [], []
         for f in e.args:

@@ -21,7 +21,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from typer.core import TyperGroup
 
-from ..data import DataUnavailable
 from .gates import REVIEW
 from .model import ExplainError, TextModel, from_run
 
@@ -59,11 +58,6 @@ def _open(run: Path | None) -> TextModel:
                            "train one with `gatelab train tweets --cell mgu --out RUN` and "
                            "pass --run RUN")
     return from_run(path)
-
-
-def _fail(e: Exception) -> typer.Exit:
-    err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)  # one line
-    return typer.Exit(2)
 
 
 def _test_set(model: TextModel, limit: int | None):
@@ -105,18 +99,15 @@ def register(app: typer.Typer) -> None:
         from .gates import explain_text
         from .render import html_page, to_json, to_rich
 
-        try:
-            if text is not None and file is not None:
-                raise ExplainError("give a TEXT or --file, not both")
-            if file is not None:
-                try:
-                    text = file.read_text(encoding="utf-8")
-                except (OSError, UnicodeDecodeError) as e:
-                    raise ExplainError(f"cannot read {file}: {e}") from None
-            model = _open(run)
-            ex = explain_text(model, REVIEW if text is None else text)
-        except (ExplainError, DataUnavailable, ValueError) as e:
-            raise _fail(e) from None
+        if text is not None and file is not None:
+            raise ExplainError("give a TEXT or --file, not both")
+        if file is not None:
+            try:
+                text = file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise ExplainError(f"cannot read {file}: {e}") from None
+        model = _open(run)
+        ex = explain_text(model, REVIEW if text is None else text)
         if format == Format.json:
             print(to_json(model.cell, ex))
         elif format == Format.html:
@@ -137,14 +128,11 @@ def register(app: typer.Typer) -> None:
         from .saturation import plot as plot_saturation
         from .saturation import saturation
 
-        try:
-            model = _open(run)
-            data = _test_set(model, limit)
-            bar, tick = _progress(len(data), "saturation")
-            with bar:
-                sat = saturation(model, data.ids, max_len=model.max_len, progress=tick)
-        except (ExplainError, DataUnavailable, ValueError) as e:
-            raise _fail(e) from None
+        model = _open(run)
+        data = _test_set(model, limit)
+        bar, tick = _progress(len(data), "saturation")
+        with bar:
+            sat = saturation(model, data.ids, max_len=model.max_len, progress=tick)
         if plot is not None:
             plot_saturation(sat, plot, f"{model.cell.name}: {len(data)} texts, {sat.steps} steps")
         if format == TextOrJson.json:
@@ -169,17 +157,14 @@ def register(app: typer.Typer) -> None:
         """Accuracy, loss and predictions with every gate rounded to 0/1 (and each alone)."""
         from .fidelity import fidelity
 
-        try:
-            model = _open(run)
-            data = _test_set(model, limit)
-            n_cond = 1 + (len(model.cell.gates) > 0) + (len(model.cell.gates) > 1) * len(
-                model.cell.gates)
-            bar, tick = _progress(len(data) * n_cond, "fidelity")
-            with bar:
-                fid = fidelity(model, data.ids, data.labels, max_len=model.max_len,
-                               progress=tick)
-        except (ExplainError, DataUnavailable, ValueError) as e:
-            raise _fail(e) from None
+        model = _open(run)
+        data = _test_set(model, limit)
+        n_cond = 1 + (len(model.cell.gates) > 0) + (len(model.cell.gates) > 1) * len(
+            model.cell.gates)
+        bar, tick = _progress(len(data) * n_cond, "fidelity")
+        with bar:
+            fid = fidelity(model, data.ids, data.labels, max_len=model.max_len,
+                           progress=tick)
         if format == TextOrJson.json:
             print(json.dumps(fid.to_json()))
             return

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import UsageError
 from .batches import Texts, batches, encoded
 from .gates import GateFn
 from .model import TextModel
@@ -79,7 +80,7 @@ def fidelity(model: TextModel, texts: Texts, labels: Sequence[int], *,
     ``progress(n)`` is told after each batch; there are ``len(texts) * (2 + gates)`` in all.
     """
     if len(texts) == 0:
-        raise ValueError("fidelity needs at least one labelled text")
+        raise UsageError("fidelity needs at least one labelled text")
     ids = encoded(model, texts, max_len)
     y = torch.as_tensor(list(labels), dtype=torch.long)
     gates = list(model.cell.gates)

@@ -17,11 +17,13 @@ import torch
 from ..cell import Cell
 from ..cell.evaluate import iterate
 from ..dynamics.model import single_thread
+from ..errors import UsageError
 from .model import TextModel
 
 GateFn = Callable[[str, torch.Tensor], torch.Tensor]
 
-# The article's motivating example (DESIGN.md §1.7): the default text to explain.
+# The article's motivating example (docs/design.md, "The article", point 7): the default text
+# to explain.
 REVIEW = ("Amazing! This box of cereal gave me a perfectly balanced breakfast, as all things "
           "should be. I only ate half of it but will definitely be buying again!")
 
@@ -89,7 +91,7 @@ def replay_error(model: TextModel, ids: torch.Tensor, lengths: torch.Tensor | No
     ``(T, N)``: the replay reads the gates of the computation the model really does only if this
     is at rounding level (about 1e-6 in float32)."""
     if model.forward is None:
-        raise ValueError(f"{model.source}: the model's own forward is not known")
+        raise UsageError(f"{model.source}: the model's own forward is not known")
     T, N = ids.shape
     lengths = torch.full((N,), T, dtype=torch.long) if lengths is None else lengths.long()
     with torch.no_grad():
@@ -154,7 +156,7 @@ def explain_text(model: TextModel, text: str) -> TextGates:
     """Every gate of every layer on each token of ``text``, and the model's prediction."""
     tokens, ids = model.encode(text)
     if len(tokens) == 0:
-        raise ValueError("the text has no tokens to explain")
+        raise UsageError("the text has no tokens to explain")
     trace = replay(model, ids.view(-1, 1))
     gates = {label: trace.gates[layer][g][:, 0] for layer, g, label in
              gate_names(model.cell, len(model.layers))}

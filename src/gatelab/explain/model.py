@@ -17,9 +17,10 @@ from pathlib import Path
 import torch
 
 from ..cell import Cell, load_cell
+from ..errors import GatelabError
 
 
-class ExplainError(ValueError):
+class ExplainError(GatelabError, ValueError):
     """A readable problem with the user's input (a missing run, an unsuitable model)."""
 
 
@@ -89,7 +90,7 @@ def from_run(path: str | Path) -> TextModel:
 
     try:
         run = load_run(path)
-    except (OSError, KeyError, RuntimeError, ValueError) as e:
+    except (OSError, KeyError, RuntimeError) as e:  # a damaged file (its own errors pass)
         raise ExplainError(f"cannot load the run in {path}: {e}") from None
     cfg = run.config
     if getattr(run.model, "embed", None) is None or run.vocab is None or run.model.per_step:

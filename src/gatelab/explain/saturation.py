@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import UsageError
 from .batches import Texts, batches, encoded, valid_mask
 from .gates import gate_names
 from .model import TextModel
@@ -63,7 +64,7 @@ def saturation(model: TextModel, texts: Texts, *, max_len: int = 300,
             low[lab] += ((v < LOW) & mask).sum(dim=(0, 1)).float()
             high[lab] += ((v > HIGH) & mask).sum(dim=(0, 1)).float()
     if steps == 0:
-        raise ValueError("no tokens to measure saturation on")
+        raise UsageError("no tokens to measure saturation on")
     return Saturation({k: v / steps for k, v in low.items()},
                       {k: v / steps for k, v in high.items()}, steps)
 

@@ -8,6 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from ..errors import GatelabError
+
 
 def resolve(root: Path, url_path: str) -> Path | None:
     """The file a URL path names under ``root``, or None when it does not exist or would leave
@@ -53,7 +55,7 @@ def make_handler(root: Path) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class ServeError(Exception):
+class ServeError(GatelabError):
     """A problem the user can fix (bad folder or port). ``str()`` is one line: what is wrong and
     what to do."""
 

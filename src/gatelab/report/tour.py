@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from ..errors import GatelabError
 from .page import Section, TourContext, render_page
 
 # "module:function" -> function(ctx: TourContext) -> Section | list[Section]. In report order.
@@ -91,7 +92,7 @@ def _builders() -> list[tuple[str, object]]:
     return out
 
 
-class TourError(Exception):
+class TourError(GatelabError):
     """A problem the user can fix before any work starts. ``str()`` is one line: what is wrong
     and what to do."""
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ..data import load_drug_reviews, load_tweets, tokenize
+from ..errors import UsageError
 
 
 def bow_logistic_regression(task: str = "drugs", data_path: str | Path | None = None,
@@ -24,7 +25,7 @@ def bow_logistic_regression(task: str = "drugs", data_path: str | Path | None = 
         raise ImportError("the baseline needs scikit-learn: pip install scikit-learn") from None
     load = {"drugs": load_drug_reviews, "tweets": load_tweets}.get(task)
     if load is None:
-        raise ValueError(f"the bag-of-words baseline is for 'drugs' or 'tweets', not {task!r}")
+        raise UsageError(f"the bag-of-words baseline is for 'drugs' or 'tweets', not {task!r}")
     train, test = load("train", data_path), load("test", data_path)
     vec = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None)
     xtr, xte = vec.fit_transform(train.texts), vec.transform(test.texts)

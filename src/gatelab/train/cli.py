@@ -8,7 +8,6 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from .config import TASKS, TrainConfig
 
@@ -19,20 +18,12 @@ TASK_HELP = "task: " + ", ".join(TASKS)
 
 @contextmanager
 def _clean_errors():
-    """Expected failures (missing data, bad options or cells, diverged loss) as one message, no
-    traceback. Exit status 2 for what the user must change (options, data, cells, folder), like
-    the rest of gatelab's CLI; 1 for a run that failed although the command was valid (a
-    diverged loss: ``TrainError.exit_code``)."""
-    from ..data import DataUnavailable
-    from .trainer import TrainError
-
+    """Ctrl-C says how to resume. Expected failures (missing data, bad options or cells, a
+    diverged loss) are GatelabErrors, printed by gatelab.cli's handler: exit status 2 for what the
+    user must change, 1 for a run that failed although the command was valid (a diverged loss:
+    ``TrainError.exit_code``)."""
     try:
         yield
-    except (DataUnavailable, TrainError, ValueError, OSError) as e:  # OSError: a file or disk
-        # soft_wrap: one line however narrow the terminal; escape: the text is not markup
-        err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False,
-                          soft_wrap=True)
-        raise typer.Exit(getattr(e, "exit_code", 2)) from None
     except KeyboardInterrupt:
         print("interrupted: continue the run by repeating the command with --resume",
               file=sys.stderr)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cell import CellError, load_cell
+from ..errors import UsageError
 from .config import TrainConfig
 from .runs import CHECKPOINT, METRICS, atomic_write_text, load_run, read_metrics
 from .trainer import train
@@ -46,7 +47,7 @@ def check_cells(cells: list[str]) -> None:
         if label in seen:
             what = (f"lists {cell!r} twice" if seen[label] == cell else
                     f"has {seen[label]!r} and {cell!r}, which both get the label {label!r}")
-            raise ValueError(f"--cells {what}: each cell needs its own label (it names the run "
+            raise UsageError(f"--cells {what}: each cell needs its own label (it names the run "
                              f"folders {label}-sSEED and the leaderboard row); drop the "
                              "duplicate or rename one .cell file")
         seen[label] = cell

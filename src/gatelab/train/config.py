@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import UsageError
+
 # Default sizes per task: (sequence length T or None, hidden, steps, batch, lr, eval_every).
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "adding": {"T": 100, "hidden": 64, "steps": 2000, "batch": 64, "lr": 2e-3},
@@ -68,7 +70,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.task not in TASK_DEFAULTS:
-            raise ValueError(f"unknown task {self.task!r}: choose one of {', '.join(TASKS)}")
+            raise UsageError(f"unknown task {self.task!r}: choose one of {', '.join(TASKS)}")
         for k, v in TASK_DEFAULTS[self.task].items():
             if getattr(self, k) is None and not (k == "steps" and self.epochs is not None):
                 setattr(self, k, v)
@@ -82,15 +84,15 @@ class TrainConfig:
             checks.append(("T", self.T, 2))
         for name, value, low in checks:
             if value < low:
-                raise ValueError(f"--{name.lower()} must be at least {low} (got {value})")
+                raise UsageError(f"--{name.lower()} must be at least {low} (got {value})")
         if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"--lr must be positive (got {self.lr})")
+            raise UsageError(f"--lr must be positive (got {self.lr})")
         if self.clip is not None and self.clip <= 0:
             self.clip = None  # 0 means "no clipping"
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"--dropout must be in [0, 1) (got {self.dropout})")
+            raise UsageError(f"--dropout must be in [0, 1) (got {self.dropout})")
         if self.batch % self.nproc:
-            raise ValueError(f"--batch {self.batch} must be divisible by --nproc {self.nproc}")
+            raise UsageError(f"--batch {self.batch} must be divisible by --nproc {self.nproc}")
 
     def total_steps(self, n_train: int) -> int:
         """Optimiser steps of the run: ``steps``, or ``epochs`` over ``n_train`` examples."""

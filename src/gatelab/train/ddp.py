@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from ..errors import GatelabError, UsageError
 from .config import TrainConfig
 
 
@@ -45,7 +46,9 @@ def _worker(rank: int, world: int, port: int, config: TrainConfig, progress: boo
         # still talks to it. With the os._exit below: 0 aborts at exit in 100 runs.
         dist.barrier()
     except Exception as e:  # noqa: BLE001 - handed to the parent, which re-raises it
-        errors.put((rank, type(e).__name__, str(e), traceback.format_exc()))
+        # A GatelabError's exit status goes with it (None: a bug, re-raised with its traceback).
+        code = e.exit_code if isinstance(e, GatelabError) else None
+        errors.put((rank, type(e).__name__, str(e), traceback.format_exc(), code))
     finally:
         dist.destroy_process_group()
     # Skip interpreter finalisation: gloo's C++ threads can still hold tensors then, and tearing
@@ -63,7 +66,7 @@ def train_ddp(config: TrainConfig, progress: bool = True, resume: bool = False) 
 
     world = config.nproc
     if config.device.startswith("cuda") and torch.cuda.device_count() < world:
-        raise ValueError(f"--nproc {world} on CUDA needs {world} GPUs, "
+        raise UsageError(f"--nproc {world} on CUDA needs {world} GPUs, "
                          f"found {torch.cuda.device_count()}")
     # Resolve the folder (and refuse to overwrite) before starting any process.
     config, out, _ = _prepare(config, resume)
@@ -72,7 +75,7 @@ def train_ddp(config: TrainConfig, progress: bool = True, resume: bool = False) 
     mp.start_processes(_worker, args=(world, _free_port(), config, progress, resume, errors),
                        nprocs=world, join=True, start_method="spawn")
     if not errors.empty():
-        rank, kind, msg, tb = errors.get()
+        rank, kind, msg, tb, code = errors.get()
         if kind == "DataUnavailable":
             from ..data import DataUnavailable
 
@@ -82,8 +85,10 @@ def train_ddp(config: TrainConfig, progress: bool = True, resume: bool = False) 
             if kind == "TrainingDiverged":
                 err.exit_code = 1  # as TrainingDiverged's: the run failed, not the command
             raise err
-        if kind == "ValueError":
-            raise ValueError(msg)
+        if code is not None:  # any other user error: the same message and exit status
+            err = UsageError(msg)
+            err.exit_code = code
+            raise err
         builtin = getattr(builtins, kind, None)
         if isinstance(builtin, type) and issubclass(builtin, OSError):  # a file or disk problem
             raise builtin(msg)

@@ -25,6 +25,7 @@ import torch
 
 from ..cell import parse_cell
 from ..data.text import Vocab
+from ..errors import NotFound, UsageError
 from .config import TrainConfig
 from .models import SequenceModel
 from .tasks import Task, make_task
@@ -65,7 +66,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise ValueError(f"{path} holds objects other than tensors and plain data, so it is not "
+        raise UsageError(f"{path} holds objects other than tensors and plain data, so it is not "
                          f"loaded (loading it could run code): {str(e).splitlines()[0]}") from None
 
 
@@ -133,7 +134,7 @@ class Run:
     def encode_text(self, text: str) -> tuple[list[str], torch.Tensor]:
         """Tokens and ids ``(len,)`` of ``text``, exactly as the run's training text was read."""
         if self.vocab is None:
-            raise ValueError(f"run {self.path} was trained on {self.config['task']!r}, "
+            raise UsageError(f"run {self.path} was trained on {self.config['task']!r}, "
                              "which has no text vocabulary")
         return self.vocab.encode(text)
 
@@ -168,7 +169,7 @@ def load_run(path: str | Path, checkpoint: str = CHECKPOINT) -> Run:
     path = Path(path)
     cfg_file = path / CONFIG
     if not cfg_file.is_file():
-        raise FileNotFoundError(f"{path} is not a gatelab run folder (no {CONFIG})")
+        raise NotFound(f"{path} is not a gatelab run folder (no {CONFIG})")
     config = json.loads(cfg_file.read_text(encoding="utf-8"))
     vocab = load_vocab(path)
     spec = config["model"]

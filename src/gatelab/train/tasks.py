@@ -30,6 +30,7 @@ from ..data import (
 )
 from ..data.synthetic import ADDING_TRIVIAL_MSE, COPY_CLASSES, COPY_LENGTH, ORDER_SYMBOLS
 from ..data.text import pad_batch
+from ..errors import UsageError
 from .config import TrainConfig
 
 EVAL_SEED = 20_161_116  # one fixed evaluation set for every run of a generated task
@@ -102,7 +103,7 @@ class _Generated(Task):
 
     def __init__(self, cfg: TrainConfig) -> None:
         if cfg.steps is None:
-            raise ValueError(f"task {cfg.task!r} draws fresh sequences every step, so it has no "
+            raise UsageError(f"task {cfg.task!r} draws fresh sequences every step, so it has no "
                              "epochs: give --steps instead of --epochs")
         self.T = cfg.T
         self.n_eval = cfg.eval_size or 500
@@ -301,4 +302,4 @@ def make_task(cfg: TrainConfig, vocab: Vocab | None = None) -> Task:
         return TextClassTask(cfg, vocab)
     if cfg.task == "stdlib":
         return CharLMTask(cfg, vocab)
-    raise ValueError(f"unknown task {cfg.task!r}")
+    raise UsageError(f"unknown task {cfg.task!r}")

@@ -31,6 +31,7 @@ from rich.progress import (
 )
 
 from ..cell import cell_text, load_cell
+from ..errors import GatelabError, UsageError
 from .config import TrainConfig
 from .models import build_model, param_count
 from .runs import (
@@ -49,7 +50,7 @@ from .runs import (
 from .tasks import Batch, Task, make_task
 
 
-class TrainError(RuntimeError):
+class TrainError(GatelabError, RuntimeError):
     """An expected stop (bad folder, diverged loss): the CLI prints it without a traceback.
 
     ``exit_code`` is the CLI's exit status: 2 for a usage problem (the command must change),
@@ -108,11 +109,11 @@ def resolve_device(name: str) -> torch.device:
     """
     if name == "mps":  # Apple GPUs: accepted where torch has them
         if not torch.backends.mps.is_available():
-            raise ValueError("--device mps was asked for but torch sees no MPS device: use "
+            raise UsageError("--device mps was asked for but torch sees no MPS device: use "
                              "--device cpu or auto")
         return torch.device("mps")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
-        raise ValueError(f"--device {name!r} is not a device this trainer can use: "
+        raise UsageError(f"--device {name!r} is not a device this trainer can use: "
                          f"use {DEVICES}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -120,11 +121,11 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             build = " (this torch is a CPU-only build)" if torch.version.cuda is None else ""
-            raise ValueError(f"--device {name} was asked for but torch sees no CUDA device"
+            raise UsageError(f"--device {name} was asked for but torch sees no CUDA device"
                              f"{build}: use --device cpu or auto")
         n = torch.cuda.device_count()
         if dev.index is not None and dev.index >= n:
-            raise ValueError(f"--device {name}: there is no GPU {dev.index}; torch sees {n} "
+            raise UsageError(f"--device {name}: there is no GPU {dev.index}; torch sees {n} "
                              f"(cuda:0 to cuda:{n - 1})")
     return dev
 
@@ -141,7 +142,7 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False) -> P
         config = dataclasses.replace(config, device=dev.type)
     if config.nproc > 1:
         if config.device == "mps":
-            raise ValueError("--nproc > 1 runs DDP over CPU processes or CUDA GPUs, not MPS: "
+            raise UsageError("--nproc > 1 runs DDP over CPU processes or CUDA GPUs, not MPS: "
                              "use --nproc 1 with --device mps")
         from .ddp import train_ddp
 
