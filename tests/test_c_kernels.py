@@ -15,6 +15,7 @@ import gatelab
 import gatelab.nn as gn
 from gatelab.cell.functions import relu, sigmoid, softplus
 from gatelab.engine import c_pointwise as cp
+from gatelab.engine import c_scan
 from gatelab.engine.backends import resolve
 from gatelab.engine.layout import EngineError, Layout
 from gatelab.engine.plan import is_scan_parallel
@@ -198,7 +199,7 @@ def test_c_scan_equals_the_blocked_torch_scan_and_the_loop(T, reverse, monkeypat
         for t in (range(T - 1, -1, -1) if reverse else range(T)):
             h = a[t] * h + b[t]
             loop[t] = h
-        got = cp.scan(a, b, h0, reverse)
+        got = c_scan.scan(a, b, h0, reverse)
         monkeypatch.setattr(scan, "_c_scan_ok", lambda *args: False)
         blocked = scan._scan(a, b, h0, reverse)
         monkeypatch.undo()
@@ -206,7 +207,7 @@ def test_c_scan_equals_the_blocked_torch_scan_and_the_loop(T, reverse, monkeypat
         torch.testing.assert_close(got, torch.stack(loop), rtol=tol, atol=tol)
         torch.testing.assert_close(blocked, torch.stack(loop), rtol=tol, atol=tol)
     with pytest.raises(cp.KernelError, match="C scan"):
-        cp.scan(a.half(), b.half(), h0.half())
+        c_scan.scan(a.half(), b.half(), h0.half())
 
 
 @needs_cc

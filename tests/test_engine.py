@@ -89,7 +89,8 @@ def test_plans_have_the_expected_gemms():
     assert len(gru.groups) == 1 and gru.groups[0].ih_rows is None  # r * (U_n h + b_hn)
 
 
-def test_scan_parallel_is_derived_from_equations():
+def test_scan_parallel_is_derived_from_equations(monkeypatch):
+    monkeypatch.delenv("GATELAB_CPU_KERNELS", raising=False)
     assert [n for n in ZOO if is_scan_parallel(gatelab.load_cell(n))] == ["mingru", "minlstm"]
     mingru = Layout.of(gatelab.load_cell("mingru"))
     assert resolve(mingru, "auto", torch.device("cpu")) == "scan"

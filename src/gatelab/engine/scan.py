@@ -37,12 +37,12 @@ def _scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor,
     and one fused multiply-add fixes every chunk up; the ``T - C*L`` leftover steps run one by one.
     ``out`` (contiguous, shape of ``b``) receives the result when given. On CPU float32/float64
     tensors, with ``GATELAB_CPU_KERNELS=c`` and where C kernels build, the C scan
-    (:func:`gatelab.engine.c_pointwise.scan`: one pass, columns shared among the threads) runs
+    (:func:`gatelab.engine.c_scan.scan`: one pass, columns shared among the threads) runs
     instead: same result, one call instead of ``2 sqrt(T)`` small torch calls and three passes
     over memory.
     """
     if _c_scan_ok(a, b, h0):
-        from .c_pointwise import scan
+        from .c_scan import scan
 
         return scan(a, b, h0, reverse, out)
     T = a.shape[0]
