@@ -22,11 +22,15 @@ def _tensor(v, like: torch.Tensor) -> torch.Tensor:
 
 def _setup(cell, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
-    params = init_params(cell, I, H, dtype=torch.float64, generator=g)
+    i = H if cell.hidden_inputs else I  # `input x : hidden`
+    params = init_params(cell, i, H, dtype=torch.float64, generator=g)
     # larger weights than torch's init so that every nonlinearity is exercised
     params = {k: 3 * v for k, v in params.items()}
-    inputs = {x: torch.randn(N, I, dtype=torch.float64, generator=g) for x in cell.inputs}
-    return g, params, inputs
+    inputs = {x: torch.randn(N, i, dtype=torch.float64, generator=g) for x in cell.inputs}
+    # the previous inputs (x_prev) of readouts that read the input and feed back
+    inputs_prev = {p.name: torch.randn(N, i, dtype=torch.float64, generator=g)
+                   for p in analyze(cell).memory.prev_inputs.values()}
+    return g, params, inputs, inputs_prev
 
 
 def _close(got, want: torch.Tensor) -> float:
@@ -40,11 +44,11 @@ def _close(got, want: torch.Tensor) -> float:
 def test_every_mode_matches_the_forced_cell(name):
     cell = gatelab.load_cell(name)
     a = analyze(cell)
-    g, params, inputs = _setup(cell)
+    g, params, inputs, inputs_prev = _setup(cell)
     memory = {m: torch.randn(N, H, dtype=torch.float64, generator=g) for m in a.memory_states}
     assert a.modes
     for mode in a.modes:
-        env = {**params, **inputs, **memory}
+        env = {**params, **inputs, **memory, **inputs_prev}
         env.update({p.name: float(mode.gates[gate]) for gate, p in a.memory.prev_gates.items()})
         states = dict(memory)
         for r, ro in a.readouts.items():
@@ -65,11 +69,11 @@ def test_stage1_with_vector_gates_and_stage2_with_scalar_gates(name):
     """Stage 1 holds for any gate values; stage 2 (gates out of the maps) for scalar gates."""
     cell = gatelab.load_cell(name)
     a = analyze(cell)
-    g, params, inputs = _setup(cell, seed=1)
+    g, params, inputs, inputs_prev = _setup(cell, seed=1)
     memory = {m: torch.randn(N, H, dtype=torch.float64, generator=g) for m in a.memory_states}
     prev = {p.name: torch.rand(N, H, dtype=torch.float64, generator=g)
             for p in a.memory.prev_gates.values()}
-    env = {**params, **inputs, **memory, **prev}
+    env = {**params, **inputs, **memory, **prev, **inputs_prev}
     states = dict(memory)
     for r, ro in a.readouts.items():
         states[r] = _tensor(evaluate(ro.previous, env), memory[a.memory_states[0]])

@@ -11,6 +11,9 @@ from gatelab.cell import MatVec, cell_latex, cell_text, cell_unicode, expr_text,
 EXPECTED_ZOO = {
     "rnn", "lstm", "lstm-peephole", "nig", "nfg", "nog", "niaf", "noaf", "cifg", "fgr", "gru",
     "gru-torch", "gru-chung", "mgu", "mgu1", "mgu2", "mgu3", "mingru", "minlstm",
+    # published cells added with the issue on cells nobody here wrote
+    "janet", "sru", "qrnn", "indrnn", "ugrnn", "mut1", "mut2", "mut3", "delta-rnn",
+    "lstm-ln",
 }
 
 DESIGN_MGU = """\

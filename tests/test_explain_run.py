@@ -162,3 +162,83 @@ def test_tour_section_without_any_data_is_a_note(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "train_sentiment", fake_train)
     sec = report.section(TourContext(out=tmp_path, quick=True))
     assert "no drugs here" in sec.html and "no tweets here" in sec.html
+
+
+def _tiny_tour_model(monkeypatch, tmp_path):
+    from gatelab.explain import tourmodel
+
+    monkeypatch.setenv("GATELAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(tourmodel, "MODEL", {"task": "drugs", "cell": "mgu", "seed": 0, **TINY})
+    monkeypatch.setattr(tourmodel, "KEEP_BIAS", 2.0)
+    return tourmodel
+
+
+def test_the_explained_model_is_built_once_and_keyed_by_config_and_engine(tmp_path, monkeypatch):
+    tourmodel = _tiny_tour_model(monkeypatch, tmp_path)
+    assert not tourmodel.is_built()
+    path = tourmodel.build()
+    assert path.parent == tmp_path / "cache" / "models" and tourmodel.is_built(path)
+    cfg = json.loads((path / "config.json").read_text())
+    assert cfg["keep_bias"] == 2.0 and cfg["out"] == str(path) and cfg["steps"] == 3
+    stamp = (path / "checkpoint.pt").stat().st_mtime_ns
+    assert tourmodel.build() == path and (path / "checkpoint.pt").stat().st_mtime_ns == stamp
+    assert "keep gate's bias shifted by 2" in tourmodel.describe(path)
+    assert tourmodel.model_path(dict(tourmodel.MODEL, hidden=5)) != path  # another config
+    monkeypatch.setattr(tourmodel, "engine_version", lambda: "0.0+changed")
+    assert not tourmodel.is_built()  # the engine changed: a new key, trained again
+    again = tourmodel.build()
+    assert again != path and tourmodel.is_built(again)
+    assert not list((tmp_path / "cache" / "models").glob(".*tmp*"))  # nothing half-made left
+
+
+def test_build_model_command_and_explain_use_the_cached_model(tmp_path, monkeypatch):
+    tourmodel = _tiny_tour_model(monkeypatch, tmp_path)
+    monkeypatch.chdir(tmp_path)  # no report/ here: explain must find the cached model
+    res = runner.invoke(app, ["explain", "build-model"])
+    assert res.exit_code == 0, res.output
+    assert "built:" in res.output and tourmodel.is_built()
+    res = runner.invoke(app, ["explain", "build-model"])
+    assert "already built" in res.output
+    res = runner.invoke(app, ["explain", "any text at all", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["tokens"] == ["any", "text", "at", "all"]
+    assert data["units"]["gate"] == "f" and len(data["evidence"]["score"]) == 4
+    res = runner.invoke(app, ["explain", "it worked", "--gate", "q"])
+    assert res.exit_code == 2 and "--gate q" in res.output
+
+
+def test_tour_section_shows_the_cached_model_and_says_how_it_was_made(run_dir, tmp_path,
+                                                                      monkeypatch):
+    from gatelab.explain import report
+    from gatelab.report.page import TourContext
+
+    tourmodel = _tiny_tour_model(monkeypatch, tmp_path)
+    monkeypatch.setattr(report, "QUICK", {"drugs": TINY, "tweets": TINY})
+    out = tmp_path / "report"
+    ctx = TourContext(out=out, quick=True)
+    sec = report.section(ctx)  # not built yet: the quick model, and how to get the other
+    assert ctx.shared["sentiment_run"] == out / "runs" / "sentiment"
+    assert "gatelab explain build-model" in sec.html and "quick tour's model" in sec.html
+    tourmodel.build()
+    ctx = TourContext(out=out, quick=True)
+    sec = report.section(ctx)
+    assert ctx.shared["sentiment_run"] == tourmodel.model_path()
+    assert "the model the measurements favour" in sec.html.lower()
+    assert "Unit by unit" in sec.html and "evidence for" in sec.html
+
+
+def test_fit_is_the_trainers_step_and_yields_snapshots(run_dir):
+    import torch
+
+    from gatelab.explain.fit import fit
+    from gatelab.train import TrainConfig, load_run
+
+    cfg = TrainConfig(task="drugs", cell="mgu", **TINY)
+    got = [(step, {k: v.clone() for k, v in model.state_dict().items()})
+           for step, model, _, _ in fit(cfg, 0.0, [1, 3])]
+    assert [s for s, _ in got] == [1, 3]
+    want = load_run(run_dir).model.state_dict()  # the same config through gatelab.train.train
+    for k, v in want.items():
+        torch.testing.assert_close(got[-1][1][k], v)
+    assert not torch.equal(got[0][1]["head.weight"], got[1][1]["head.weight"])

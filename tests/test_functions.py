@@ -16,11 +16,13 @@ from gatelab import parse_cell
 from gatelab.cell.evaluate import evaluate
 from gatelab.cell.functions import FUNCTIONS, REGISTRY, by_class, function_name
 from gatelab.cell.printers import cell_latex, cell_text, cell_unicode
+from gatelab.engine.layout import EngineError
 
 T, N, I, H = 4, 3, 2, 3
 F64 = torch.float64
 POSITIVE = {"log", "sqrt"}  # defined for positive arguments only
 NAMES = sorted(FUNCTIONS)
+REDUCTIONS = {"layer_norm"}  # over the hidden units: the reference backend runs them
 
 
 def _cell(fn: str, top: bool):
@@ -70,6 +72,14 @@ def test_function_on_every_backend(fn, top):
     # the printers round-trip and name the function
     assert parse_cell(cell_text(cell)) == cell
     assert fn in cell_text(cell) and cell_latex(cell) and cell_unicode(cell)
+    if fn in REDUCTIONS:  # refused clearly by the generated backends; auto runs the reference
+        for backend in ("torch", "triton"):
+            with pytest.raises(EngineError, match="layer_norm.*backend='reference'"):
+                gnn.RNN(cell, I, H, backend=backend)(torch.randn(T, N, I))
+        ref, others = _models(cell, F64, ("auto",))
+        x = torch.randn(T, N, I, dtype=F64)
+        torch.testing.assert_close(others["auto"](x)[0], ref(x)[0], rtol=0, atol=0)
+        return
     # float64 for the generated torch code; Triton kernels compute in float32
     for dtype, backend, tol in ((F64, "torch", 1e-10), (torch.float32, "triton", 2e-5)):
         ref, others = _models(cell, dtype, (backend,))
@@ -88,8 +98,9 @@ def test_function_on_every_backend(fn, top):
 @pytest.mark.parametrize("fn", NAMES)
 def test_function_gradcheck_generated_torch(fn):
     cell = _cell(fn, top=False)
-    _, others = _models(cell, F64)
-    m = others["torch"]
+    backend = "reference" if fn in REDUCTIONS else "torch"
+    _, others = _models(cell, F64, (backend,))
+    m = others[backend]
     g = torch.Generator().manual_seed(2)
     x = torch.randn(3, 2, I, generator=g, dtype=F64).requires_grad_()
     assert torch.autograd.gradcheck(lambda x: m(x)[0], (x,))
@@ -103,7 +114,8 @@ def test_reference_evaluator_uses_the_registry(fn):
     got = evaluate(FUNCTIONS[fn](x), {"x": v})
     ref = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,
            "softplus": torch.nn.functional.softplus, "exp": torch.exp, "log": torch.log,
-           "sqrt": torch.sqrt, "abs": torch.abs}
+           "sqrt": torch.sqrt, "abs": torch.abs,
+           "layer_norm": lambda v: (v - v.mean()) / torch.sqrt(v.var(unbiased=False) + 1e-5)}
     if fn in ref:  # a function added later is covered by the backend tests above
         assert torch.allclose(got, ref[fn](v))
 

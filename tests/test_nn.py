@@ -192,25 +192,48 @@ def test_torch_training_snippet_runs_unchanged():
         assert model(tokens).shape == (8, 12, 10)
 
 
-def test_bad_input_messages():
-    model = gn.LSTM(I, H)
-    with pytest.raises(ValueError, match="expected input_size=3"):
-        model(torch.randn(T, N, 4))
-    with pytest.raises(ValueError, match="2 state"):
-        model(torch.randn(T, N, I), torch.zeros(1, N, H))
-    with pytest.raises(ValueError, match="shape"):
-        model(torch.randn(T, N, I), (torch.zeros(2, N, H), torch.zeros(2, N, H)))
-    with pytest.raises(ValueError, match="dimensions"):
-        model(torch.randn(N, I, 2, 2))
-    with pytest.raises(ValueError, match="float64"):
-        model(torch.randn(T, N, I, dtype=torch.float64))
-    with pytest.raises(ValueError, match="at least 1"):
-        model(torch.randn(0, N, I))
+def _raised(fn):
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - the test compares whatever both raise
+        return type(e), str(e)
+    return None
+
+
+BAD_CALLS = {
+    "features": lambda m: m(torch.randn(T, N, 4)),
+    "one state": lambda m: m(torch.randn(T, N, I), torch.zeros(1, N, H)),
+    "hx shape": lambda m: m(torch.randn(T, N, I), (torch.zeros(2, N, H), torch.zeros(2, N, H))),
+    "hx arity": lambda m: m(torch.randn(T, N, I), (torch.zeros(1, N, H),)),
+    "4-D input": lambda m: m(torch.randn(N, I, 2, 2)),
+    "float64 input": lambda m: m(torch.randn(T, N, I, dtype=torch.float64)),
+    "empty sequence": lambda m: m(torch.randn(0, N, I)),
+    "unbatched 3-D hx": lambda m: m(torch.randn(T, I), (torch.zeros(1, N, H),) * 2),
+}
+
+
+@pytest.mark.parametrize("backend", ["auto", "generated"])
+@pytest.mark.parametrize("bad", sorted(BAD_CALLS))
+def test_bad_calls_raise_as_torch(bad, backend):
+    """Same exception type and message as torch.nn.LSTM, on both paths."""
+    ref, ours = torch.nn.LSTM(I, H), gn.LSTM(I, H, backend=backend)
+    want, got = _raised(lambda: BAD_CALLS[bad](ref)), _raised(lambda: BAD_CALLS[bad](ours))
+    assert want is not None and got is not None
+    assert got[0] is want[0]
+    assert got[1] == want[1]
+
+
+def test_bad_construction_and_backends():
     with pytest.raises(EngineError, match="unknown backend"):
         gn.GRU(I, H, backend="fast")
     with pytest.raises(EngineError, match="not scan-parallel"):
         gn.LSTM(I, H, backend="scan")(torch.randn(T, N, I))
-    with pytest.raises(ValueError, match="hidden_size"):
+    with pytest.raises(EngineError, match="cannot take the vendor path"):
+        gn.MGU(I, H, backend="vendor")
+    with pytest.raises(ValueError, match="hidden_size must be greater than zero"):
         gn.MGU(I, 0)
-    with pytest.raises(TypeError, match="torch.nn.LSTM or torch.nn.GRU"):
-        gn.from_torch(torch.nn.RNN(I, H))
+    with pytest.raises(ValueError, match="proj_size > 0 runs on torch's LSTM kernels only"):
+        gn.LSTM(I, H, proj_size=2, backend="generated")
+    with pytest.raises(TypeError, match="recurrent modules"):
+        gn.from_torch(torch.nn.Linear(I, H))
+    assert gn.LSTM(I, H, backend="torch").backend == "generated"  # the former name

@@ -121,7 +121,89 @@ def ref_minlstm(p, x, s):
     return {"h": f / (f + i) * s["h"] + i / (f + i) * n}
 
 
+def ref_janet(p, x, s):  # van der Westhuizen & Lasenby 2018, beta = 1
+    c = s["c"]
+    pre = lin(p, "W_f", "U_f", "b_f", x, c)
+    n = tanh(lin(p, "W_c", "U_c", "b_c", x, c))
+    return {"c": sig(pre) * c + (1 - sig(pre - 1)) * n}
+
+
+def ref_sru(p, x, s):  # Lei et al. 2017: highway term (1 - r) x
+    f = sig(x @ p["W_f"].T + p["b_f"])
+    r = sig(x @ p["W_r"].T + p["b_r"])
+    c = f * s["c"] + (1 - f) * (x @ p["W"].T)
+    return {"c": c, "h": r * tanh(c) + (1 - r) * x}
+
+
+def ref_qrnn(p, x, s):  # Bradbury et al. 2017, fo-pooling, width 1
+    z = tanh(x @ p["W_z"].T + p["b_z"])
+    f = sig(x @ p["W_f"].T + p["b_f"])
+    o = sig(x @ p["W_o"].T + p["b_o"])
+    c = f * s["c"] + (1 - f) * z
+    return {"c": c, "h": o * c}
+
+
+def ref_indrnn(p, x, s):  # Li et al. 2018
+    return {"h": torch.relu(x @ p["W"].T + p["u"] * s["h"] + p["b"])}
+
+
+def ref_ugrnn(p, x, s):  # Collins et al. 2017
+    h = s["h"]
+    c = tanh(lin(p, "W_c", "U_c", "b_c", x, h))
+    g = sig(lin(p, "W_g", "U_g", "b_g", x, h))
+    return {"h": g * h + (1 - g) * c}
+
+
+def ref_mut(variant):  # Jozefowicz et al. 2015
+    def ref(p, x, s):
+        h = s["h"]
+        if variant == 1:
+            z = sig(x @ p["W_xz"].T + p["b_z"])
+            r = sig(lin(p, "W_xr", "W_hr", "b_r", x, h))
+            inp = tanh(x)
+        elif variant == 2:
+            z = sig(lin(p, "W_xz", "W_hz", "b_z", x, h))
+            r = sig(x + h @ p["W_hr"].T + p["b_r"])
+            inp = x @ p["W_xh"].T
+        else:
+            z = sig(x @ p["W_xz"].T + tanh(h) @ p["W_hz"].T + p["b_z"])
+            r = sig(lin(p, "W_xr", "W_hr", "b_r", x, h))
+            inp = x @ p["W_xh"].T
+        return {"h": tanh((r * h) @ p["W_hh"].T + inp + p["b_h"]) * z + h * (1 - z)}
+
+    return ref
+
+
+def ref_delta(p, x, s):  # Ororbia et al. 2017, late integration, outer function the identity
+    h = s["h"]
+    vh, wx = h @ p["V"].T, x @ p["W"].T
+    z = tanh(p["alpha"] * vh * wx + p["beta1"] * vh + p["beta2"] * wx + p["b"])
+    r = sig(wx + p["b_r"])
+    return {"h": (1 - r) * z + r * h}
+
+
+def ref_lstm_ln(p, x, s):  # Ba et al. 2016, normalised per gate block, gains, shifts in b
+    def ln(v):
+        mu = v.mean(-1, keepdim=True)
+        var = ((v - mu) ** 2).mean(-1, keepdim=True)
+        return (v - mu) / torch.sqrt(var + 1e-5)
+
+    h, c = s["h"], s["c"]
+
+    def pre(k):
+        return (p[f"g_x{k}"] * ln(x @ p[f"W_{k}"].T) + p[f"g_h{k}"] * ln(h @ p[f"U_{k}"].T)
+                + p[f"b_{k}"])
+
+    i, f, o, n = sig(pre("i")), sig(pre("f")), sig(pre("o")), tanh(pre("n"))
+    c2 = f * c + i * n
+    return {"c": c2, "h": o * tanh(p["g_c"] * ln(c2) + p["b_c"])}
+
+
 REFERENCES = {
+    "lstm-ln": ref_lstm_ln,
+    "janet": ref_janet, "sru": ref_sru, "qrnn": ref_qrnn, "indrnn": ref_indrnn,
+    "ugrnn": ref_ugrnn, "mut1": ref_mut(1), "mut2": ref_mut(2), "mut3": ref_mut(3),
+    "delta-rnn": ref_delta,
     "rnn": ref_rnn, "lstm": ref_lstm, "lstm-peephole": greff("vanilla"), "nig": greff("nig"),
     "nfg": greff("nfg"), "nog": greff("nog"), "niaf": greff("niaf"), "noaf": greff("noaf"),
     "cifg": greff("cifg"), "fgr": ref_fgr, "gru": ref_gru("article"),
@@ -135,9 +217,10 @@ REFERENCES = {
 def test_zoo_cell_matches_hand_written_reference(name):
     cell = load_cell(name)
     g = torch.Generator().manual_seed(0)
-    params = init_params(cell, I, H, dtype=torch.float64, generator=g)
+    i = H if cell.hidden_inputs else I  # `input x : hidden` (highway terms)
+    params = init_params(cell, i, H, dtype=torch.float64, generator=g)
     params = {k: v * 3 for k, v in params.items()}  # larger weights: differences show
-    x = torch.randn(N, I, generator=g, dtype=torch.float64)
+    x = torch.randn(N, i, generator=g, dtype=torch.float64)
     states = {s: torch.randn(N, H, generator=g, dtype=torch.float64) for s in cell.states}
     got = step(cell, {"x": x}, states, params).states
     want = REFERENCES[name](params, x, states)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -58,6 +59,7 @@ PLUGINS = [
     "gatelab.train.cli",
     "gatelab.explain.cli",
     "gatelab.report.cli",
+    "gatelab.study.cli",
 ]
 
 
@@ -111,7 +113,8 @@ def show(cell: str = typer.Argument(..., help="built-in name or .cell file"),
     elif source:
         print(cell_text(c), end="")
     else:
-        console.print(f"[bold]{c.name}[/bold] — {c.title}")
+        # the title is the file's own comment: printed literally, never read as Rich markup
+        console.print(f"[bold]{escape(c.name)}[/bold] — {escape(c.title)}", highlight=False)
         console.print(f"inputs: {', '.join(c.inputs)}   states: {', '.join(c.states)}   "
                       f"output: {c.output}")
         console.print(cell_unicode(c), highlight=False)
@@ -124,8 +127,8 @@ def check(files: list[Path] = typer.Argument(..., help=".cell files to validate"
     for f in files:
         try:
             c = load_file(f)
-            console.print(f"{f}: ok ({c.name}: {len(c.states)} state(s), {len(c.gates)} gate(s))",
-                          highlight=False)
+            console.print(escape(f"{f}: ok ({c.name}: {len(c.states)} state(s), "
+                                 f"{len(c.gates)} gate(s))"), highlight=False)
         except CellError as e:  # every file is checked: report this one and go on
             bad = True
             print_error(e)

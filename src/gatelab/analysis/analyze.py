@@ -21,7 +21,7 @@ from ..cell import Cell, cell_unicode, load_cell
 from .core import CoreBlock, find_core, scan_parallel
 from .memory import Memory, find_memory
 from .paths import gradient
-from .stages import MAX_GATES, Mode, all_settings, check_setting, reduce
+from .stages import MAX_GATES, Budget, Mode, all_settings, check_setting, reduce
 from .switches import Switch, find_switches
 from .symbols import AnalysisError, linearize, tex, txt
 
@@ -123,8 +123,15 @@ class Analysis:
             "switches": [s.to_dict() for s in self.switches],
             "scan_parallel": self.scan_parallel,
             "scan_parallel_reasons": self.scan_reasons,
+            "engine": _engine_path(self.cell),
             "core": {m: [b.to_dict(lead) for b in blocks] for m, blocks in self.core.items()},
         }
+
+
+def _engine_path(cell: Cell) -> dict:
+    from ..engine.vendor import explain_path  # the engine's decision, stated by the engine
+
+    return explain_path(cell)
 
 
 def analyze(cell: Cell | str) -> Analysis:
@@ -146,12 +153,14 @@ def _analyze(cell: Cell) -> Analysis:
     sp, reasons = scan_parallel(cell, memory)
     a = Analysis(cell, memory, gate_reads, dict(memory.updates), stage2, [],
                  find_switches(cell), sp, reasons, find_core(cell, memory))
+    budget = Budget(f"stage 3 of {cell.name}")
     try:
-        settings = all_settings(tuple(cell.gates))
-    except AnalysisError as e:
+        for s in all_settings(tuple(cell.gates)):
+            budget.spend()
+            a.modes.append(reduce(memory, stage2, a.gates, s))
+    except AnalysisError as e:  # too many gates, or the budget ran out: no partial mode list
         a.modes_skipped = str(e)
-        settings = []
-    a.modes = [reduce(memory, stage2, a.gates, s) for s in settings]
+        a.modes = []
     for m in a.modes:
         a._cache[tuple(sorted(m.gates.items()))] = m
     return a

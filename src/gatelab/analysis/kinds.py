@@ -5,8 +5,10 @@
 ``hold``        ``s' = s``
 ``feedforward`` ``s'`` does not depend on ``s``
 ``rnn``         ``s' = a · act(W x + U g(s) + b)``: every term that depends on the
-                state is a linear map of it; ``g`` (what the state enters through)
-                and ``act`` (possibly ``identity``) are reported exactly
+                state is a linear map of it (a matrix, a diagonal ``u ⊙ g(s)``, or a
+                normalised map ``layer_norm(U g(s))``, read like tanh of a linear map);
+                ``g`` (what the state enters through) and ``act`` (possibly
+                ``identity``) are reported exactly
 ``residual_rnn`` ``s' = s + rnn``
 ``other``       anything else (the expression says what), e.g. ``s + W x`` (an
                 accumulator), ``s/2 + n/2``, or 0/0 at a normalised gate setting
@@ -23,8 +25,8 @@ from typing import TYPE_CHECKING
 
 import sympy
 
-from ..cell.functions import FUNCTIONS, MatVec, function_name
-from .symbols import split_scalar, txt
+from ..cell.functions import FUNCTIONS, MatVec, function_name, layer_norm
+from .symbols import is_scalar, split_scalar, txt
 
 if TYPE_CHECKING:
     from .stages import Mode
@@ -109,31 +111,77 @@ def enters_through(through: tuple[sympy.Expr, ...], s: sympy.Symbol,
     return ", ".join(dict.fromkeys(names))
 
 
+def map_label(diag: sympy.Expr, matrix: str | None, lead: frozenset[str] = frozenset()) -> str:
+    """How a recurrent map is named: ``U``, ``diag(u)`` (an elementwise product ``u ⊙ h`` is the
+    diagonal linear map ``diag(u)·h``) or ``diag(α ⊙ W·x)·V`` (multiplicative integration)."""
+    if matrix is None:
+        return f"diag({txt(diag, lead)})"
+    return matrix if diag == 1 else f"diag({txt(diag, lead)})·{matrix}"
+
+
+def linear_term(term: sympy.Expr, states: set[sympy.Symbol], scalars: set[sympy.Symbol]
+                ) -> tuple[sympy.Expr, str | None, sympy.Expr] | None:
+    """A state-dependent term of a pre-activation as a linear map of (a function of) the state:
+    ``(diag, matrix, through)`` with ``term = diag ⊙ (matrix · through)`` (``matrix`` None: the
+    map is ``diag`` alone). ``diag`` is free of the states (parameters, inputs, maps of the
+    input); gates and numbers stay with ``through`` (they are scalars). None when the term is not
+    linear in a function of the state this way (``h ⊙ h``, a map of a map of the state).
+    """
+    diag, rest = sympy.Integer(1), sympy.Integer(1)
+    for f in sympy.Mul.make_args(term):
+        if f.is_Number or is_scalar(f, scalars) or f.free_symbols & states:
+            rest *= f
+        else:
+            diag *= f
+    coeff, core = split_scalar(rest, scalars)
+    if isinstance(core, layer_norm):  # a normalised linear map of the state: LN(U·g(s))
+        c2, inner = split_scalar(core.args[0], scalars)
+        if not isinstance(inner, MatVec) or inner.vector.has(MatVec) or not (
+                inner.vector.free_symbols & states):
+            return None
+        return diag, f"layer_norm∘{inner.matrix.name}", coeff * c2 * inner.vector
+    if isinstance(core, MatVec):
+        if core.vector.has(MatVec) or not (core.vector.free_symbols & states):
+            return None
+        return diag, core.matrix.name, coeff * core.vector
+    if diag == 1 or core.has(MatVec) or len(sympy.Mul.make_args(core)) != 1:
+        return None  # h alone (an accumulator's s), h ⊙ h, U·h ⊙ h: not a diagonal map
+    return diag, None, coeff * core
+
+
 def match_rnn(expr: sympy.Expr, s: sympy.Symbol, states: set[sympy.Symbol],
               scalars: set[sympy.Symbol]) -> RnnForm | None:
-    """``expr`` as ``scale · act(W x + U g(s) + b)``, or None if it has another shape."""
+    """``expr`` as ``scale · act(W x + U g(s) + b)``, or None if it has another shape.
+
+    A state-dependent term may be ``U·g(s)``, an elementwise ``u ⊙ g(s)`` (the diagonal map
+    ``diag(u)``), or either multiplied by a state-free vector (``α ⊙ W·x ⊙ V·h``: the map
+    ``diag(α ⊙ W·x)·V``, still linear in the state).
+    """
     scale, rest = split_scalar(expr, scalars)
     if rest == 1:
         return None
     fname = function_name(rest)
-    if fname is not None and len(rest.args) == 1 and rest.args[0].has(MatVec):
+    if fname is not None and len(rest.args) == 1 and rest.args[0].free_symbols & states:
         act, pre = fname, rest.args[0]
     else:
         act, pre = "identity", rest
+    lead = frozenset(x.name for x in scalars)
     inputs, recurrent, through = [], [], []
     for term in sympy.Add.make_args(pre):
-        coeff, core = split_scalar(term, scalars)
         if not (term.free_symbols & states):
-            if isinstance(core, MatVec):
-                inputs.append(core.matrix.name)
+            maps = sorted(term.atoms(MatVec), key=sympy.default_sort_key)
+            inputs += [m.matrix.name for m in maps]
             continue
-        if not isinstance(core, MatVec) or core.vector.has(MatVec):
+        found = linear_term(term, states, scalars)
+        if found is None:
             return None  # the state enters outside a linear map: not an RNN update
-        recurrent.append(core.matrix.name)
-        through.append(coeff * core.vector)
+        diag, matrix, via = found
+        recurrent.append(map_label(diag, matrix, lead))
+        through.append(via)
     if not any(s in t.free_symbols for t in through):
         return None
-    return RnnForm(act, scale, pre, tuple(inputs), tuple(recurrent), tuple(through))
+    return RnnForm(act, scale, pre, tuple(dict.fromkeys(inputs)), tuple(recurrent),
+                   tuple(through))
 
 
 def classify(expr: sympy.Expr, state: str, memory_states: tuple[str, ...],

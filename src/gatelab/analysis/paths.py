@@ -7,7 +7,8 @@ matrices ``W``::
     c' = f ⊙ c + i ⊙ tanh(W·x + U·(o_prev ⊙ tanh(c)) + b)
     ∂c'/∂c = diag(f) + diag(i ⊙ tanh'(…)) · U · diag(o_prev ⊙ tanh'(c))
 
-A linear map is opaque: the derivative through ``W @ v`` always carries ``W``. A path that
+A linear map is opaque: the derivative through ``W @ v`` always carries ``W``; so does
+``layer_norm`` (its Jacobian mixes the units: the factor ``J_layer_norm``). A path that
 crosses no matrix and whose diagonal factors are made of gates and numbers only is *direct*; the
 sum of the direct paths is the **direct gain**, and the update has an **identity path** when that
 gain is exactly 1 (``∂s'/∂s = I + …``: gradient passes unchanged, as in a ResNet shortcut).
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 
 import sympy
 
-from ..cell.functions import MatVec
+from ..cell.functions import MatVec, layer_norm
 from .symbols import is_scalar, txt
 
 # A path: factors from the output side to the state side; each is ("diag", expr) or ("mat", W).
@@ -46,6 +47,8 @@ def paths(expr: sympy.Expr, s: sympy.Symbol) -> list[Path]:
     if isinstance(expr, sympy.Pow) and s not in expr.exp.free_symbols:
         d = expr.exp * expr.base ** (expr.exp - 1)
         return [(("diag", d),) + p for p in paths(expr.base, s)]
+    if isinstance(expr, layer_norm):  # a full (not diagonal) Jacobian, like a map: never direct
+        return [(("mat", sympy.Symbol("J_layer_norm")),) + p for p in paths(expr.args[0], s)]
     if isinstance(expr, sympy.Function) and len(expr.args) == 1:
         return [(("diag", expr.fdiff(1)),) + p for p in paths(expr.args[0], s)]
     # Anything else (a power with a state-dependent exponent...): one opaque elementwise factor.

@@ -84,6 +84,8 @@ def rich_analysis(a: Analysis) -> Group:
     out.append(core)
     why = "" if d["scan_parallel"] else ": " + "; ".join(d["scan_parallel_reasons"][:3])
     out.append(Text(f"scan-parallel: {'yes' if d['scan_parallel'] else 'no'}{why}"))
+    out.append(Text(f"engine path (backend='auto'): {d['engine']['path']}: "
+                    f"{d['engine']['reason']}"))
     return Group(*out)
 
 
@@ -152,7 +154,9 @@ def markdown(a: Analysis) -> str:
                          f"{', '.join(b['recurrent_maps']) or '—'} | "
                          f"{_md_escape(', '.join(b['through'])) or '—'} |")
     sp = "yes" if d["scan_parallel"] else "no (" + "; ".join(d["scan_parallel_reasons"]) + ")"
-    lines += ["", f"**Scan-parallel:** {_md_escape(sp)}", ""]
+    lines += ["", f"**Scan-parallel:** {_md_escape(sp)}", "",
+              f"**Engine path** (`backend='auto'`): {d['engine']['path']}: "
+              f"{_md_escape(d['engine']['reason'])}", ""]
     return "\n".join(lines)
 
 

@@ -8,6 +8,7 @@ gates in the setting are replaced by 0 or 1 and the updates simplify: GRU at ``z
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import product
@@ -20,6 +21,35 @@ from .paths import Gradient, gradient
 from .symbols import AnalysisError, clean, tex, txt
 
 MAX_GATES = 10  # 2**10 = 1024 modes; beyond that, ask for specific settings
+# Every search over settings (all modes in `analyze`, the hold setting of `grad flow --set
+# hold`, the diagram's modes) spends from one budget: at most this many reductions and seconds.
+MAX_REDUCTIONS = 4096
+MAX_SECONDS = 20.0
+
+
+class Budget:
+    """A bound on a search over gate settings: :meth:`spend` before each reduction raises
+    :class:`AnalysisError` once ``reductions`` were spent or ``seconds`` have passed, so a
+    many-gate or very long cell ends with a clear message instead of running for hours.
+
+    >>> b = Budget("demo", reductions=1)
+    >>> b.spend(); b.spend()  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    AnalysisError: demo: stopped after 1 reductions
+    """
+
+    def __init__(self, what: str, reductions: int = MAX_REDUCTIONS,
+                 seconds: float = MAX_SECONDS) -> None:
+        self.what, self.limit, self.seconds = what, reductions, seconds
+        self.spent = 0
+        self.deadline = time.monotonic() + seconds
+
+    def spend(self) -> None:
+        if self.spent >= self.limit or time.monotonic() > self.deadline:
+            raise AnalysisError(f"{self.what}: stopped after {self.spent} reductions (the budget "
+                                f"is {self.limit} reductions or {self.seconds:g} s); ask for "
+                                "specific settings with --set")
+        self.spent += 1
 
 
 @dataclass

@@ -9,6 +9,8 @@ gate comes from is stage 1's business). Each place is one of:
 * ``value`` — the gate's value is itself a signal (FGR's ``pi' = i``);
 * ``other`` — any other use (minLSTM's ``f/(f + i)``); ``at_1``/``at_0`` still say what it gives.
 
+Gates are read as 0/1 switches, so ``g ⊙ g`` is ``g`` (:func:`~.symbols.as_switches`), and
+the same switched term written twice (inlined by hand into two updates) is one place.
 A gate acting in more than one place is ``ganged`` (MGU's ``f`` is ``spst`` in the candidate and
 ``spdt`` in the update: one gate, several switches moving together).
 """
@@ -21,7 +23,7 @@ import sympy
 
 from ..cell.functions import MatVec, function_name
 from ..cell.ir import Cell
-from .symbols import tex, txt
+from .symbols import as_switches, tex, txt
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,12 @@ def _places(e: sympy.Expr, g: sympy.Symbol, inside: sympy.Expr | None = None) ->
     return [p for a in e.args for p in _places(a, g, wrap)]
 
 
+def _terms(parts: list[sympy.Expr]) -> list[sympy.Expr]:
+    """The terms of a sum, each part expanded one level the same way (``n ⊙ (1 - k)`` gives
+    ``n - k ⊙ n`` whether it stands alone or beside other terms)."""
+    return list(sympy.Add.make_args(sympy.Add(*[sympy.expand(t, deep=False) for t in parts])))
+
+
 def _places_in_sum(e: sympy.Add, g: sympy.Symbol, inside: sympy.Expr | None) -> list[_Found]:
     """The place where ``g`` switches the terms of a sum, whatever way the author wrote it.
 
@@ -144,15 +152,16 @@ def _places_in_sum(e: sympy.Add, g: sympy.Symbol, inside: sympy.Expr | None) -> 
             else:
                 found += sub
     if direct:
-        one = list(sympy.Add.make_args(sympy.expand(sympy.Add(*at1), deep=False)))
-        zero = list(sympy.Add.make_args(sympy.expand(sympy.Add(*at0), deep=False)))
+        one, zero = _terms(at1), _terms(at0)
+        removed = []
         for t in list(one):
             if t in zero:  # passes at both settings: not switched by g
                 one.remove(t)
                 zero.remove(t)
+                removed.append(t)
         a, b = sympy.Add(*one), sympy.Add(*zero)
-        common = [t for t in sympy.Add.make_args(sympy.expand(sympy.Add(*at0), deep=False))
-                  if t not in zero]
+        common = [t for t in e.args if t not in direct
+                  and all(u in removed for u in _terms([t]))]
         term = e - sympy.Add(*common)  # the part of the sum that g switches
         if a != 0 and b != 0:
             found.append(("spdt", term, (a, b), inside, a, b))
@@ -167,14 +176,18 @@ def _places_in_sum(e: sympy.Add, g: sympy.Symbol, inside: sympy.Expr | None) -> 
 
 def find_switches(cell: Cell) -> list[Switch]:
     """Every gate's places in the lets and state updates, in cell order."""
-    defs = [(n, "let", e) for n, e in cell.lets.items()]
-    defs += [(n, "next", e) for n, e in cell.nexts.items()]
+    gates = {cell.sym(g) for g in cell.gates}
+    # Switches are 0/1: g ⊙ g acts as g (one switch, not a squared one).
+    defs = [(n, "let", as_switches(e, gates)) for n, e in cell.lets.items()]
+    defs += [(n, "next", as_switches(e, gates)) for n, e in cell.nexts.items()]
     out = []
     for gate in cell.gates:
         g = cell.sym(gate)
-        places = []
+        places: list[Place] = []
         for name, kind, expr in defs:
             for typ, term, signals, inside, *ends in _places(expr, g):
+                if any(p.type == typ and p.term == term for p in places):
+                    continue  # the same switched term written twice is one switch
                 at1, at0 = ends or (term.xreplace({g: sympy.S.One}),
                                     term.xreplace({g: sympy.S.Zero}))
                 places.append(Place(name, kind, typ, term, at1, at0, signals, inside))

@@ -99,3 +99,24 @@ def unique_name(base: str, taken: set[str]) -> str:
     while name in taken:
         name += "_"
     return name
+
+
+def as_switches(expr: sympy.Expr, gates: set[sympy.Symbol]) -> sympy.Expr:
+    """``expr`` read with its gates as 0/1 switches (stage 3): a switch is idempotent, so
+    ``g ⊙ g = g`` and ``(1 - g)² = 1 - g``, and complementary, so ``g ⊙ (1 - g) = 0``.
+
+    >>> g, s = sympy.symbols("g s")
+    >>> as_switches(g**2 * s + (1 - g)**3 * g, {g})
+    g*s
+    """
+    if not expr.args or not (expr.free_symbols & gates):
+        return expr
+    expr = expr.func(*[as_switches(a, gates) for a in expr.args])
+    if isinstance(expr, sympy.Pow) and expr.exp.is_Integer and expr.exp > 0:
+        if expr.base in gates or any(expr.base == 1 - g for g in gates):
+            return expr.base
+    if isinstance(expr, sympy.Mul):
+        factors = sympy.Mul.make_args(expr)
+        if any(g in factors and 1 - g in factors for g in gates):
+            return sympy.Integer(0)
+    return expr

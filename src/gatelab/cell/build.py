@@ -12,12 +12,31 @@ from pathlib import Path
 
 import sympy
 
+from ..files import FileProblem, read_limited
 from .errors import CellError, Problem
+from .fold import FoldError, expanded_terms, fold, inlined_sizes
 from .functions import FUNCTIONS, MatVec
 from .ir import HIDDEN, Cell, Param
-from .syntax import BinOp, Call, MatMul, Name, Neg, Node, Num, Statement, parse_statements
-
-MAX_BYTES = 64 * 1024
+from .limits import (
+    MAX_BYTES,
+    MAX_DEFINITIONS,
+    MAX_INLINED,
+    MAX_PARAMS,
+    MAX_TERMS,
+    constant_problem,
+)
+from .syntax import (
+    BinOp,
+    Call,
+    MatMul,
+    Name,
+    Neg,
+    Node,
+    Num,
+    Statement,
+    parse_statements,
+    split_lines,
+)
 
 
 class _Fail(Exception):
@@ -25,7 +44,8 @@ class _Fail(Exception):
         self.col, self.message, self.expected = col, message, expected
 
 
-def parse_cell(text: str | bytes, path: str = "<string>", default_name: str = "cell") -> Cell:
+def parse_cell(text: str | bytes, path: str = "<string>", default_name: str = "cell",
+               _verify: bool = True) -> Cell:
     """Parse ``.cell`` text into a validated :class:`Cell`. Raises :class:`CellError`.
 
     >>> cell = parse_cell("input x\\nstate h\\nnext h = tanh(W @ x + U @ h + b)\\noutput h")
@@ -50,7 +70,7 @@ def parse_cell(text: str | bytes, path: str = "<string>", default_name: str = "c
     if len(text) > MAX_BYTES:
         raise CellError([Problem(path, 1, 1, f"text is too large ({len(text)} characters)",
                                  f"a cell of at most {MAX_BYTES} characters")])
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(split_lines(text), start=1):
         for col, ch in enumerate(line, start=1):
             if not ch.isprintable() and ch != "\t":
                 raise CellError([Problem(path, lineno, col, f"control character {ch!r}",
@@ -64,6 +84,10 @@ def parse_cell(text: str | bytes, path: str = "<string>", default_name: str = "c
     if problems:
         raise CellError(problems)
     assert cell is not None
+    if _verify:
+        from .roundtrip import check_printable
+
+        check_printable(cell, path, parse_cell)
     return cell
 
 
@@ -71,13 +95,9 @@ def load_file(path: str | Path) -> Cell:
     """Read and parse a ``.cell`` file (the file stem is the default cell name)."""
     p = Path(path)
     try:
-        size = p.stat().st_size
-        if size > MAX_BYTES:
-            raise CellError([Problem(str(p), 1, 1, f"file is too large ({size} bytes)",
-                                     f"a cell file of at most {MAX_BYTES} bytes")])
-        data = p.read_bytes()
-    except OSError as e:
-        raise CellError([Problem(str(p), 0, 0, f"cannot read file ({e.strerror})",
+        data = read_limited(p, MAX_BYTES, "cell file")
+    except FileProblem as e:  # the message already starts with the path
+        raise CellError([Problem(str(p), 0, 0, str(e).removeprefix(f"{p}: "),
                                  "a readable .cell file")]) from None
     return dataclasses.replace(parse_cell(data, str(p), default_name=p.stem), source=str(p))
 
@@ -94,6 +114,7 @@ class _Builder:
         self.dims: dict[str, str] = {}
         self.param_role: dict[str, tuple[str, tuple[int, int]]] = {}
         self.param_dims: dict[str, tuple[str, ...]] = {}
+        self.matrix_vector: dict[str, tuple[sympy.Expr, int]] = {}  # first vector, its line
 
     def fail(self, line: int, col: int, message: str, expected: str = "") -> None:
         self.problems.append(Problem(self.path, line, col, message, expected))
@@ -104,6 +125,7 @@ class _Builder:
         name, output = None, None
         inputs: list[str] = []
         states: list[str] = []
+        hidden_inputs: set[str] = set()
         for st in self.statements:
             kw = st.keyword
             if kw == "name":
@@ -114,6 +136,8 @@ class _Builder:
                 for n, col in st.names:
                     if self._declare(n, kw, st.line, col):
                         (inputs if kw == "input" else states).append(n)
+                        if st.size == "hidden":
+                            hidden_inputs.add(n)
             elif kw in ("gate", "let"):
                 n, col = st.names[0]
                 if self._declare(n, kw, st.line, col):
@@ -157,8 +181,13 @@ class _Builder:
             what = "an input" if output[0] in self.kind_of else "undefined"
             self.fail(out_line, output[1], f"output {output[0]} is {what}",
                       "a state, gate or let name")
+        if len(self.kind_of) > MAX_DEFINITIONS:
+            self.fail(1, 1, f"the cell defines {len(self.kind_of)} inputs, states, gates and "
+                      f"lets, over the limit of {MAX_DEFINITIONS}", "a smaller cell")
+            return None
         for n in inputs:
-            self.dims[n] = "I" if len(inputs) == 1 else f"I_{n}"
+            self.dims[n] = HIDDEN if n in hidden_inputs else (
+                "I" if len(inputs) == 1 else f"I_{n}")
         for n in states:
             self.dims[n] = HIDDEN
         order = self._order()
@@ -238,10 +267,76 @@ class _Builder:
                                 "matrix: W @ x)")
                 if not isinstance(key, tuple):
                     self.dims[key] = dim
+                fold(st.expr)  # constants checked on bounded floats before SymPy folds them
                 exprs[key] = _to_sympy(st.expr)
+                bad = constant_problem(exprs[key])
+                if bad:
+                    raise _Fail(st.expr.col, bad, "finite real constants within the limits")
+                self._check_maps(exprs[key], st)
+            except FoldError as e:
+                self.fail(st.line, e.col or st.col, e.message, e.expected)
             except _Fail as e:
                 self.fail(st.line, e.col or st.col, e.message, e.expected)
+        if len(self.param_role) > MAX_PARAMS:
+            name, (_, (line, col)) = list(self.param_role.items())[MAX_PARAMS]
+            self.fail(line, col, f"parameter {name} is one more than the limit of {MAX_PARAMS} "
+                      "learned parameters per cell", "a smaller cell")
+        if not self.problems:
+            self._check_used(exprs)
+            self._check_inputs_reach(order, exprs, todo)
+            sizes = inlined_sizes(order, exprs)
+            terms = expanded_terms(order, exprs, {n for n, k in self.kind_of.items()
+                                                  if k == "gate"})
+            for key, st in todo:
+                if sizes[key] > MAX_INLINED:
+                    self.fail(st.line, st.col, f"with its gates and lets substituted in, this "
+                              f"expression has {sizes[key]} parts, over the limit of "
+                              f"{MAX_INLINED}", "fewer repeated uses of long lets")
+                elif terms[key] > MAX_TERMS:
+                    self.fail(st.line, st.col, f"multiplied out, this expression has up to "
+                              f"{terms[key]} terms, over the limit of {MAX_TERMS}",
+                              "fewer products of sums (the analysis multiplies them out)")
         return exprs
+
+    def _check_maps(self, expr: sympy.Expr, st: Statement) -> None:
+        """Every ``W @ v`` must still apply to a signal once constants are folded; a matrix
+        multiplies one vector (the engine stacks each matrix by the vector it multiplies)."""
+        signals = {sympy.Symbol(n) for n in self.kind_of}
+        for mv in sorted(expr.atoms(MatVec), key=sympy.default_sort_key):
+            w, v = mv.matrix.name, mv.vector
+            if not v.free_symbols & signals:
+                raise _Fail(st.expr.col, f"{w} @ ... applies to the constant {v} once "
+                            "constants are folded", "a vector expression, e.g. W @ x")
+            first = self.matrix_vector.setdefault(w, (v, st.line))
+            if first[0] != v:
+                raise _Fail(st.expr.col, f"matrix {w} multiplies {v} here but {first[0]} on "
+                            f"line {first[1]}", "one matrix per vector (rename one of them)")
+
+    def _check_inputs_reach(self, order: list[str], exprs: dict, todo: list) -> None:
+        """Every state update must depend on an input or a state (else it is a constant) and
+        the cell must learn something."""
+        if not self.param_role:
+            self.fail(1, 1, "the cell has no learned parameters", "e.g. W @ x or a bias b")
+        signals = {sympy.Symbol(n) for n, k in self.kind_of.items() if k in ("input", "state")}
+        reach: dict = {}
+        for key, st in todo:
+            syms = exprs[key].free_symbols
+            reach[key] = (syms & signals).union(*(reach.get(s.name, set()) for s in syms))
+            if isinstance(key, tuple) and not reach[key]:
+                self.fail(st.line, st.expr.col, f"next {key[1]} depends on no input or state, "
+                          "so it is a constant", "an update that reads an input or a state")
+
+    def _check_used(self, exprs: dict) -> None:
+        """A parameter the folded equations no longer mention (``0 * b``, ``b - b``) would have
+        no place in the engine: refused where it is first used."""
+        used: set[sympy.Symbol] = set()
+        for e in exprs.values():
+            used |= e.free_symbols
+        for name, (_, (line, col)) in self.param_role.items():
+            if sympy.Symbol(name) not in used:
+                self.fail(line, col, f"parameter {name} vanishes from the equations once "
+                          "constants are folded (e.g. it is multiplied by 0 or cancels)",
+                          "every parameter to take part in the cell")
 
     def _set_param_dim(self, p: str, shape: tuple[str, ...], line: int) -> None:
         old = self.param_dims.get(p)
@@ -269,7 +364,12 @@ class _Builder:
             group.append(node.id)
             return None
         if isinstance(node, Call):
-            return self._dim(node.arg, group, line)
+            dim = self._dim(node.arg, group, line)
+            if node.func == "layer_norm" and dim not in (None, HIDDEN):
+                raise _Fail(node.col, "layer_norm normalises over the hidden units, but its "
+                            "argument has the input's size", "a hidden-size argument, e.g. "
+                            "layer_norm(W @ x)")
+            return dim
         if isinstance(node, Neg):
             return self._dim(node.operand, group, line)
         if isinstance(node, MatMul):
@@ -319,22 +419,20 @@ def _shape(shape: tuple[str, ...]) -> str:
 def _names(node: Node | None) -> list[str]:
     """Names referenced in an expression (matrices excluded), in order of appearance."""
     out: list[str] = []
-
-    def walk(n: Node | None) -> None:
+    todo = [node]  # an explicit stack: long sums make deep left-leaning trees
+    while todo:
+        n = todo.pop()
         if isinstance(n, Name):
             if n.id not in out:
                 out.append(n.id)
         elif isinstance(n, Call):
-            walk(n.arg)
+            todo.append(n.arg)
         elif isinstance(n, Neg):
-            walk(n.operand)
+            todo.append(n.operand)
         elif isinstance(n, MatMul):
-            walk(n.vector)
+            todo.append(n.vector)
         elif isinstance(n, BinOp):
-            walk(n.left)
-            walk(n.right)
-
-    walk(node)
+            todo += [n.right, n.left]
     return out
 
 

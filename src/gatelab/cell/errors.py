@@ -19,6 +19,8 @@ class Problem:
 
     def __str__(self) -> str:
         tail = f"; expected {self.expected}" if self.expected else ""
+        if self.line <= 0:  # about the file as a whole (cannot be read, no such cell)
+            return f"{self.path}: {self.message}{tail}"
         return f"{self.path}:{self.line}:{self.col}: {self.message}{tail}"
 
 

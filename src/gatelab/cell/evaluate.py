@@ -16,7 +16,7 @@ import sympy
 import torch
 from sympy.printing.printer import Printer
 
-from .functions import BY_NAME, Fn, MatVec, RegistryPrinting
+from .functions import BY_NAME, LAYER_NORM_EPS, Fn, MatVec, RegistryPrinting
 from .ir import Cell
 
 
@@ -62,6 +62,10 @@ class _Evaluator(RegistryPrinting, Printer):
         if ex == 0.5:
             return BY_NAME["sqrt"].torch_fn()(base) if torch.is_tensor(base) else math.sqrt(base)
         return base**ex
+
+    def _print_layer_norm(self, expr: sympy.Expr) -> torch.Tensor:
+        v = self._print(expr.args[0])  # over the hidden units (the last axis) of each row
+        return torch.nn.functional.layer_norm(v, v.shape[-1:], eps=LAYER_NORM_EPS)
 
     def _print_registered(self, expr: sympy.Expr, fn: Fn) -> torch.Tensor:
         arg = self._print(expr.args[0])

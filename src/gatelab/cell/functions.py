@@ -80,6 +80,25 @@ class softplus(sympy.Function):  # noqa: N801
         return sigmoid(self.args[0])
 
 
+class layer_norm(sympy.Function):  # noqa: N801
+    """Normalisation over the hidden units: ``(v - mean(v)) / sqrt(var(v) + 1e-5)``, the
+    statistics taken across the H units of each row (Ba, Kiros & Hinton 2016). Not elementwise:
+    the learned gain and bias are written beside it as vectors, ``g ⊙ layer_norm(W @ x) + b``.
+    The analysis reads ``layer_norm(U @ h)`` as a (normalised) linear map of ``h``. It has no
+    elementwise derivative: the printers that need one refuse it (see its registry entry)."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x: sympy.Expr):
+        if x.is_zero:  # (0 - 0) / sqrt(0 + eps)
+            return sympy.Integer(0)
+        return None
+
+
+LAYER_NORM_EPS = 1e-5  # as torch.nn.LayerNorm
+
+
 @dataclass(frozen=True)
 class Fn:
     """One elementwise function of the cell language (or of the derivatives the engine prints).
@@ -129,6 +148,11 @@ REGISTRY: tuple[Fn, ...] = (
        c="SQRT({x})"),
     Fn("abs", sympy.Abs, sympy.Abs, "torch.abs", True, "tl.abs({x})",
        r"\left|{{{x}}}\right|", "abs", c="FABS({x})"),
+    # A row reduction, not elementwise: the reference evaluator and the torch printer spell it
+    # themselves (_print_layer_norm: normalised over the last axis), the Triton printer refuses
+    # it, and the generated steps are refused before any printing (engine/plan.py).
+    Fn("layer_norm", layer_norm, layer_norm, "torch.nn.functional.layer_norm", False,
+       "layer_norm({x})", r"\operatorname{{LN}}\left({x}\right)", "layer_norm"),
     # d|x|/dx for real x; not a name cells may call.
     Fn("sign", sympy.sign, sympy.sign, "torch.sign", True, "_sign({x})",
        r"\operatorname{{sign}}\left({x}\right)", "sign", cell=False,
@@ -148,6 +172,19 @@ _BY_CLASS = {f.cls: f for f in REGISTRY if f.cls is not None}
 def by_class(expr: sympy.Basic) -> Fn | None:
     """The registry entry of the function at the head of ``expr`` (None if it is not one)."""
     return _BY_CLASS.get(type(expr))
+
+
+def real_diff(expr: sympy.Expr, u: sympy.Symbol) -> sympy.Expr:
+    """``d expr / d u`` with every symbol taken as real, as every value of a cell is: SymPy's
+    derivative of ``Abs`` on an unconstrained symbol is written with ``re``/``im``, which no
+    engine computes; on reals it is ``sign``.
+
+    >>> x = sympy.Symbol("x")
+    >>> real_diff(sympy.Abs(2 * x), x)
+    2*sign(x)
+    """
+    real = {s: sympy.Dummy(s.name, real=True) for s in expr.free_symbols | {u}}
+    return sympy.diff(expr.xreplace(real), real[u]).xreplace({v: k for k, v in real.items()})
 
 
 def function_name(expr: sympy.Expr) -> str | None:

@@ -126,6 +126,11 @@ class Cell:
     def vectors(self) -> list[str]:
         return [p.name for p in self.params.values() if p.role == "vector"]
 
+    @property
+    def hidden_inputs(self) -> tuple[str, ...]:
+        """Inputs declared ``input x : hidden`` (they have the hidden size: highway terms)."""
+        return tuple(x for x in self.inputs if self.dims.get(x) == HIDDEN)
+
     # ---- derived expressions ---------------------------------------------------------------
     def inline(self, expr: sympy.Expr, keep: tuple[str, ...] | set[str] = ()) -> sympy.Expr:
         """Substitute gate and let definitions into ``expr`` until only inputs, previous states,

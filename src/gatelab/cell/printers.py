@@ -127,7 +127,8 @@ def cell_text(cell: Cell) -> str:
     lead, ins = frozenset(cell.gates), frozenset(cell.inputs)
     lines = [f"# {d}".rstrip() for d in cell.doc]
     lines.append(f"name   {cell.name}")
-    lines += [f"input  {n}" for n in cell.inputs]
+    lines += [f"input  {n}" + (" : hidden" if n in cell.hidden_inputs else "")
+              for n in cell.inputs]
     lines += [f"state  {n}" for n in cell.states]
     for kind, n in cell.order:
         lines.append(f"{kind:<6} {n} = {expr_text(cell.definition(n), lead=lead, inputs=ins)}")
@@ -148,12 +149,17 @@ def cell_unicode(cell: Cell) -> str:
     return "\n".join(lines)
 
 
+def _raised(text: str, exp: str | None) -> str:
+    """SymPy's LaTeX printer passes ``exp`` when a function is raised to a power."""
+    return text if exp is None else rf"\left({text}\right)^{{{exp}}}"
+
+
 class _Latex(RegistryPrinting, LatexPrinter):
-    def _print_MatVec(self, e: MatVec) -> str:  # noqa: N802 - SymPy's dispatch naming
+    def _print_MatVec(self, e: MatVec, exp: str | None = None) -> str:  # noqa: N802 - SymPy
         v = self._print(e.vector)
         if not isinstance(e.vector, sympy.Symbol):
             v = rf"\left({v}\right)"
-        return f"{self._print(e.matrix)} {v}"
+        return _raised(f"{self._print(e.matrix)} {v}", exp)
 
     def _print_registered(self, e: sympy.Expr, fn: Fn, exp: str | None = None) -> str:
         text = fn.latex.format(x=self._print(e.args[0]))

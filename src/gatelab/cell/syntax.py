@@ -3,6 +3,7 @@
 The grammar (one statement per line, ``#`` starts a comment)::
 
     statement  := "name" CELLNAME | ("input" | "state") NAME ("," NAME)*
+                | "input" NAME ("," NAME)* ":" "hidden"   # an input of the hidden size
                 | ("gate" | "let" | "next") NAME "=" expr | "output" NAME
     expr       := term (("+" | "-") term)*
     term       := unary (("*" | "⊙" | "/") unary)*
@@ -23,11 +24,13 @@ from dataclasses import dataclass, field
 
 from .errors import Problem
 from .functions import FUNCTION_ALIASES, FUNCTIONS
+from .limits import MAX_DEPTH, MAX_LITERAL_CHARS, MAX_NAME_CHARS, MAX_NODES
 
 KEYWORDS = ("name", "input", "state", "gate", "let", "next", "output")
 # Unicode operator spellings -> ASCII.
 OPERATOR_ALIASES = {"⊙": "*", "·": "*", "×": "*", "−": "-"}
 SINGLE_OPS = set("+-*/@()=,")
+OPERATORS = ("+", "-", "*", "/", "@", "**")
 
 
 @dataclass(frozen=True)
@@ -85,12 +88,23 @@ class Statement:
     names: list[tuple[str, int]] = field(default_factory=list)  # (name, col)
     expr: Node | None = None
     broken: bool = False  # the line had a syntax error; kept so its name still counts as defined
+    size: str | None = None  # `input x : hidden`: "hidden"
 
 
 class ParseError(Exception):
     def __init__(self, col: int, message: str, expected: str = ""):
         super().__init__(message)
         self.col, self.message, self.expected = col, message, expected
+
+
+DIGITS = "0123456789"  # only ASCII digits make numbers: '²' or '٣' are not numbers
+
+
+def split_lines(text: str) -> list[str]:
+    """The lines of a cell file: only ``\\n`` (or ``\\r\\n``) ends a line. A lone ``\\r``,
+    ``\\v``, a form feed or U+2028 stays inside its line, where it is reported as a control
+    character with its position, instead of silently shifting every later line number."""
+    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
 
 
 def _is_name_start(ch: str) -> bool:
@@ -114,26 +128,32 @@ def tokenize(text: str) -> list[Token]:
             j = i + 1
             while j < n and _is_name_char(text[j]):
                 j += 1
+            if j - i > MAX_NAME_CHARS:
+                raise ParseError(col, f"name of {j - i} characters is too long",
+                                 f"a name of at most {MAX_NAME_CHARS} characters")
             tokens.append(Token("NAME", text[i:j], col))
             i = j
-        elif ch.isdigit() or (ch == "." and i + 1 < n and text[i + 1].isdigit()):
+        elif ch in DIGITS or (ch == "." and i + 1 < n and text[i + 1] in DIGITS):
             j = i
-            while j < n and text[j].isdigit():
+            while j < n and text[j] in DIGITS:
                 j += 1
             if j < n and text[j] == ".":
                 j += 1
-                while j < n and text[j].isdigit():
+                while j < n and text[j] in DIGITS:
                     j += 1
             if j < n and text[j] in "eE":
                 k = j + 1
                 if k < n and text[k] in "+-":
                     k += 1
-                if k < n and text[k].isdigit():
+                if k < n and text[k] in DIGITS:
                     j = k
-                    while j < n and text[j].isdigit():
+                    while j < n and text[j] in DIGITS:
                         j += 1
             if j < n and _is_name_char(text[j]):
                 raise ParseError(j + 1, f"unexpected {text[j]!r} after number", "an operator")
+            if j - i > MAX_LITERAL_CHARS:
+                raise ParseError(col, f"number of {j - i} characters is too long",
+                                 f"a number of at most {MAX_LITERAL_CHARS} characters")
             tokens.append(Token("NUMBER", text[i:j], col))
             i = j
         elif text.startswith("**", i):
@@ -173,6 +193,13 @@ class ExprParser:
 
     def __init__(self, tokens: list[Token]):
         self.tokens, self.i = tokens, 0
+        self.depth = 0  # current nesting; bounded so a hostile line cannot exhaust the stack
+
+    def deeper(self, col: int) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ParseError(col, f"expression nested more than {MAX_DEPTH} levels deep",
+                             "a flatter expression (name intermediate values with `let`)")
 
     @property
     def tok(self) -> Token:
@@ -197,6 +224,11 @@ class ExprParser:
                 raise ParseError(t.col, t.text, "names, numbers and + - * / @ ** ( )")
             if t.kind == "NAME":
                 check_identifier(t.text, t.col)
+        parts = [t for t in self.tokens if t.kind in ("NAME", "NUMBER") or t.text in OPERATORS]
+        if len(parts) > MAX_NODES:
+            raise ParseError(parts[MAX_NODES].col, f"expression of {len(parts)} parts is too "
+                             "long", f"at most {MAX_NODES} names, numbers and operators (name "
+                             "intermediate values with `let`)")
         node = self.expr()
         if self.tok.kind != "END":
             raise ParseError(self.tok.col, f"unexpected {describe(self.tok)}",
@@ -218,12 +250,12 @@ class ExprParser:
         return node
 
     def unary(self) -> Node:
-        if self.at("-"):
+        if self.at("-") or self.at("+"):
             op = self.take()
-            return Neg(op.col, self.unary())
-        if self.at("+"):
-            self.take()
-            return self.unary()
+            self.deeper(op.col)
+            node = self.unary()
+            self.depth -= 1
+            return Neg(op.col, node) if op.text == "-" else node
         return self.matmul()
 
     def matmul(self) -> Node:
@@ -235,7 +267,10 @@ class ExprParser:
                 raise ParseError(name_tok.col, f"{name_tok.text} is a function, not a matrix",
                                  "a weight matrix name left of @")
             self.take()
-            return MatMul(name_tok.col, Name(name_tok.col, name_tok.text), self.unary())
+            self.deeper(name_tok.col)
+            node = MatMul(name_tok.col, Name(name_tok.col, name_tok.text), self.unary())
+            self.depth -= 1
+            return node
         node = self.power()
         if self.at("@"):
             raise ParseError(self.tok.col, "left of @ must be a weight matrix name",
@@ -246,7 +281,9 @@ class ExprParser:
         node = self.atom()
         if self.at("**"):
             op = self.take()
+            self.deeper(op.col)
             node = BinOp(op.col, "**", node, self.unary())
+            self.depth -= 1
         return node
 
     def atom(self) -> Node:
@@ -263,7 +300,9 @@ class ExprParser:
                     raise ParseError(t.col, f"unknown function {t.text!r}",
                                      "one of " + ", ".join(FUNCTIONS))
                 self.take()
+                self.deeper(t.col)
                 arg = self.expr()
+                self.depth -= 1
                 if self.at(","):
                     raise ParseError(self.tok.col, f"{fname} takes one argument", "')'")
                 if self.at("="):
@@ -274,8 +313,9 @@ class ExprParser:
                 raise ParseError(t.col, f"{t.text} is a function", f"{t.text}(...)")
             return Name(t.col, t.text)
         if self.at("("):
-            self.take()
+            self.deeper(self.take().col)
             node = self.expr()
+            self.depth -= 1
             self.expect(")", "')'")
             return node
         raise ParseError(t.col, f"unexpected {describe(t)}",
@@ -302,7 +342,7 @@ def parse_statements(text: str, path: str) -> tuple[list[Statement], list[str], 
     doc: list[str] = []
     problems: list[Problem] = []
     seen_statement = False
-    for lineno, raw in enumerate(text.splitlines(), start=1):
+    for lineno, raw in enumerate(split_lines(text), start=1):
         code, comment = _strip_comment(raw)
         if comment is not None and not seen_statement and not code.strip():
             doc.append(comment.strip())
@@ -334,11 +374,23 @@ def _parse_line(code: str, lineno: int) -> Statement:
         value = rest.strip()
         vcol = rest_offset + len(rest) - len(rest.lstrip()) + 1
         ok = value and (value[0].isalnum()) and all(c.isalnum() or c in "_.-" for c in value)
+        if ok and len(value) > MAX_NAME_CHARS:
+            raise ParseError(vcol, f"cell name of {len(value)} characters is too long",
+                             f"a name of at most {MAX_NAME_CHARS} characters")
         if not ok:
             raise ParseError(vcol, f"bad cell name {value!r}" if value else "missing cell name",
                              "letters, digits, '_', '-' or '.'")
         st.names.append((value, vcol))
         return st
+    if word == "input" and ":" in rest:  # `input x : hidden`: the input has the hidden size
+        pos = rest.index(":")
+        size = rest[pos + 1:].strip()
+        if size != "hidden":
+            scol = rest_offset + pos + 2 + len(rest[pos + 1:]) - len(rest[pos + 1:].lstrip())
+            raise ParseError(scol, f"unknown input size {size!r}" if size else
+                             "missing input size after ':'", "`input x : hidden` (an input of "
+                             "the hidden size) or `input x`")
+        st.size, rest = size, rest[:pos]
     toks = tokenize(" " * rest_offset + rest)
     if word in ("input", "state", "output"):
         bad = next((t for t in toks if t.kind == "BAD"), None)

@@ -14,7 +14,9 @@ ZOO_DIR = Path(str(resources.files("gatelab.cell") / "zoo"))
 
 # Display order: the article's cells first, then the variants.
 ORDER = ["rnn", "lstm", "gru", "mgu", "gru-torch", "gru-chung", "lstm-peephole", "nig", "nfg",
-         "nog", "niaf", "noaf", "cifg", "fgr", "mgu1", "mgu2", "mgu3", "mingru", "minlstm"]
+         "nog", "niaf", "noaf", "cifg", "fgr", "mgu1", "mgu2", "mgu3", "mingru", "minlstm",
+         "janet", "ugrnn", "mut1", "mut2", "mut3", "indrnn", "delta-rnn", "sru", "qrnn",
+         "lstm-ln"]
 
 
 def zoo_names() -> list[str]:

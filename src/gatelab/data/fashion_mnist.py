@@ -8,14 +8,19 @@ the dependencies over the whole sequence).
 from __future__ import annotations
 
 import gzip
+import io
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import UsageError
+from ..files import FileProblem, read_limited
 from .errors import DataUnavailable
+
+MAX_IDX_BYTES = 1 << 28  # 256 MB; Fashion-MNIST's largest file is 47 MB
 
 DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
@@ -28,12 +33,21 @@ _INSTALL = ("install the Debian package with `sudo apt-get install dataset-fashi
 
 def read_idx(path: Path) -> np.ndarray:
     """Read one IDX file (optionally gzipped): big-endian header, then unsigned bytes."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:  # a regular file of bounded size: a device or FIFO given as --data cannot hang it
+        data = read_limited(path, MAX_IDX_BYTES, "IDX file")
+        if path.suffix == ".gz":
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+                data = f.read(MAX_IDX_BYTES + 1)
+    except (FileProblem, OSError, EOFError, zlib.error) as e:
+        raise DataUnavailable(f"cannot read {path}: {e}") from None
+    if len(data) > MAX_IDX_BYTES:
+        raise DataUnavailable(f"{path} unpacks to more than {MAX_IDX_BYTES} bytes")
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DataUnavailable(f"{path} is not an IDX file of unsigned bytes")
     ndim = data[3]
+    if ndim == 0 or len(data) < 4 + 4 * ndim:
+        raise DataUnavailable(f"{path} is truncated: its header announces {ndim} dimensions "
+                              f"but the file has only {len(data)} bytes")
     dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):

@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 from ..errors import UsageError
+from ..files import FileProblem, read_limited
 from .errors import DataUnavailable
 from .text import TextDataset
 
@@ -51,22 +52,29 @@ def load_drug_reviews(split: str = "train", path: str | Path | None = None, *,
     member = _MEMBERS[split]
     try:
         if src.is_dir():
-            raw = (src / member).read_bytes()
+            raw = read_limited(src / member, 1 << 29, "review file")
         else:
             with zipfile.ZipFile(src) as z:
                 raw = z.read(member)
-    except (OSError, KeyError, zipfile.BadZipFile) as e:
+    except (OSError, FileProblem, KeyError, zipfile.BadZipFile) as e:
         raise DataUnavailable(f"cannot read {member} from {src} ({e}): {_INSTALL}") from None
     classes = ("negative", "positive", "neutral") if neutral else ("negative", "positive")
     index = {c: i for i, c in enumerate(classes)}
-    reader = csv.DictReader(io.StringIO(raw.decode("utf-8")), delimiter="\t")
-    if reader.fieldnames is None or not {"review", "rating"} <= set(reader.fieldnames):
+    try:
+        reader = csv.DictReader(io.StringIO(raw.decode("utf-8")), delimiter="\t")
+        fields = reader.fieldnames
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataUnavailable(f"{src}:{member}: not a UTF-8 TSV file ({e})") from None
+    if fields is None or not {"review", "rating"} <= set(reader.fieldnames):
         raise DataUnavailable(f"{src}:{member} has no 'review' and 'rating' columns")
     texts, labels = [], []
-    for row in reader:
-        label = (row["rating"] or "").strip()
-        if label in index:
-            # The TSV wraps each review in extra quotes ("""text""").
-            texts.append(row["review"].strip().strip('"').strip())
-            labels.append(index[label])
+    try:
+        for row in reader:
+            label = (row["rating"] or "").strip()
+            if label in index:
+                # The TSV wraps each review in extra quotes ("""text""").
+                texts.append((row["review"] or "").strip().strip('"').strip())
+                labels.append(index[label])
+    except csv.Error as e:  # e.g. a field over csv's limit of 131,072 characters
+        raise DataUnavailable(f"{src}:{member}: line {reader.line_num}: {e}") from None
     return TextDataset(texts, labels, classes, source=f"{src}:{member}")

@@ -7,6 +7,7 @@ same interpreter always gives the same text.
 
 from __future__ import annotations
 
+import functools
 import sysconfig
 from pathlib import Path
 
@@ -20,6 +21,14 @@ def stdlib_dir() -> Path:
     return Path(sysconfig.get_paths()["stdlib"])
 
 
+@functools.lru_cache(maxsize=4)
+def _source_files(root: Path) -> tuple[Path, ...]:
+    """The ``*.py`` files under ``root``, sorted (cached: walking the stdlib takes seconds on a
+    busy machine, and a study's process loads the text once per trial)."""
+    return tuple(sorted(p for p in root.rglob("*.py")
+                        if not _SKIP.intersection(p.relative_to(root).parts[:-1])))
+
+
 def load_stdlib_text(path: str | Path | None = None, max_chars: int = 2_000_000) -> str:
     """Up to ``max_chars`` characters of ``*.py`` source under ``path`` (default: the stdlib).
 
@@ -29,8 +38,7 @@ def load_stdlib_text(path: str | Path | None = None, max_chars: int = 2_000_000)
     if root.is_file():
         files = [root]
     elif root.is_dir():
-        files = sorted(p for p in root.rglob("*.py")
-                       if not _SKIP.intersection(p.relative_to(root).parts[:-1]))
+        files = _source_files(root.resolve())
     else:
         raise DataUnavailable(f"no Python source at {root}: pass a folder of .py files (the "
                               "interpreter's standard library is normally found automatically)")

@@ -103,7 +103,9 @@ class Vocab:
         return cls(list(data["itos"]), data.get("level", "word"))
 
     def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(self.to_json(), ensure_ascii=False), encoding="utf-8")
+        from ..files import atomic_write_text
+
+        atomic_write_text(Path(path), json.dumps(self.to_json(), ensure_ascii=False))
 
     @classmethod
     def load(cls, path: Path) -> Vocab:

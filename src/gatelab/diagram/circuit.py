@@ -25,6 +25,7 @@ from itertools import count
 import sympy
 
 from ..analysis import Analysis
+from ..analysis.symbols import as_switches
 from ..cell import Cell, MatVec
 from ..cell.functions import by_class
 from ..cell.printers import expr_text
@@ -89,7 +90,9 @@ def drawn_expressions(analysis: Analysis) -> dict[str, sympy.Expr]:
     previous step's gates named as the gates themselves: a switch holds its setting at every
     step, so LSTM's ``o_prev`` is drawn as the switch ``o``."""
     same = {prev: sympy.Symbol(g) for g, prev in analysis.memory.prev_gates.items()}
-    return {m: analysis.memory.updates[m].xreplace(same) for m in analysis.memory_states}
+    gates = {sympy.Symbol(g) for g in analysis.gates}
+    return {m: as_switches(analysis.memory.updates[m].xreplace(same), gates)
+            for m in analysis.memory_states}
 
 
 # ---- expression -> parts ------------------------------------------------------------------------
@@ -201,16 +204,41 @@ class _Reader:
         return inner
 
 
+def drawn_readouts(analysis: Analysis, drawn_gates: set[str]) -> dict[str, sympy.Expr]:
+    """Readouts drawn as trees of their own, in the new memory ``c'`` (a source on the left):
+    those that never feed back (QRNN's ``h' = o ⊙ c'``, SRU's ``h``), those holding a gate
+    that no memory update shows, and an output written as a ``let`` (the same readout by
+    another name), so that every gate appears as a switch."""
+    gates = {sympy.Symbol(g) for g in analysis.gates}
+    fed_back = {r for rs in analysis.memory.via.values() for r in rs}
+    out = {}
+    for r, ro in analysis.readouts.items():
+        names = {s.name for s in ro.expr.free_symbols}
+        if r not in fed_back or names & (set(analysis.gates) - drawn_gates):
+            out[r] = as_switches(ro.expr, gates)
+    cell, mem = analysis.cell, analysis.memory
+    if cell.output not in cell.states:  # an output written as a let: a readout by another name
+        new = {mem.original[m]: sympy.Symbol(f"{m}'") for m in analysis.memory_states}
+        expr = cell.inline(cell.definition(cell.output), keep=set(cell.gates)).xreplace(new)
+        out[cell.output] = as_switches(expr.xreplace(
+            {cell.sym(r): ro.previous for r, ro in mem.readouts.items()}), gates)
+    return out
+
+
 def build_circuit(analysis: Analysis) -> Circuit:
     """Read an analysed cell into a :class:`Circuit`: one tree per memory state, readouts
-    substituted as the analysis does (LSTM: ``h_{t-1} → o ⊙ tanh(c_{t-1})``)."""
+    substituted as the analysis does (LSTM: ``h_{t-1} → o ⊙ tanh(c_{t-1})``), then one tree per
+    readout that never feeds back (or holds a gate not drawn yet), reading the new memory."""
     cell = analysis.cell
     memory = list(analysis.memory_states)
     exprs = drawn_expressions(analysis)
+    shown = {g for e in exprs.values() for g in analysis.gates if sympy.Symbol(g) in e.free_symbols}
+    exprs.update(drawn_readouts(analysis, shown))
     used = set().union(*(e.free_symbols for e in exprs.values())) if exprs else set()
     used_names = {str(s) for s in used}
     states = [s for s in cell.states if s in memory or s in used_names]
-    sources = states + [x for x in cell.inputs if x in used_names]
+    new = [f"{m}'" for m in memory if f"{m}'" in used_names]
+    sources = states + new + [x for x in cell.inputs if x in used_names]
     reader = _Reader(cell, sources)
     roots = {m: reader.read(e) for m, e in exprs.items()}
     circuit = Circuit(cell, roots, sources, analysis, [])

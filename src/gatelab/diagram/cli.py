@@ -10,6 +10,7 @@ from rich.console import Console
 
 from ..analysis import analyze, parse_setting
 from ..cell import load_cell
+from ..files import safe_name
 
 
 def diagram_command(
@@ -28,7 +29,7 @@ def diagram_command(
     setting = parse_setting(set_, analysis.gates) if set_ else {}
     if out is None:
         suffix = "-" + "".join(f"{g}{v}" for g, v in setting.items()) if setting else ""
-        out = Path(f"{c.name}{suffix}.svg")
+        out = Path(f"{safe_name(c.name)}{suffix}.svg")  # here, whatever the cell's name
     kind = out.suffix.lower()
     if kind not in (".svg", ".png"):
         print(f"gatelab diagram: cannot write {str(out)!r}; expected a file name ending in "

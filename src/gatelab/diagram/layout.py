@@ -219,7 +219,10 @@ def _wire_up(lay: Layout, circuit: Circuit, rank: dict[str, int], bus_x: dict[st
             continue
         y_term = max(ys)  # the topmost use
         lay.terminals[s] = (0.0, y_term)
-        label = math_label(s, "t" if s in circuit.cell.inputs else "t-1")
+        if s.endswith("'"):  # a memory state's new value, read by a drawn readout
+            label = math_label(s[:-1], "t")
+        else:
+            label = math_label(s, "t" if s in circuit.cell.inputs else "t-1")
         lay.labels.append(Label(label, -0.25, y_term, "right", role="terminal", source=s))
         for y in ys:
             if y != min(ys):  # the bus goes on below this use: a junction

@@ -29,6 +29,7 @@ import torch
 
 from ..analysis import analyze, read_setting, reduce_setting
 from ..analysis.memory import find_memory
+from ..analysis.stages import Budget
 from ..cell import Cell
 from ..errors import UsageError
 from .law import fit_rate
@@ -94,10 +95,12 @@ def hold_setting(cell: Cell, state: str | None = None) -> dict[str, float] | Non
     # A gate missing from the update (directly or as o_prev) cannot change it: never needed.
     used = a.stage2[state].free_symbols
     gates = [g for g in a.gates if {sympy.Symbol(g), a.memory.prev_gates.get(g)} & used]
+    budget = Budget(f"searching a hold setting of {cell.name}")  # 3^k partial settings
     for size in range(1, len(gates) + 1):
         for chosen in combinations(gates, size):
             for values in product((0, 1), repeat=size):
                 setting = dict(zip(chosen, values, strict=True))
+                budget.spend()
                 if reduce_setting(a, setting).kind.get(state) == "hold":
                     return {g: float(v) for g, v in setting.items()}
     return None

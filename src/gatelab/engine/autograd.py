@@ -118,7 +118,7 @@ class FusedRNN(torch.autograd.Function):
         plan = step.plan
         T, N, _ = x.shape
         H = s0[0].shape[-1]
-        n_ih = len(plan.layout.ih)
+        n_ih = len(plan.xsyms)  # weight_ih blocks, then inputs read as themselves
         # Input pre-activations of all steps in one GEMM; fused groups also take bias_hh here.
         if n_ih:
             bias = b_ih.clone() if b_ih is not None else x.new_zeros(n_ih * H)
@@ -261,9 +261,12 @@ def run_fused(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
               state0: tuple[torch.Tensor, ...], mask: torch.Tensor | None,
               compiler: str = "torch"):
     """Run one direction of one layer with the generated step (see :mod:`backends`)."""
+    from .plan import identity_blocks
+
     step = compiled(layout.cell, layout.bias_flag(tensors), compiler)
     vecs = tuple(tensors[v] for v in step.plan.vector_names)
-    res = FusedRNN.apply(step, mask, x, tensors.get("weight_ih"), tensors.get("weight_hh"),
-                         tensors.get("bias_ih"), tensors.get("bias_hh"), len(vecs), *vecs,
-                         *state0)
+    w_ih, b_ih = identity_blocks(layout.cell, tensors.get("weight_ih"), tensors.get("bias_ih"),
+                                 state0[0].shape[-1], x)
+    res = FusedRNN.apply(step, mask, x, w_ih, tensors.get("weight_hh"), b_ih,
+                         tensors.get("bias_hh"), len(vecs), *vecs, *state0)
     return res[0], tuple(res[1:])

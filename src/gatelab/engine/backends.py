@@ -10,15 +10,28 @@ Every backend has the same contract::
 zero (padding of variable-length batches). ``out`` is ``(T, N, H)``, ``states`` the final states.
 
 Backends: ``"reference"`` (the slow step of :mod:`gatelab.cell.evaluate`, autograd through it),
-``"torch"`` (generated GEMM + fused pointwise step with a generated backward, the pointwise part
-as generated torch calls), ``"c"`` (the same loops, the pointwise part as multi-threaded C kernels,
-:mod:`gatelab.engine.c_pointwise`; CPU float32/float64), ``"scan"`` (parallel scan,
-scan-parallel cells only), ``"triton"`` (the torch plan with Triton pointwise kernels and the
-Triton scan; CUDA or ``TRITON_INTERPRET=1``). ``"auto"`` takes ``"scan"`` where the cell allows
-it, ``"triton"`` for CUDA tensors, ``"torch"`` otherwise; ``"c"`` instead of ``"torch"`` (and the
-C kernels inside ``"scan"``) only when ``GATELAB_CPU_KERNELS=c`` is set: on the shared 2-core
-machine of benchmarks/RESULTS-speed.md the C kernels were faster at 1 thread but slower at 2
-(OpenMP regions on oversubscribed cores), so they are opt-in until measured faster.
+``"generated"`` (gatelab's own engine: generated GEMM + fused pointwise step with a generated
+backward; ``"torch"`` is its former name and still accepted), ``"scan"`` (parallel scan,
+every cell the analysis calls scan-parallel), ``"triton"`` (the generated plan with Triton
+pointwise kernels and the Triton scan; CUDA or ``TRITON_INTERPRET=1``), ``"vendor"`` (torch's
+own fused kernels, for a cell :func:`gatelab.engine.vendor.vendor_match` proves equal to torch's
+LSTM/GRU/RNN; run by :class:`gatelab.nn.RNN` for all layers at once, not here).
+
+``"c"``: the generated loops with the pointwise part as multi-threaded C kernels
+(:mod:`gatelab.engine.c_pointwise`; CPU float32/float64). ``"auto"`` uses ``"c"`` instead of
+``"generated"`` (and the C kernels inside ``"scan"``) only when ``GATELAB_CPU_KERNELS=c`` is set:
+on the shared 2-core machine of benchmarks/RESULTS-speed.md they were faster at 1 thread but
+slower at 2 (OpenMP regions on oversubscribed cores), so they are opt-in until measured faster.
+
+``"auto"`` takes ``"vendor"`` where the proof holds, else ``"scan"`` where the cell allows it,
+``"reference"`` for a cell with ``layer_norm`` (a row reduction the generated elementwise steps
+do not compile), else ``"generated"`` (on CUDA too: ``"triton"`` stays opt-in, see
+:data:`TRITON_BY_DEFAULT`).
+
+The generated backends' backward is first-order code; :func:`run_layer` wraps them so that a
+backward with ``create_graph=True`` (gradient penalties, Hessian-vector products) recomputes the
+step with the ``reference`` loop and differentiates that: correct higher-order gradients, at the
+reference loop's speed, never a silently wrong number.
 """
 
 from __future__ import annotations
@@ -28,39 +41,59 @@ import torch
 from ..cell.evaluate import iterate
 from .layout import EngineError, Layout
 
-BACKENDS = ("auto", "torch", "c", "scan", "triton", "reference")
+BACKENDS = ("auto", "vendor", "generated", "c", "scan", "triton", "reference")
+ALIASES = {"torch": "generated"}  # the generated backend's name before the vendor path existed
+
+# Triton is the default on CUDA only once benchmarks/gpu.sh has passed its parity checks on a
+# real GPU (recorded in benchmarks/RESULTS-gpu.md). No session has had a GPU yet, so "auto" runs
+# the generated torch backend on CUDA and backend="triton" stays opt-in.
+TRITON_BY_DEFAULT = False
 
 
 def check_backend(backend: str) -> str:
-    """Validate a backend name (clear message instead of a KeyError later)."""
+    """Validate a backend name and return its canonical form (``"torch"`` -> ``"generated"``)."""
+    backend = ALIASES.get(backend, backend) if isinstance(backend, str) else backend
     if backend not in BACKENDS:
-        raise EngineError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+        raise EngineError(f"unknown backend {backend!r}; expected one of "
+                          f"{', '.join(BACKENDS)} ('torch' is an alias of 'generated')")
     return backend
 
 
 def resolve(layout: Layout, backend: str, device: torch.device,
             dtype: torch.dtype = torch.float32) -> str:
-    """The concrete backend ``"auto"`` stands for on this cell, device and dtype."""
-    check_backend(backend)
+    """The concrete backend ``backend`` stands for on this cell, device and dtype, for one layer
+    run by :func:`run_layer` (the vendor path, which runs all layers at once, is decided by
+    :func:`gatelab.engine.vendor.vendor_match` before)."""
+    backend = check_backend(backend)
     if backend == "c":
         from . import c_pointwise
 
         if device.type != "cpu" or dtype not in c_pointwise.DTYPES:
             raise EngineError(f"backend 'c' runs CPU float32/float64 tensors, not {dtype} on "
-                              f"{device}; use backend='torch'")
+                              f"{device}; use backend='generated'")
         if not c_pointwise.available():
             raise EngineError("backend 'c' needs a C compiler (gcc/cc or $CC) that builds "
-                              "OpenMP kernels; use backend='torch'")
+                              "OpenMP kernels; use backend='generated'")
     if backend == "scan" and not is_scan_parallel(layout):
-        raise EngineError(f"cell {layout.cell.name!r} is not scan-parallel (a gate or candidate "
-                          "depends on the previous state); use backend='torch'")
-    if backend != "auto":
+        from ..analysis.core import scan_parallel
+        from ..analysis.memory import find_memory
+
+        why = "; ".join(scan_parallel(layout.cell, find_memory(layout.cell))[1])
+        raise EngineError(f"cell {layout.cell.name!r} is not scan-parallel ({why}); "
+                          "use backend='generated'")
+    if backend not in ("auto", "vendor"):
         return backend
     if is_scan_parallel(layout):
         return "scan"
-    if device.type == "cuda" and triton_available():
+    from .plan import uses_layer_norm
+
+    if uses_layer_norm(layout.cell):  # the generated step is elementwise only: see Plan.of
+        return "reference"
+    if device.type == "cuda" and TRITON_BY_DEFAULT and triton_available():
         return "triton"
-    return "c" if device.type == "cpu" and c_kernels_default() and c_kernels_ok(dtype) else "torch"
+    if device.type == "cpu" and c_kernels_default() and c_kernels_ok(dtype):
+        return "c"
+    return "generated"
 
 
 def c_kernels_default() -> bool:
@@ -86,7 +119,8 @@ def triton_available() -> bool:
 
 
 def is_scan_parallel(layout: Layout) -> bool:
-    """Scan-parallel: one state whose update is ``a * s + b`` with ``a``, ``b`` free of states."""
+    """The analysis' scan-parallel verdict: the memory's update is affine in the memory with
+    state-free coefficients (any number of states, readouts, output gates)."""
     from .plan import is_scan_parallel as scan_parallel
 
     return scan_parallel(layout.cell)
@@ -99,6 +133,15 @@ def run_layer(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
     backend = resolve(layout, backend, x.device, x.dtype)
     if backend == "reference":
         return run_reference(layout, tensors, x, state0, mask)
+    from .higher_order import with_reference_double_backward
+
+    return with_reference_double_backward(
+        lambda xs, s0, ts: _run_generated(layout, ts, xs, s0, mask, backend),
+        lambda xs, s0, ts: run_reference(layout, ts, xs, s0, mask), x, state0, tensors)
+
+
+def _run_generated(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
+                   state0: tuple[torch.Tensor, ...], mask: torch.Tensor | None, backend: str):
     if backend == "scan":
         from .scan import run_scan
 
@@ -107,7 +150,8 @@ def run_layer(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
                         and c_kernels_ok(x.dtype) else "torch")
     from .autograd import run_fused
 
-    return run_fused(layout, tensors, x, state0, mask, compiler=backend)
+    return run_fused(layout, tensors, x, state0, mask,
+                     compiler=backend if backend in ("triton", "c") else "torch")
 
 
 def run_reference(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,

@@ -81,7 +81,7 @@ def backward_loop(step: CompiledStep, mask, gx, w_hh, vecs, sbuf, abuf, dout, df
     x = gx  # new buffers take gx's dtype and device
     T, N, _ = x.shape
     H = sbuf[0].shape[-1]
-    n_ih = len(plan.layout.ih)
+    n_ih = len(plan.xsyms)  # weight_ih blocks, then inputs read as themselves
     # Every block of dgx is written at every step: no zero fill of a large buffer.
     dgx = x.new_empty(T, N, n_ih * H)
     dabuf = {k: x.new_empty(T, N, len(plan.groups[k].matrices) * H) for k in abuf}
@@ -183,7 +183,7 @@ def weight_grads(need: NeedsGrad, step: CompiledStep, saved: Saved, dgx, dabuf):
     vbuf, sbuf = saved.vbuf, saved.sbuf
     T, N, _ = x.shape
     H = sbuf[0].shape[-1]
-    n_ih = len(plan.layout.ih)
+    n_ih = len(plan.xsyms)  # weight_ih blocks, then inputs read as themselves
     dx = dw_ih = dw_hh = db_ih = db_hh = None
     flat_dgx = dgx.reshape(T * N, -1)
     fused = [g for g in plan.groups if g.ih_rows is not None]

@@ -94,14 +94,20 @@ def register(app: typer.Typer) -> None:
     def engine(cell: str = typer.Argument(..., help="built-in name or .cell file"),
                code: bool = typer.Option(False, "--code", help="print the generated code"),
                ) -> None:
-        """Show how the engine runs a cell: the GEMMs of a step and the pointwise functions."""
+        """Show how the engine runs a cell: which path ``auto`` takes (torch's kernels for a cell
+        proved equal to torch's, else gatelab's), the GEMMs of a step and the pointwise code."""
         from ..cell import load_cell
         from .autograd import compiled
         from .plan import is_scan_parallel
+        from .vendor import explain_path
 
         c = load_cell(cell)
         console = Console()
+        where = explain_path(c)
+        console.print(f"path (backend='auto'): {where['path']}: {where['reason']}",
+                      highlight=False, markup=False)
         step = compiled(c, True, "torch")  # an EngineError goes to gatelab.cli's handler
+        console.print("gatelab's own engine (backend='generated' forces it):")
         plan = step.plan
         console.print(f"{c.name}: weight_ih blocks {plan.layout.ih}, "
                       f"weight_hh blocks {plan.layout.hh}", highlight=False, markup=False)

@@ -138,8 +138,14 @@ class Layout:
     # ---- shapes and views --------------------------------------------------------------------
     def tensor_shapes(self, input_size: int, hidden_size: int,
                       bias: bool = True) -> dict[str, tuple[int, ...]]:
-        """Packed tensor name (without layer suffix) -> shape."""
+        """Packed tensor name (without layer suffix) -> shape. A cell with an input of the
+        hidden size (``input x : hidden``) needs ``input_size == hidden_size``."""
         H = hidden_size
+        if self.cell.hidden_inputs and input_size != hidden_size:
+            raise EngineError(
+                f"cell {self.cell.name!r} declares `input {self.cell.hidden_inputs[0]} : hidden` "
+                f"(its input is used as a hidden-size vector), so input_size must equal "
+                f"hidden_size; got input_size={input_size}, hidden_size={hidden_size}")
         shapes: dict[str, tuple[int, ...]] = {}
         if self.ih:
             shapes["weight_ih"] = (len(self.ih) * H, input_size)

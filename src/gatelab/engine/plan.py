@@ -51,7 +51,9 @@ class Plan:
 
     Attributes:
         states: previous-state symbols, in cell state order.
-        xsyms: symbol per ``weight_ih`` block that the pointwise part reads (None when fused).
+        xsyms: symbol per ``weight_ih`` block that the pointwise part reads (None when fused),
+            then one per hidden-size input read as itself (``x_<x>_itself``; see
+            :func:`identity_blocks`).
         vectors: standalone vector symbols ``p_<name>`` (broadcast ``(H,)`` inputs).
         groups: recurrent GEMMs in evaluation order; ``group.stage`` says when they run.
         nexts: new value of each state (cell order); ``output``: the emitted expression.
@@ -78,10 +80,19 @@ class Plan:
     @classmethod
     def of(cls, layout: Layout, bias: bool = True) -> Plan:
         cell = layout.cell
+        if uses_layer_norm(cell):
+            raise EngineError(
+                f"cell {cell.name!r} uses layer_norm, a reduction over the hidden units; the "
+                "generated backends ('torch', 'triton') compile elementwise steps only. Use "
+                "backend='reference' (backend='auto' picks it for this cell)")
         subs: dict[sympy.Expr, sympy.Expr] = {}
         states = [sympy.Symbol(f"s_{s}") for s in cell.states]
         subs.update({Cell.sym(s): st for s, st in zip(cell.states, states, strict=True)})
         xs = {w: sympy.Symbol(f"x_{w}") for w in layout.ih}
+        # An input of the hidden size read as itself (`input x : hidden`, a highway term) is
+        # one more block of Gx: run_fused appends an identity to weight_ih for it.
+        raw = {x: sympy.Symbol(f"x_{x}_itself") for x in cell.hidden_inputs}
+        subs.update({Cell.sym(x): r for x, r in raw.items()})
         vec_names = [v for v in layout.standalone if bias or v not in layout.biases]
         vectors = [sympy.Symbol(f"p_{v}") for v in vec_names]
         subs.update({Cell.sym(v): p for v, p in zip(vec_names, vectors, strict=True)})
@@ -117,7 +128,8 @@ class Plan:
                 if st != g.stage:
                     g.stage, changed = st, True
         groups.sort(key=lambda g: g.stage)
-        plan = cls(layout, bias, states, [xs[w] for w in layout.ih], vectors, groups, nexts,
+        plan = cls(layout, bias, states, [*(xs[w] for w in layout.ih), *raw.values()],
+                   vectors, groups, nexts,
                    output, vec_names)
         plan._fuse()
         return plan
@@ -157,6 +169,14 @@ class Plan:
                     h.vector = h.vector.xreplace(rep)
                 self.xsyms[k] = None
             g.symbols, g.ih_rows = zs, (k0, k0 + len(partners))
+
+
+def uses_layer_norm(cell: Cell) -> bool:
+    """Whether any gate, let or update normalises over the hidden units (``layer_norm``)."""
+    from ..cell.functions import layer_norm
+
+    return any(e.has(layer_norm) for e in (*cell.gates.values(), *cell.lets.values(),
+                                           *cell.nexts.values()))
 
 
 def linear_recurrence(plan: Plan) -> tuple[sympy.Expr, sympy.Expr] | None:
@@ -199,8 +219,8 @@ def scan_functions(cell: Cell, bias: bool = True, compiler: str = "torch") -> Sc
     plan = Plan.of(Layout.of(cell), bias)
     ab = linear_recurrence(plan)
     if ab is None:
-        raise EngineError(f"cell {cell.name!r} is not scan-parallel (a gate or candidate "
-                          "depends on the previous state); use backend='torch'")
+        raise EngineError(f"cell {cell.name!r} has no one-state fast scan (several states, a "
+                          "readout or a recurrent map); gatelab.engine.scan_cells runs it")
     inputs = [*plan.xsyms, *plan.vectors]
     free = set().union(*(e.free_symbols for e in ab))
     wrt = [s for s in inputs if s in free]
@@ -208,7 +228,34 @@ def scan_functions(cell: Cell, bias: bool = True, compiler: str = "torch") -> Sc
     return ScanFunctions(plan, inputs, fwd, bwd, wrt)
 
 
-@lru_cache(maxsize=256)
 def is_scan_parallel(cell: Cell) -> bool:
-    """Whether the cell's update is linear in its one state with state-free coefficients."""
-    return linear_recurrence(Plan.of(Layout.of(cell))) is not None
+    """The analysis' verdict (one definition, :func:`gatelab.analysis.core.scan_parallel`):
+    every such cell runs through a scan (:mod:`gatelab.engine.scan_cells` in general)."""
+    from .scan_cells import is_scan_parallel as verdict
+
+    return verdict(cell)
+
+
+def identity_blocks(cell: Cell, w_ih, b_ih, hidden_size: int, like):
+    """``weight_ih`` and ``bias_ih`` with an identity block (and zero bias) appended for each
+    input the cell reads as itself (``input x : hidden``), so that ``Gx`` holds ``x`` too:
+    autograd takes the gradient of the appended rows back to ``w_ih`` and ``x``."""
+    import torch
+
+    n = len(cell.hidden_inputs)
+    if not n:
+        return w_ih, b_ih
+    H = hidden_size
+    eye = torch.eye(H, dtype=like.dtype, device=like.device).repeat(n, 1)
+    w = eye if w_ih is None else torch.cat([w_ih, eye])
+    if b_ih is None:
+        return w, None
+    return w, torch.cat([b_ih, b_ih.new_zeros(n * H)])
+
+
+@lru_cache(maxsize=256)
+def has_fast_scan(cell: Cell) -> bool:
+    """Whether a scan-parallel cell fits the one-state fast path (:func:`linear_recurrence`:
+    one state, emitted as the output, no recurrent GEMM) with its generated backward."""
+    return (is_scan_parallel(cell) and not cell.hidden_inputs and not uses_layer_norm(cell)
+            and linear_recurrence(Plan.of(Layout.of(cell))) is not None)

@@ -30,7 +30,7 @@ import sympy
 import torch
 from sympy.printing.printer import Printer
 
-from ..cell.functions import BY_NAME, Fn, RegistryPrinting
+from ..cell.functions import BY_NAME, LAYER_NORM_EPS, Fn, RegistryPrinting
 
 PointwiseFn = Callable[..., tuple]
 Lazy = Callable[[], Sequence[sympy.Expr]]
@@ -189,6 +189,10 @@ class TorchPrinter(RegistryPrinting, Printer):
         # slower than torch.sigmoid on (64, 256) float32; the identity is exact in real numbers
         # and loses at most a few ulp of the [-1, 1] range in floating point.
         return f"(2.0 * {BY_NAME['sigmoid'].torch}(2.0 * {self._print(e.args[0])}) - 1.0)"
+
+    def _print_layer_norm(self, e: sympy.Expr) -> str:
+        v = self._print(e.args[0])  # over the hidden units (the last axis) of each row
+        return f"torch.nn.functional.layer_norm({v}, ({v}).shape[-1:], eps={LAYER_NORM_EPS!r})"
 
     def _print_Heaviside(self, e: sympy.Heaviside) -> str:  # noqa: N802
         arg = self._print(e.args[0])  # relu' (value 0 at 0, as torch's relu backward)

@@ -328,9 +328,15 @@ def run_scan(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
              state0: tuple[torch.Tensor, ...], mask: torch.Tensor | None,
              compiler: str = "torch"):
     """One direction of one layer of a scan-parallel cell (contract of :mod:`backends`);
-    ``compiler``: the backend of the generated ``a``, ``b`` functions (``"c"``: CPU only)."""
+    ``compiler``: the backend of the generated ``a``, ``b`` functions (``"c"``: CPU only).
+    Cells beyond the one-state fast path go to :func:`.scan_cells.run_scan_cells`."""
     from .gemm import project
-    from .plan import scan_functions
+    from .plan import has_fast_scan, scan_functions
+
+    if not has_fast_scan(layout.cell):
+        from .scan_cells import run_scan_cells
+
+        return run_scan_cells(layout, tensors, x, state0, mask)
 
     fns = scan_functions(layout.cell, layout.bias_flag(tensors), compiler)
     T, N, _ = x.shape

@@ -132,6 +132,11 @@ class _Printer(RegistryPrinting, Printer):
     def _print_registered(self, e: sympy.Expr, fn: Fn) -> str:
         return self._tmp(fn.triton.format(x=self.value(e.args[0])))
 
+    def _print_layer_norm(self, e: sympy.Expr) -> str:
+        raise TritonCodegenError(
+            "layer_norm is a reduction over the hidden units, not a pointwise operation; the "
+            "Triton backend does not generate it yet (use backend='reference')")
+
     def _print_Heaviside(self, e: sympy.Heaviside) -> str:  # noqa: N802
         at_zero = e.args[1] if len(e.args) > 1 else sympy.Rational(1, 2)
         if not at_zero.is_number:

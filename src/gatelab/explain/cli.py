@@ -4,7 +4,10 @@
     gatelab explain saturation [--run RUN] [--plot saturation.png]
     gatelab explain fidelity [--run RUN]
 
-With no ``--run`` the tour's sentiment model (``report/runs/sentiment``) is used.
+    gatelab explain build-model [--force]
+
+With no ``--run`` the cached model of ``build-model`` is used when it is built, else the quick
+tour's sentiment model (``report/runs/sentiment``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from typer.core import TyperGroup
 
+from ..files import read_limited
 from .gates import REVIEW
 from .model import ExplainError, TextModel, from_run
 
@@ -50,11 +54,20 @@ class _DefaultToText(TyperGroup):
         return super().parse_args(ctx, args)
 
 
+def default_run() -> Path:
+    """The model ``gatelab explain`` reads without ``--run``: the cached model the
+    measurements favour when it is built, else the quick tour's."""
+    from . import tourmodel
+
+    return tourmodel.model_path() if tourmodel.is_built() else DEFAULT_RUN
+
+
 def _open(run: Path | None) -> TextModel:
-    path = run or DEFAULT_RUN
+    path = run or default_run()
     if run is None and not (path / "config.json").is_file():
-        raise ExplainError(f"no sentiment model at {path}: build the report with "
-                           "`gatelab tour --quick` (it trains one there in a minute or two), or "
+        raise ExplainError(f"no sentiment model at {path}: build the explained model once with "
+                           "`gatelab explain build-model` (a few minutes), or the report with "
+                           "`gatelab tour --quick` (it trains a quick one there in a minute), or "
                            "train one with `gatelab train tweets --cell mgu --out RUN` and "
                            "pass --run RUN")
     return from_run(path)
@@ -84,16 +97,22 @@ def register(app: typer.Typer) -> None:
                            ": per-token gates and switch settings (default text: the article's "
                            "review).\n\n"
                            "gatelab explain saturation | fidelity [--run RUN]: over the test set."
-                           f"\n\nWithout --run: the tour's model, {DEFAULT_RUN}.")
+                           "\n\ngatelab explain build-model: train the explained model once "
+                           "into the cache.\n\nWithout --run: that model when built, else the "
+                           f"quick tour's, {DEFAULT_RUN}.")
     app.add_typer(sub, name="explain")
 
     @sub.command("text", hidden=True)
     def explain_cmd(
         text: str = typer.Argument(None, help="text to explain (default: the article's review)"),
         file: Path = typer.Option(None, "--file", help="read the text from a file"),
-        run: Path = typer.Option(None, "--run", help=f"run folder (default {DEFAULT_RUN})"),
+        run: Path = typer.Option(None, "--run", help="run folder (default: the built model, "
+                         f"else {DEFAULT_RUN})"),
         format: Format = typer.Option(Format.text, "--format", "-f"),
         units: int = typer.Option(3, "--units", help="most varying units shown per gate"),
+        gate: str = typer.Option(None, "--gate", help="gate shown unit by unit (default: the "
+                                 "keep gate, e.g. z; L2.z for layer 2)"),
+        top: int = typer.Option(12, "--top", min=0, help="units in the unit-by-unit view"),
     ) -> None:
         """Per-token gate values and switch settings of a trained text model."""
         from .gates import explain_text
@@ -102,24 +121,46 @@ def register(app: typer.Typer) -> None:
         if text is not None and file is not None:
             raise ExplainError("give a TEXT or --file, not both")
         if file is not None:
-            try:
-                text = file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as e:
+            try:  # a regular file of at most 1 MB: /dev/zero or a FIFO cannot hang it
+                text = read_limited(file, 1 << 20, "text file").decode("utf-8")
+            except UnicodeDecodeError as e:
                 raise ExplainError(f"cannot read {file}: {e}") from None
         model = _open(run)
         ex = explain_text(model, REVIEW if text is None else text)
+        if gate is not None and gate not in ex.gates:
+            raise ExplainError(f"--gate {gate}: this model's gates are "
+                               f"{', '.join(ex.gates) or 'none'}")
         if format == Format.json:
-            print(to_json(model.cell, ex))
+            print(to_json(model.cell, ex, gate, top))
         elif format == Format.html:
-            print(html_page(model.cell, ex, f"gatelab explain — {model.cell.name}"), end="")
+            print(html_page(model.cell, ex, f"gatelab explain — {model.cell.name}", gate, top),
+                  end="")
         else:
             console.print(f"[dim]{escape(model.source)}: {escape(model.cell.name)}, "
                           f"{len(model.layers)} layer(s), {model.hidden_size} units[/dim]")
-            to_rich(model.cell, ex, console, units=max(0, units))
+            to_rich(model.cell, ex, console, units=max(0, units), gate=gate, top=top)
+
+    @sub.command("build-model")
+    def build_model_cmd(
+        force: bool = typer.Option(False, "--force", help="train again even if cached"),
+    ) -> None:
+        """Train the explained sentiment model once into the user's cache (a few minutes)."""
+        from . import tourmodel
+
+        path = tourmodel.model_path()
+        if tourmodel.is_built(path) and not force:
+            console.print(f"already built: {escape(tourmodel.describe(path))}")
+            return
+        steps = int(tourmodel.MODEL["steps"])
+        bar, tick = _progress(steps, "training")
+        with bar:
+            path = tourmodel.build(force=force, progress=lambda _step: tick(1))
+        console.print(f"built: {escape(tourmodel.describe(path))}")
 
     @sub.command("saturation")
     def saturation_cmd(
-        run: Path = typer.Option(None, "--run", help=f"run folder (default {DEFAULT_RUN})"),
+        run: Path = typer.Option(None, "--run", help="run folder (default: the built model, "
+                         f"else {DEFAULT_RUN})"),
         limit: int = typer.Option(None, "--limit", min=1, help="use the first N test texts"),
         plot: Path = typer.Option(None, "--plot", help="write the scatter plot (PNG) here"),
         format: TextOrJson = typer.Option(TextOrJson.text, "--format", "-f"),
@@ -150,7 +191,8 @@ def register(app: typer.Typer) -> None:
 
     @sub.command("fidelity")
     def fidelity_cmd(
-        run: Path = typer.Option(None, "--run", help=f"run folder (default {DEFAULT_RUN})"),
+        run: Path = typer.Option(None, "--run", help="run folder (default: the built model, "
+                         f"else {DEFAULT_RUN})"),
         limit: int = typer.Option(None, "--limit", min=1, help="use the first N test texts"),
         format: TextOrJson = typer.Option(TextOrJson.text, "--format", "-f"),
     ) -> None:

@@ -110,8 +110,9 @@ def gate_names(cell: Cell, n_layers: int) -> list[tuple[int, str, str]]:
 class TextGates:
     """One text's per-token gate values: ``gates[label]`` is ``(T, H)`` in [0, 1]; ``probs``
     ``(C,)`` the prediction, ``running`` ``(T, C)`` the prediction the head would make after
-    each token (how the verdict builds up word by word); ``layers``: how many layers the labels
-    cover."""
+    each token (how the verdict builds up word by word) and ``running_logits`` ``(T, C)`` the
+    head's logits there, ``start_logits`` ``(C,)`` the head on the zero memory (before the first
+    token); ``layers``: how many layers the labels cover."""
 
     text: str
     tokens: list[str]
@@ -120,6 +121,8 @@ class TextGates:
     classes: tuple[str, ...]
     running: torch.Tensor | None = None
     layers: int = 1
+    running_logits: torch.Tensor | None = None
+    start_logits: torch.Tensor | None = None
 
     @property
     def label(self) -> str:
@@ -165,6 +168,7 @@ def explain_text(model: TextModel, text: str) -> TextGates:
     T, _, H = trace.top.shape
     with torch.no_grad():
         steps = model.head(trace.top.reshape(1, T, H), torch.ones(T, dtype=torch.long))
+        start = model.head(trace.top.new_zeros(1, 1, H), torch.ones(1, dtype=torch.long))[0]
     running = torch.softmax(steps.float(), dim=1)
     return TextGates(text, list(tokens), gates, probs, model.classes, running,
-                     len(model.layers))
+                     len(model.layers), steps.float(), start.float())

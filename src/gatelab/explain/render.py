@@ -42,9 +42,11 @@ def all_switches(cell: Cell, ex: TextGates) -> dict[str, list[Switch]]:
 
 
 # ---- terminal ---------------------------------------------------------------------------------
-def to_rich(cell: Cell, ex: TextGates, console: Console, units: int = 3) -> None:
-    """Print the coloured view: one line per gate (mean, then the most varying units), then a
-    table of every token's switch setting and kind."""
+def to_rich(cell: Cell, ex: TextGates, console: Console, units: int = 3,
+            gate: str | None = None, top: int = 12) -> None:
+    """Print the coloured view: one line per gate (mean, then the most varying units), a table
+    of every token's switch setting and kind, then the per-unit view of ``gate`` (default the
+    keep gate; ``top`` units) with the evidence word by word."""
     probs = ", ".join(f"{c} {float(p):.2f}" for c, p in zip(ex.classes, ex.probs, strict=True))
     console.print(f"[bold]prediction:[/bold] {escape(ex.label)}  ({escape(probs)})")
     console.print("[dim]colour: white = 0, full colour = 1 (gate rows: the gate's value; "
@@ -82,6 +84,11 @@ def to_rich(cell: Cell, ex: TextGates, console: Console, units: int = 3) -> None
             cells = [f"{float(ex.mean(prefix + g)[t]):.2f}" for g in cell.gates]
             table.add_row(Text(s.token), *cells, s.label or "-", s.kind, Text(s.update))
         console.print(table)
+    if cell.gates and top > 0:
+        from .render_units import units_rich
+        from .units import evidence, unit_view
+
+        units_rich(unit_view(cell, ex, gate, top), evidence(ex), console)
 
 
 # ---- HTML -------------------------------------------------------------------------------------
@@ -162,23 +169,41 @@ def _agree_tip(s: Switch) -> str:
     return "; ".join(parts + ([s.update] if s.update else [])) or "no gates"
 
 
-def html_page(cell: Cell, ex: TextGates, title: str = "gatelab explain") -> str:
-    """A whole standalone HTML page around :func:`to_html`."""
+def html_page(cell: Cell, ex: TextGates, title: str = "gatelab explain",
+              gate: str | None = None, top: int = 12) -> str:
+    """A whole standalone HTML page: :func:`to_html`, then the per-unit heatmap of ``gate``
+    (default the keep gate) with the evidence, and the words each unit writes on."""
+    units = ""
+    if cell.gates and top > 0:
+        from .render_units import units_html, writes_html
+        from .units import evidence, unit_view
+
+        view = unit_view(cell, ex, gate, top)
+        units = (f"<h2>Gate {html.escape(view.gate)}, unit by unit</h2>"
+                 f"{units_html(view, evidence(ex))}{writes_html(view)}")
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>{html.escape(title)}</title></head><body style='font-family:sans-serif'>"
             f"<h1>{html.escape(title)}</h1><p>{html.escape(ex.text)}</p>"
-            f"{to_html(cell, ex)}</body></html>\n")
+            f"{to_html(cell, ex)}{units}</body></html>\n")
 
 
 # ---- JSON -------------------------------------------------------------------------------------
-def to_json(cell: Cell, ex: TextGates) -> str:
-    """``tokens``, ``gates`` (``{name: [[value per unit] per token]}``), ``prediction``, and
-    ``switches`` (per token: ``setting`` and ``kind``, per layer prefix)."""
+def to_json(cell: Cell, ex: TextGates, gate: str | None = None, top: int = 12) -> str:
+    """``tokens``, ``gates`` (``{name: [[value per unit] per token]}``), ``prediction``,
+    ``switches`` (per token: ``setting`` and ``kind``, per layer prefix), ``units`` (the
+    per-unit view of ``gate``, :meth:`UnitView.to_json`) and ``evidence`` (log-odds of the
+    verdict after each word)."""
     data = ex.to_json()
     data["cell"] = cell.name
     data["switches"] = {(p[:-1] or "L1"): [{"token": s.token, "setting": s.setting,
                                             "kind": s.kind, "update": s.update} for s in sw]
                         for p, sw in all_switches(cell, ex).items()}
+    if cell.gates and top > 0:
+        from .units import evidence, unit_view
+
+        data["units"] = unit_view(cell, ex, gate, top).to_json()
+        ev = evidence(ex)
+        data["evidence"] = None if ev is None else ev.to_json()
     return json.dumps(data)
 
 

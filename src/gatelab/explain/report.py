@@ -19,6 +19,7 @@ from .fidelity import Fidelity, fidelity
 from .gates import REVIEW, TextGates, explain_text, replay_error
 from .model import TextModel, from_run
 from .render import plot_heatmap, to_html
+from .report_units import unit_section
 from .saturation import Saturation, plot, saturation
 from .switches import Switch, layer_prefixes, setting_kind, setting_update, switches
 
@@ -33,9 +34,8 @@ QUICK = {
     "drugs": {"steps": 200, "hidden": 32, "embed": 32, "max_len": 100, "lr": 2e-3,
               "eval_every": 50},
 }
+# --full explains the cached model of gatelab.explain.tourmodel instead of a tweets run of its own.
 FULL = {
-    "tweets": {"steps": 3000, "hidden": 64, "embed": 64, "max_len": 60, "batch": 64, "lr": 2e-3,
-               "eval_every": 250, "eval_size": 2000},
     "drugs": {"steps": 800, "hidden": 64, "embed": 64, "max_len": 300, "lr": 2e-3,
               "eval_every": 100},
 }
@@ -245,9 +245,9 @@ def drugs_html(run: Path) -> str:
             f"the same way.</p>")
 
 
-def build(ctx: TourContext, model: TextModel, run: Path, extra: str = "") -> str:
+def build(ctx: TourContext, model: TextModel, run: Path, extra: str = "", how: str = "") -> str:
     """The section's HTML for a trained ``model`` (files written under ``ctx.out``); ``extra``
-    is inserted after the introduction."""
+    is inserted after the introduction, ``how`` (which model this is, how it was made) in it."""
     cell = model.cell
     ctx.say("explaining the review sentence")
     ex = explain_text(model, REVIEW)
@@ -268,12 +268,13 @@ def build(ctx: TourContext, model: TextModel, run: Path, extra: str = "") -> str
     rel = esc(str(run))
     return f"""
 <p>The article's motivating example: reading a review, a gated network keeps the words that
-matter and lets the others pass by. To watch this happen, the tour trained an
-<b>{esc(cell.name.upper())}</b> ({model.hidden_size} units, {len(model.layers)} layer) to read a
-text word by word and classify it as {esc(" / ".join(d["classes"]))}, from the state after its
-last word ({d["n_train"]} training texts, first {d["max_len"]} words of each; {d["seconds"]:.0f} s).
-Its test accuracy is <b>{_pct(d["acc"])}</b>; always answering the majority class would score
-{_pct(d["baseline"])}.</p>
+matter and lets the others pass by. To watch this happen, the model explained here is a
+<b>{esc(cell.name.upper())}</b> ({model.hidden_size} units, {len(model.layers)} layer) trained to
+read a text word by word and classify it as {esc(" / ".join(d["classes"]))}, from the state after
+its last word ({d["n_train"]} training texts, first {d["max_len"]} words of each;
+{d["seconds"]:.0f} s of training). Its test accuracy is <b>{_pct(d["acc"])}</b>; always answering
+the majority class would score {_pct(d["baseline"])}.</p>
+{how}
 {extra}
 <pre class='equations'>{esc(cell_unicode(cell))}</pre>
 <p>What each gate does, from the analysis of these equations:</p>{gate_roles(cell)}
@@ -286,6 +287,7 @@ units that vary most. The last rows round the mean to a switch
 setting and name what the cell does there (simplification 3).</p>
 {to_html(cell, ex)}
 {describe(cell, ex, unknown)}
+{unit_section(cell, ex)}
 <p>Every unit of every gate on every word: one row per unit, one column per word, darker
 = closer to 1. Rows that change colour along the sentence are units that react to particular
 words.</p>
@@ -305,6 +307,35 @@ def _missing(what: str, e: Exception) -> str:
             f"{esc(str(e))}</p>")
 
 
+def _explained_run(ctx: TourContext, sizes: dict) -> tuple[Path, str]:
+    """The run the section explains, and a paragraph saying which model it is and how it was
+    made: the cached model the measurements favour (:mod:`gatelab.explain.tourmodel`) when it is
+    built, or ``--full`` builds it; else (quick, not built) a model trained now in a minute."""
+    from . import tourmodel
+
+    cmd = "<code>gatelab explain build-model</code>"
+    if not ctx.quick or tourmodel.is_built():
+        if not tourmodel.is_built():
+            ctx.say(f"training the explained model once ({tourmodel.MODEL['steps']} steps; "
+                    "cached for later tours)")
+        path = tourmodel.build()
+        return path, (f"<p class='note'>This is the model the measurements favour "
+                      f"(<code>benchmarks/RESULTS-gates.md</code>): "
+                      f"{esc(tourmodel.describe(path))}. It was trained once, by {cmd} or "
+                      f"<code>gatelab tour --full</code>, and is retrained only when its "
+                      f"config or the engine changes.</p>")
+    ctx.say(f"training {CELL.upper()} on tweets ({sizes['tweets']['steps']} steps)")
+    run = train_sentiment(ctx.out / RUNS["tweets"], "tweets", ctx.quick)
+    m = tourmodel.MODEL
+    return run, (f"<p class='note'>This is the quick tour's model, trained just now in about a "
+                 f"minute. Its gates mostly stay in between 0 and 1. The model the "
+                 f"measurements favour ({m['cell'].upper()}, {m['hidden']} units, "
+                 f"{m['steps']} steps, keep-gate bias {tourmodel.KEEP_BIAS:g} at "
+                 f"initialisation; <code>benchmarks/RESULTS-gates.md</code>) takes a few "
+                 f"minutes: build it once with {cmd} (or <code>gatelab tour --full</code>) "
+                 f"and later quick tours show it.</p>")
+
+
 def section(ctx: TourContext) -> Section:
     """Train (quick: about a minute on 2 cores), explain, and measure; see the module doc.
     Puts the explained run's folder in ``ctx.shared["sentiment_run"]`` (the drug-review run's
@@ -320,16 +351,15 @@ def section(ctx: TourContext) -> Section:
         ctx.shared["drug_run"] = drugs
     except DataUnavailable as e:
         drugs, drugs_note = None, _missing("drug reviews", e)
-    ctx.say(f"training {CELL.upper()} on tweets ({sizes['tweets']['steps']} steps)")
     try:
-        run = train_sentiment(ctx.out / RUNS["tweets"], "tweets", ctx.quick)
+        run, how = _explained_run(ctx, sizes)
         extra = drugs_html(drugs) if drugs is not None else drugs_note
     except DataUnavailable as e:
         if drugs is None:
             return Section("explain", title, drugs_note + _missing("tweets", e))
-        run, extra = drugs, _missing("tweets", e)
+        run, extra, how = drugs, _missing("tweets", e), ""
     ctx.shared["sentiment_run"] = run
-    body = build(ctx, from_run(run), run, extra)
+    body = build(ctx, from_run(run), run, extra, how)
     return Section("explain", title, body,
                    summary="a trained model's gates word by word on a review; are they "
                            "really 0/1 switches?")

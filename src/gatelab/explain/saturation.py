@@ -9,15 +9,16 @@ unit near the origin stays in between.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from ..cell import Cell
 from ..errors import UsageError
 from .batches import Texts, batches, encoded, valid_mask
-from .gates import gate_names
+from .gates import Trace, gate_names, replay_layers
 from .model import TextModel
 
 LOW, HIGH = 0.1, 0.9
@@ -48,25 +49,48 @@ class Saturation:
                           for k in self.left}}
 
 
+class _Counter:
+    """Per-unit counts of gate values below ``LOW`` and above ``HIGH``, trace by trace."""
+
+    def __init__(self, cell: Cell, n_layers: int, H: int) -> None:
+        self.labels = gate_names(cell, n_layers)
+        self.low = {lab: torch.zeros(H) for _, _, lab in self.labels}
+        self.high = {lab: torch.zeros(H) for _, _, lab in self.labels}
+        self.steps = 0
+
+    def add(self, trace: Trace) -> None:
+        mask = valid_mask(trace).unsqueeze(-1)  # (T, N, 1)
+        self.steps += int(mask.sum())
+        for layer, g, lab in self.labels:
+            v = trace.gates[layer][g]
+            self.low[lab] += ((v < LOW) & mask).sum(dim=(0, 1)).float()
+            self.high[lab] += ((v > HIGH) & mask).sum(dim=(0, 1)).float()
+
+    def result(self) -> Saturation:
+        if self.steps == 0:
+            raise UsageError("no tokens to measure saturation on")
+        return Saturation({k: v / self.steps for k, v in self.low.items()},
+                          {k: v / self.steps for k, v in self.high.items()}, self.steps)
+
+
 def saturation(model: TextModel, texts: Texts, *, max_len: int = 300,
                batch: int = 64, progress: Callable[[int], None] | None = None) -> Saturation:
     """Count, per gate unit, the real steps below ``LOW`` and above ``HIGH`` over ``texts``."""
-    labels = gate_names(model.cell, len(model.layers))
-    H = model.hidden_size
-    low = {lab: torch.zeros(H) for _, _, lab in labels}
-    high = {lab: torch.zeros(H) for _, _, lab in labels}
-    steps = 0
+    counter = _Counter(model.cell, len(model.layers), model.hidden_size)
     for trace in batches(model, encoded(model, texts, max_len), batch=batch, progress=progress):
-        mask = valid_mask(trace).unsqueeze(-1)  # (T, N, 1)
-        steps += int(mask.sum())
-        for layer, g, lab in labels:
-            v = trace.gates[layer][g]
-            low[lab] += ((v < LOW) & mask).sum(dim=(0, 1)).float()
-            high[lab] += ((v > HIGH) & mask).sum(dim=(0, 1)).float()
-    if steps == 0:
-        raise UsageError("no tokens to measure saturation on")
-    return Saturation({k: v / steps for k, v in low.items()},
-                      {k: v / steps for k, v in high.items()}, steps)
+        counter.add(trace)
+    return counter.result()
+
+
+def sequence_saturation(cell: Cell, layers: list[dict[str, torch.Tensor]],
+                        inputs: Iterable[torch.Tensor]) -> Saturation:
+    """The same count for a model read at every step (e.g. a character model): ``inputs``
+    yields input batches ``(T, N, I)`` (all steps real), replayed through ``layers``."""
+    H = next(iter(layers[0].values())).shape[0]
+    counter = _Counter(cell, len(layers), H)
+    for x in inputs:
+        counter.add(replay_layers(cell, layers, x))
+    return counter.result()
 
 
 def plot(sat: Saturation, path: Path, title: str = "") -> Path:

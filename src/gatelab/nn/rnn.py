@@ -1,4 +1,12 @@
-"""``gatelab.nn.RNN``: a multi-layer recurrent layer for any cell, with ``torch.nn.LSTM``'s API.
+"""``gatelab.nn.RNN``: a multi-layer recurrent layer for any cell, with ``torch.nn.RNN``'s API.
+
+Two ways to call it, told apart by the first argument:
+
+* ``RNN(cell, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+  bidirectional=False, backend="auto", device=None, dtype=None)``: any cell (built-in name,
+  ``.cell`` path or :class:`gatelab.Cell`);
+* ``RNN(input_size, hidden_size, num_layers=1, nonlinearity="tanh", ...)``: torch's own
+  signature, the Elman RNN (``tanh`` or ``relu``), so code written for ``torch.nn.RNN`` runs.
 
 >>> import torch, gatelab.nn
 >>> rnn = gatelab.nn.RNN("mgu", 3, 5, num_layers=2, batch_first=True)
@@ -7,69 +15,133 @@
 ((4, 7, 5), (2, 4, 5))
 >>> sorted(rnn.cell_params(0))[:3]
 ['U_f', 'U_n', 'W_f']
+>>> gatelab.nn.RNN(3, 5, nonlinearity="relu")
+RNN(3, 5, nonlinearity='relu')
 
 Parameters are stored per layer ``k`` and direction as ``weight_ih_l{k}``, ``weight_hh_l{k}``,
 ``bias_ih_l{k}``, ``bias_hh_l{k}`` (``_reverse`` for the backward direction), laid out as
-:class:`gatelab.engine.layout.Layout` derives from the equations; for the LSTM and ``gru-torch``
-that is exactly ``torch.nn.LSTM``/``GRU``'s layout, so their ``state_dict`` loads unchanged.
+:class:`gatelab.engine.layout.Layout` derives from the equations; for the LSTM, ``gru-torch``
+and the Elman RNN that is exactly torch's layout, so their ``state_dict`` loads unchanged.
+
+``backend="auto"`` runs torch's own fused kernels when :func:`gatelab.engine.vendor.vendor_match`
+proves the cell equal to torch's LSTM, GRU or Elman RNN (``mode`` then says which), and
+gatelab's generated engine otherwise; ``backend="generated"`` forces the engine.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import overload
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from ..cell import Cell, load_cell
-from ..engine.backends import check_backend, run_layer
+from ..cell import Cell as CellIR
+from ..cell import load_cell
+from ..engine.backends import check_backend
 from ..engine.layout import EngineError, Layout
-from .packing import repack, reverse_index, time_gather, unpack
+from ..engine.vendor import template_path, vendor_match
+from .checks import check_layer_args
+from .forward import layer_forward
+from .state import CellPickling
 
 State = torch.Tensor | tuple[torch.Tensor, ...]
 
 
-class RNN(nn.Module):
-    """A recurrent layer running ``cell`` (built-in name, ``.cell`` path or :class:`Cell`).
+def _cell_first(args: tuple, kwargs: dict) -> bool:
+    """Whether a call uses the cell signature: a cell or path first, ``cell=``, or a name
+    followed by both sizes (torch's signature needs only two arguments, never a string)."""
+    if "cell" in kwargs or (args and isinstance(args[0], (Path, CellIR))):
+        return True
+    given = len(args) + sum(k in kwargs for k in ("input_size", "hidden_size"))
+    return bool(args) and isinstance(args[0], str) and given >= 3
 
-    Arguments and call follow ``torch.nn.LSTM``: input ``(L, N, I)`` (``(N, L, I)`` with
-    ``batch_first``; ``(L, I)`` unbatched; or a ``PackedSequence``), ``hx`` the initial states
-    ``(D*num_layers, N, H)`` (zeros when None); a tuple for cells with several states, in the
-    order of :attr:`state_names` (the output state first, e.g. LSTM ``(h, c)``). Returns
-    ``output (L, N, D*H)`` and ``h_n`` in the same form as ``hx``.
+
+class RNN(CellPickling, nn.Module):
+    """A recurrent layer running a cell; see the module docstring for the two signatures.
+
+    Call as ``torch.nn.LSTM``: input ``(L, N, I)`` (``(N, L, I)`` with ``batch_first``; ``(L, I)``
+    unbatched; or a ``PackedSequence``), ``hx`` the initial states ``(D*num_layers, N, H)``
+    (zeros when None); a tuple for cells with several states, in the order of
+    :attr:`state_names` (the output state first, e.g. LSTM ``(h, c)``). Returns ``output
+    (L, N, D*H)`` and ``h_n`` in the same form as ``hx``.
     """
 
-    def __init__(self, cell: str | Path | Cell, input_size: int, hidden_size: int,
+    _torch_name = "RNN"  # the name torch's messages and repr use for this class
+    _twin = False  # True where the repr follows torch's (the classes named after torch's)
+
+    @overload
+    def __init__(self, cell: str | Path | CellIR, input_size: int, hidden_size: int,
                  num_layers: int = 1, bias: bool = True, batch_first: bool = False,
                  dropout: float = 0.0, bidirectional: bool = False, backend: str = "auto",
-                 device=None, dtype=None) -> None:
-        super().__init__()
+                 device=None, dtype=None) -> None: ...
+
+    @overload
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
+                 dropout: float = 0.0, bidirectional: bool = False, device=None, dtype=None,
+                 backend: str = "auto") -> None: ...
+
+    def __init__(self, *args, **kwargs) -> None:
+        nn.Module.__init__(self)
+        if _cell_first(args, kwargs):
+            self._build(*args, **kwargs)
+        else:
+            self._build_elman(*args, **kwargs)
+
+    def _build_elman(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                     nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
+                     dropout: float = 0.0, bidirectional: bool = False, device=None, dtype=None,
+                     backend: str = "auto", **unknown) -> None:
+        if "proj_size" in unknown:
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        if unknown:
+            raise TypeError(f"RNN got unexpected keyword argument(s) {', '.join(unknown)}")
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or "
+                             "'relu'.")
+        self.nonlinearity = nonlinearity
+        self._twin = True
+        cell = "rnn" if nonlinearity == "tanh" else template_path("RNN_RELU")
+        self._build(cell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                    bidirectional, backend, device, dtype)
+
+    def _build(self, cell: str | Path | CellIR, input_size: int, hidden_size: int,
+               num_layers: int = 1, bias: bool = True, batch_first: bool = False,
+               dropout: float = 0.0, bidirectional: bool = False, backend: str = "auto",
+               device=None, dtype=None, *, proj_size: int = 0) -> None:
+        check_layer_args(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         proj_size)
         self.cell = load_cell(cell)
-        for name, v in (("input_size", input_size), ("hidden_size", hidden_size),
-                        ("num_layers", num_layers)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if not (isinstance(dropout, (int, float)) and 0 <= dropout <= 1):
-            raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
-        self.layout = Layout.of(self.cell)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
-        self.bidirectional = bidirectional
-        self.proj_size = 0  # read by code written for torch.nn.LSTM
+        self.bidirectional, self.proj_size = bool(bidirectional), proj_size
         self.backend = check_backend(backend)
+        self._derive()
+        if self.backend == "vendor" and self._vendor.mode is None:
+            raise EngineError(f"cell {self.cell.name!r} cannot take the vendor path: "
+                              f"{self._vendor.reason}")
+        if proj_size and (self._vendor.mode != "LSTM" or self.backend not in ("auto", "vendor")):
+            raise ValueError("proj_size > 0 runs on torch's LSTM kernels only (backend 'auto' "
+                             "or 'vendor'); gatelab's engine has no projection")
         out = self.cell.output
         self.state_names = ((out,) if out in self.cell.states else ()) + tuple(
             s for s in self.cell.states if s != out)
         self._flat: list[list[dict[str, str]]] = []  # [layer][direction] tensor -> attr name
         factory = {"device": device, "dtype": dtype}
+        real_hidden = proj_size or hidden_size
         for k in range(num_layers):
-            layer_in = input_size if k == 0 else hidden_size * self.num_directions
+            layer_in = input_size if k == 0 else real_hidden * self.num_directions
             per_dir = []
             for d in range(self.num_directions):
+                shapes = self.layout.tensor_shapes(layer_in, hidden_size, bias)
+                if proj_size:  # torch's projected LSTM: h has proj_size features
+                    shapes["weight_hh"] = (shapes["weight_hh"][0], proj_size)
+                    shapes["weight_hr"] = (proj_size, hidden_size)
                 names = {}
-                for t, shape in self.layout.tensor_shapes(layer_in, hidden_size, bias).items():
+                for t, shape in shapes.items():
                     attr = f"{t}_l{k}{'_reverse' if d else ''}"
                     if hasattr(self, attr):
                         raise EngineError(f"parameter name {t!r} clashes with a layer attribute;"
@@ -80,9 +152,23 @@ class RNN(nn.Module):
             self._flat.append(per_dir)
         self.reset_parameters()
 
+    def _derive(self) -> None:
+        """What follows from the cell (rebuilt after unpickling)."""
+        self.layout = Layout.of(self.cell)
+        self._vendor = vendor_match(self.cell)
+        # torch's RNNBase.mode; for a cell torch does not have, the cell's name
+        self.mode = self._vendor.mode or self.cell.name
+
     @property
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
+
+    @property
+    def path(self) -> str:
+        """``"vendor"`` when calls run torch's kernels, else the engine backend asked for."""
+        if self._vendor.mode is not None and self.backend in ("auto", "vendor"):
+            return "vendor"
+        return self.backend
 
     def reset_parameters(self) -> None:
         """Uniform in ``±1/sqrt(hidden_size)``, as torch's recurrent layers."""
@@ -96,13 +182,45 @@ class RNN(nn.Module):
         return [list(self.packed_params(k, d).values()) for k in range(self.num_layers)
                 for d in range(self.num_directions)]
 
+    @property
+    def _flat_weights_names(self) -> list[str]:
+        return [a for per_dir in self._flat for names in per_dir for a in names.values()]
+
+    @property
+    def _flat_weights(self) -> list[nn.Parameter]:
+        return [getattr(self, a) for a in self._flat_weights_names]
+
     def flatten_parameters(self) -> None:
-        """No-op, for code written for ``torch.nn.LSTM`` (parameters are already packed)."""
+        """As ``torch.nn.LSTM.flatten_parameters``: on CUDA with cuDNN, the vendor path's weights
+        (in torch's block order already) are packed into one buffer; a no-op elsewhere."""
+        flat = self._flat_weights
+        if (self.path != "vendor" or not flat or not all(w.is_cuda for w in flat)
+                or any(p != tuple(range(len(p))) for p in (self._vendor.ih_perm,
+                                                           self._vendor.hh_perm))
+                or len({w.dtype for w in flat}) != 1
+                or not all(torch.backends.cudnn.is_acceptable(w) for w in flat)
+                or len({w.data_ptr() for w in flat}) != len(flat)):
+            return
+        import torch.backends.cudnn.rnn as cudnn_rnn
+
+        with torch.cuda.device_of(flat[0]), torch.no_grad():
+            if torch._use_cudnn_rnn_flatten_weight():
+                torch._cudnn_rnn_flatten_weight(
+                    flat, len(self._flat[0][0]), self.input_size,
+                    cudnn_rnn.get_cudnn_mode(self.mode), self.hidden_size, self.proj_size,
+                    self.num_layers, self.batch_first, self.bidirectional)
 
     def extra_repr(self) -> str:
-        s = f"{self.cell.name!r}, {self.input_size}, {self.hidden_size}"
+        if self._twin:
+            s = f"{self.input_size}, {self.hidden_size}"
+            if self.proj_size:
+                s += f", proj_size={self.proj_size}"
+        else:
+            s = f"{self.cell.name!r}, {self.input_size}, {self.hidden_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
+        if getattr(self, "nonlinearity", "tanh") != "tanh":
+            s += f", nonlinearity={self.nonlinearity!r}"
         for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0),
                               ("bidirectional", False), ("backend", "auto")):
             if getattr(self, name) != default:
@@ -121,116 +239,11 @@ class RNN(nn.Module):
         """That layer's parameters under the cell's own names (``W_i``, ``U_f``, ``b_o``...),
         ready for :func:`gatelab.cell.evaluate.step`. Matrices are views of the packed weights;
         split biases are sums of their parts; autograd reaches the module's parameters."""
+        if self.proj_size:
+            raise EngineError("a projected LSTM (proj_size > 0) is not a cell of its own: its "
+                              "recurrent weights multiply the projection")
         return self.layout.cell_params(self.packed_params(layer, direction), self.hidden_size)
 
     # ---- forward -------------------------------------------------------------------------------
     def forward(self, input: torch.Tensor | PackedSequence, hx: State | None = None):
-        packed = isinstance(input, PackedSequence)
-        lengths = None
-        if packed:
-            x, lengths, index = unpack(input)
-            unbatched = False
-        else:
-            if not torch.is_tensor(input):
-                raise TypeError(f"input must be a Tensor or PackedSequence, got "
-                                f"{type(input).__name__}")
-            if input.dim() not in (2, 3):
-                raise ValueError(f"input must have 2 (unbatched) or 3 dimensions, got shape "
-                                 f"{tuple(input.shape)}")
-            unbatched = input.dim() == 2
-            x = input.unsqueeze(1) if unbatched else (
-                input.transpose(0, 1) if self.batch_first else input)
-        if x.shape[-1] != self.input_size:
-            raise ValueError(f"input has {x.shape[-1]} features, expected input_size="
-                             f"{self.input_size}")
-        if x.shape[0] == 0:
-            raise ValueError("input sequence length must be at least 1")
-        p = next(self.parameters())
-        if x.dtype != p.dtype or x.device != p.device:
-            raise ValueError(f"input is {x.dtype} on {x.device} but the layer's parameters are "
-                             f"{p.dtype} on {p.device}; convert one of them (e.g. .to(...))")
-        T, N = x.shape[0], x.shape[1]
-        states0 = self._initial_states(hx, N, x, unbatched)
-        mask = None
-        if lengths is not None:
-            mask = (torch.arange(T).unsqueeze(1) < lengths.unsqueeze(0)).to(x.device)
-            rev = reverse_index(lengths, T)
-        final: list[list[torch.Tensor]] = [[] for _ in self.state_names]
-        layer_in = x
-        for k in range(self.num_layers):
-            outs = []
-            for d in range(self.num_directions):
-                i = k * self.num_directions + d
-                s0 = tuple(s[i] for s in states0)
-                xin = layer_in
-                if d == 1:
-                    xin = layer_in.flip(0) if lengths is None else time_gather(layer_in, rev)
-                out, sn = run_layer(self.layout, self.packed_params(k, d), xin,
-                                    self._cell_order(s0), mask, self.backend)
-                if d == 1:
-                    out = out.flip(0) if lengths is None else time_gather(out, rev)
-                outs.append(out)
-                for j, s in enumerate(self._state_order(sn)):
-                    final[j].append(s)
-            layer_in = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
-            if self.dropout and self.training and k < self.num_layers - 1:
-                layer_in = nn.functional.dropout(layer_in, self.dropout, training=True)
-        h_n = tuple(torch.stack(f) for f in final)
-        if packed:
-            output = repack(layer_in, input, index)
-        elif unbatched:
-            output = layer_in.squeeze(1)
-            h_n = tuple(s.squeeze(1) for s in h_n)
-        else:
-            output = layer_in.transpose(0, 1) if self.batch_first else layer_in
-        return output, (h_n[0] if len(h_n) == 1 else h_n)
-
-    def _cell_order(self, states: tuple) -> tuple:
-        by_name = dict(zip(self.state_names, states, strict=True))
-        return tuple(by_name[s] for s in self.cell.states)
-
-    def _state_order(self, states: tuple) -> tuple:
-        by_name = dict(zip(self.cell.states, states, strict=True))
-        return tuple(by_name[s] for s in self.state_names)
-
-    def _initial_states(self, hx: State | None, N: int, x: torch.Tensor,
-                        unbatched: bool) -> tuple[torch.Tensor, ...]:
-        L = self.num_layers * self.num_directions
-        if hx is None:
-            z = x.new_zeros(L, N, self.hidden_size)
-            return tuple(z for _ in self.state_names)
-        hs = (hx,) if torch.is_tensor(hx) else tuple(hx)
-        if len(hs) != len(self.state_names):
-            raise ValueError(f"hx must give {len(self.state_names)} state(s) "
-                             f"({', '.join(self.state_names)}), got {len(hs)}")
-        want = (L, self.hidden_size) if unbatched else (L, N, self.hidden_size)
-        out = []
-        for name, h in zip(self.state_names, hs, strict=True):
-            if not torch.is_tensor(h) or tuple(h.shape) != want:
-                got = tuple(h.shape) if torch.is_tensor(h) else type(h).__name__
-                raise ValueError(f"initial state {name!r} must have shape {want}, got {got}")
-            out.append(h.unsqueeze(1) if unbatched else h)
-        return tuple(out)
-
-
-def _named(cell_name: str, doc: str):
-    class _Layer(RNN):
-        def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
-                     bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                     bidirectional: bool = False, backend: str = "auto", device=None,
-                     dtype=None) -> None:
-            super().__init__(cell_name, input_size, hidden_size, num_layers, bias, batch_first,
-                             dropout, bidirectional, backend, device, dtype)
-
-    _Layer.__doc__ = doc
-    return _Layer
-
-
-LSTM = _named("lstm", "Drop-in ``torch.nn.LSTM``: the zoo cell ``lstm``; returns "
-                      "``output, (h_n, c_n)``; parameters in torch's layout and gate order.")
-LSTM.__name__ = LSTM.__qualname__ = "LSTM"
-GRU = _named("gru-torch", "Drop-in ``torch.nn.GRU``: the zoo cell ``gru-torch`` (torch/cuDNN "
-                          "convention); parameters in torch's layout (r, z, n).")
-GRU.__name__ = GRU.__qualname__ = "GRU"
-MGU = _named("mgu", "Minimal Gated Unit layer (zoo cell ``mgu``) with ``torch.nn.GRU``'s API.")
-MGU.__name__ = MGU.__qualname__ = "MGU"
+        return layer_forward(self, input, hx)

@@ -1,37 +1,60 @@
-"""Bring ``torch.nn.LSTM``/``GRU`` models over: their ``state_dict`` loads into gatelab's layers
-unchanged (same names, layouts and gate order, derived by :class:`~gatelab.engine.layout.Layout`),
-and :func:`from_torch` builds the matching layer with the same weights.
+"""Bring torch's recurrent modules over: their ``state_dict`` loads into gatelab's twins unchanged
+(same names, layouts and gate order, derived by :class:`~gatelab.engine.layout.Layout`), and
+:func:`from_torch` builds the matching twin with the same weights.
+
+:data:`PUBLIC_CLASSES` lists the classes a ``weights_only`` load of a whole saved model needs::
+
+    with torch.serialization.safe_globals([*gatelab.nn.PUBLIC_CLASSES, MyModel]):
+        model = torch.load("model.pt", weights_only=True)
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from .rnn import GRU, LSTM, RNN
+from .cell import Cell, GRUCell, LSTMCell, RNNCell
+from .layers import GRU, LSTM, MGU
+from .rnn import RNN
+
+PUBLIC_CLASSES = (RNN, LSTM, GRU, MGU, Cell, RNNCell, LSTMCell, GRUCell)
 
 
-def from_torch(module: nn.Module, backend: str = "auto") -> RNN:
-    """A gatelab layer equal to a ``torch.nn.LSTM`` or ``torch.nn.GRU`` (weights copied).
+def from_torch(module: nn.Module, backend: str = "auto") -> RNN | Cell:
+    """A gatelab twin equal to a torch ``RNN``/``LSTM``/``GRU`` or ``*Cell`` (weights copied;
+    ``backend`` applies to the layers).
 
     >>> import torch
     >>> t = torch.nn.GRU(3, 4, num_layers=2, bidirectional=True)
     >>> g = from_torch(t)
-    >>> type(g).__name__, g.num_layers, g.bidirectional
-    ('GRU', 2, True)
+    >>> type(g).__name__, g.num_layers, g.bidirectional, g.path
+    ('GRU', 2, True, 'vendor')
     """
-    if isinstance(module, nn.LSTM):
-        if getattr(module, "proj_size", 0):
-            raise ValueError("torch.nn.LSTM with proj_size > 0 has no gatelab equivalent")
-        cls = LSTM
-    elif isinstance(module, nn.GRU):
-        cls = GRU
-    else:
-        raise TypeError(f"from_torch takes a torch.nn.LSTM or torch.nn.GRU, got "
-                        f"{type(module).__name__}")
     p = next(module.parameters())
-    out = cls(module.input_size, module.hidden_size, module.num_layers, module.bias,
-              module.batch_first, float(module.dropout), module.bidirectional, backend,
-              device=p.device, dtype=p.dtype)
+    factory = {"device": p.device, "dtype": p.dtype}
+    if isinstance(module, nn.RNNBase):
+        common = (module.input_size, module.hidden_size, module.num_layers)
+        flags = dict(bias=module.bias, batch_first=module.batch_first,
+                     dropout=float(module.dropout), bidirectional=module.bidirectional,
+                     backend=backend, **factory)
+        if isinstance(module, nn.LSTM):
+            out = LSTM(*common, proj_size=module.proj_size, **flags)
+        elif isinstance(module, nn.GRU):
+            out = GRU(*common, **flags)
+        elif isinstance(module, nn.RNN):
+            out = RNN(*common, nonlinearity=module.nonlinearity, **flags)
+        else:
+            raise TypeError(f"from_torch: unknown recurrent module {type(module).__name__}")
+    elif isinstance(module, nn.RNNCellBase):
+        args = (module.input_size, module.hidden_size, module.bias)
+        if isinstance(module, nn.LSTMCell):
+            out = LSTMCell(*args, **factory)
+        elif isinstance(module, nn.GRUCell):
+            out = GRUCell(*args, **factory)
+        else:
+            out = RNNCell(*args, nonlinearity=module.nonlinearity, **factory)
+    else:
+        raise TypeError(f"from_torch takes one of torch.nn's recurrent modules (RNN, LSTM, GRU, "
+                        f"RNNCell, LSTMCell, GRUCell), got {type(module).__name__}")
     out.load_state_dict(module.state_dict())
     out.train(module.training)
     return out

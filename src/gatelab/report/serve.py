@@ -4,26 +4,32 @@ from __future__ import annotations
 
 import errno
 import mimetypes
+import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ..errors import GatelabError
 
+MAX_URL = 2048  # longer request paths get 414; file names are far shorter
+
 
 def resolve(root: Path, url_path: str) -> Path | None:
     """The file a URL path names under ``root``, or None when it does not exist or would leave
     ``root`` (``..``, absolute paths, links pointing out)."""
-    root = root.resolve()
     rel = unquote(urlsplit(url_path).path).lstrip("/")
     if "\x00" in rel:
         return None
-    target = (root / rel).resolve()
-    if target.is_dir():  # resolved again below: the index.html may itself be a link
-        target = (target / "index.html").resolve()
-    if target != root and root not in target.parents:
+    try:  # a name too long for the system or a loop of links is simply not found
+        root = root.resolve()
+        target = (root / rel).resolve()
+        if target.is_dir():  # resolved again below: the index.html may itself be a link
+            target = (target / "index.html").resolve()
+        if target != root and root not in target.parents:
+            return None
+        return target if target.is_file() else None
+    except (OSError, RuntimeError, ValueError):
         return None
-    return target if target.is_file() else None
 
 
 def make_handler(root: Path) -> type[BaseHTTPRequestHandler]:
@@ -35,11 +41,17 @@ def make_handler(root: Path) -> type[BaseHTTPRequestHandler]:
             self._send(body=False)
 
         def _send(self, body: bool) -> None:
+            if len(self.path) > MAX_URL:
+                self.send_error(414, "URI too long")
+                return
             target = resolve(root, self.path)
-            if target is None:
+            try:
+                data = target.read_bytes() if target is not None else None
+            except OSError:  # unreadable, or gone since it was resolved
+                data = None
+            if data is None:
                 self.send_error(404, "not found")
                 return
-            data = target.read_bytes()
             ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
             self.send_response(200)
             self.send_header("Content-Type", ctype)
@@ -50,7 +62,12 @@ def make_handler(root: Path) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(data)
 
         def log_message(self, format: str, *args: object) -> None:
-            pass
+            pass  # successful requests are not logged
+
+        def log_error(self, format: str, *args: object) -> None:
+            # one line per refused request (404, 414, a malformed request), never a traceback
+            line = (format % args).replace("\n", " ")[:200]
+            sys.stderr.write(f"serve: {self.address_string()} {line}\n")
 
     return Handler
 
@@ -80,13 +97,21 @@ def check_port(port: int) -> None:
                          "(0 picks a free one)")
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: tuple) -> None:
+        # a request that failed (a client that hung up mid-answer): one line, no traceback
+        e = sys.exc_info()[1]
+        sys.stderr.write(f"serve: {client_address[0]} request failed: "
+                         f"{type(e).__name__}: {e}\n")
+
+
 def make_server(folder: Path, port: int = 0) -> ThreadingHTTPServer:
     """A server for ``folder`` bound to 127.0.0.1 (port 0 picks a free one). Raises ServeError
     for a missing folder, a port out of range, or a port that cannot be bound."""
     check_port(port)
     check_folder(folder)
     try:
-        return ThreadingHTTPServer((HOST, port), make_handler(folder))
+        return _Server((HOST, port), make_handler(folder))
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
             raise ServeError(f"port {port} on {HOST} is in use; pick another with --port "

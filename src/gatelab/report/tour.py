@@ -21,6 +21,7 @@ TOUR_SECTIONS = [
     "gatelab.engine.report:section",
     "gatelab.train.report:section",
     "gatelab.explain.report:section",
+    "gatelab.study.report:section",
 ]
 
 INTRO = """

@@ -18,13 +18,16 @@ from typing import Any
 
 from ..cell import CellError, load_cell
 from ..errors import UsageError
+from ..files import inside, safe_name
 from .config import TrainConfig
 from .runs import CHECKPOINT, METRICS, atomic_write_text, load_run, read_metrics
 from .trainer import train
 
 
 def cell_label(cell: str) -> str:
-    return Path(cell).stem if cell.endswith(".cell") else cell
+    """The cell's name, as a safe folder-name part: it names the run folders ``LABEL-sSEED``
+    (inside the comparison's folder, whatever the cell's path) and the leaderboard row."""
+    return safe_name(load_cell(cell).name)
 
 
 def check_cells(cells: list[str]) -> None:
@@ -67,7 +70,7 @@ def run_compare(base: TrainConfig, cells: list[str], seeds: int, out: Path,
     folders: dict[str, list[Path]] = {}
     for cell in cells:
         for seed in range(base.seed, base.seed + seeds):
-            folder = out / f"{cell_label(cell)}-s{seed}"
+            folder = inside(out, f"{cell_label(cell)}-s{seed}")
             if say:
                 say(f"training {cell_label(cell)} (seed {seed})")
             cfg = dataclasses.replace(base, cell=cell, seed=seed, out=str(folder), cell_text="")

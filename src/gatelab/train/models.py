@@ -30,13 +30,20 @@ class SequenceModel(nn.Module):
         self.per_step = per_step
         self.embed = nn.Embedding(vocab_size, embed, padding_idx=0) if vocab_size else None
         rnn_in = embed if vocab_size else input_size
+        # A cell reading its input as a hidden-size vector (`input x : hidden`, SRU's highway
+        # term) gets a learned projection to the hidden size first, as the SRU paper does.
+        self.lift = nn.Linear(rnn_in, hidden) if cell.hidden_inputs and rnn_in != hidden \
+            else None
+        if self.lift is not None:
+            rnn_in = hidden
         self.rnn = RNN(cell, rnn_in, hidden, num_layers=layers, batch_first=True,
                        dropout=dropout)
         self.head = nn.Linear(hidden, n_out)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """What the recurrent layer reads: ``(N, T, I)``."""
-        return self.embed(x) if self.embed is not None else x
+        x = self.embed(x) if self.embed is not None else x
+        return self.lift(x) if self.lift is not None else x
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         out = self.rnn(self.features(x))

@@ -15,17 +15,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..cell import parse_cell
+from ..cell import CellError, parse_cell
 from ..data.text import Vocab
 from ..errors import NotFound, UsageError
+from ..files import FileProblem, atomic_write_bytes, atomic_write_text, read_limited
 from .config import TrainConfig
 from .models import SequenceModel
 from .tasks import Task, make_task
@@ -35,19 +36,21 @@ METRICS = "metrics.csv"
 CHECKPOINT = "checkpoint.pt"
 VOCAB = "vocab.json"
 COLUMNS = ["step", "loss", "metric", "eval_loss", "grad_norm", "lr", "seconds", "steps_per_s"]
+MAX_CONFIG_BYTES = 1 << 24  # config.json, vocab.json: far more than any real run writes
+__all__ = ["atomic_write_bytes", "atomic_write_text"]  # re-exported: the trainer writes with them
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+class RunFolderError(UsageError):
+    """A run folder's file is missing, corrupt or does not fit the rest of the run; ``str()``
+    names the file and what is wrong. Nothing in the folder is changed."""
+
+    exit_code = 2
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+# What torch.load raises on a file that is not a complete checkpoint: a junk or truncated zip
+# (RuntimeError), an empty file (EOFError), a half-written one (OSError: Errno 22), ...
+_LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError,
+                TypeError, AttributeError, IndexError, zipfile.BadZipFile)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -64,15 +67,95 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     was tampered with).
     """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise UsageError(f"{path} holds objects other than tensors and plain data, so it is not "
-                         f"loaded (loading it could run code): {str(e).splitlines()[0]}") from None
+        raise RunFolderError(f"{path} holds objects other than tensors and plain data, so it is "
+                             "not loaded (loading it could run code): "
+                             f"{_first_line(e)}") from None
+    except _LOAD_ERRORS as e:
+        raise RunFolderError(f"{path} is not a readable gatelab checkpoint (empty, truncated or "
+                             f"another kind of file): {_first_line(e)}") from None
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise RunFolderError(f"{path} is not a gatelab checkpoint (no model weights in it)")
+    return state
+
+
+def check_resumable(state: dict[str, Any], path: Path) -> None:
+    """Everything ``--resume`` reads from a checkpoint, of the right type (else
+    :class:`RunFolderError` naming the file)."""
+    kinds = {"optim": dict, "step": int, "rows": list, "seconds": (int, float), "rng": dict}
+    for key, kind in kinds.items():
+        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+            raise RunFolderError(f"{path} cannot be resumed: its {key!r} entry is missing or of "
+                                 "the wrong type")
+    if state["step"] < 0 or not torch.is_tensor(state["rng"].get("torch")):
+        raise RunFolderError(f"{path} cannot be resumed: its step or random state is invalid")
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    """``config.json`` of a run folder, checked: a JSON object whose settings are valid
+    (:class:`RunFolderError` naming the file otherwise)."""
+    path = Path(folder) / CONFIG
+    if not path.is_file():
+        raise NotFound(f"{folder} is not a gatelab run folder (no {CONFIG})")
+    try:
+        data = json.loads(read_limited(path, MAX_CONFIG_BYTES, CONFIG).decode("utf-8"))
+        cfg = TrainConfig.from_dict(data)
+        for key in ("hidden", "layers", "embed", "dropout"):  # read as saved by load_run
+            if data.get(key) != getattr(cfg, key):
+                raise ValueError(f"its {key!r} entry is missing or invalid ({data.get(key)!r})")
+        spec = data.get("model")
+        if not isinstance(spec, dict) or not all(
+                isinstance(spec.get(k), int) and not isinstance(spec.get(k), bool)
+                and 0 <= spec[k] <= 10**7 for k in ("input_size", "vocab_size", "n_out")):
+            raise ValueError("its 'model' entry is missing or has sizes of the wrong type")
+        if not isinstance(spec.get("per_step"), bool) or not data.get("cell_text"):
+            raise ValueError("its 'model.per_step' or 'cell_text' entry is missing")
+    except (FileProblem, UnicodeDecodeError, json.JSONDecodeError, ValueError) as e:
+        raise RunFolderError(f"{path}: not a valid run config ({_first_line(e)})") from None
+    return data
+
+
+def saved_cell(data: dict[str, Any], folder: Path):  # noqa: ANN201 - gatelab.Cell
+    """The cell stored in a run's config (its ``cell_text``)."""
+    try:
+        return parse_cell(data["cell_text"], f"{Path(folder) / CONFIG}:cell_text",
+                          default_name=str(data.get("cell", "cell")))
+    except CellError as e:
+        raise RunFolderError(f"{Path(folder) / CONFIG}: its cell_text is not a valid cell "
+                             f"({e.problems[0]})") from None
+
+
+def load_weights(module: torch.nn.Module, weights: dict, path: Path, what: str = "model"
+                 ) -> None:
+    """``module.load_state_dict(weights)``, or :class:`RunFolderError` when the checkpoint's
+    tensors do not fit the model the config describes (wrong keys or shapes, a swapped
+    ``cell_text``)."""
+    try:
+        module.load_state_dict(weights)
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
+        raise RunFolderError(f"{path}: its {what} does not fit the run's {CONFIG} (another "
+                             f"cell or other sizes): {_first_line(e)}") from None
 
 
 def load_vocab(folder: Path) -> Vocab | None:
     """The run's saved vocabulary (text tasks), else None."""
-    return Vocab.load(folder / VOCAB) if (folder / VOCAB).is_file() else None
+    path = folder / VOCAB
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(read_limited(path, MAX_CONFIG_BYTES, VOCAB).decode("utf-8"))
+        vocab = Vocab.from_json(data)
+        if not all(isinstance(t, str) for t in vocab.itos) or len(vocab) < 2:
+            raise ValueError("its tokens are not a list of strings")
+        return vocab
+    except (FileProblem, UnicodeDecodeError, ValueError, KeyError, TypeError,
+            AttributeError) as e:
+        raise RunFolderError(f"{path}: not a valid vocabulary ({_first_line(e)})") from None
 
 
 def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -167,19 +250,21 @@ class Run:
 def load_run(path: str | Path, checkpoint: str = CHECKPOINT) -> Run:
     """Load a run folder written by :func:`gatelab.train.train`."""
     path = Path(path)
-    cfg_file = path / CONFIG
-    if not cfg_file.is_file():
-        raise NotFound(f"{path} is not a gatelab run folder (no {CONFIG})")
-    config = json.loads(cfg_file.read_text(encoding="utf-8"))
+    config = read_config(path)
     vocab = load_vocab(path)
     spec = config["model"]
-    cell = parse_cell(config["cell_text"], config["cell"])
+    cell = saved_cell(config, path)
     model = SequenceModel(cell, input_size=spec["input_size"], vocab_size=spec["vocab_size"],
                           embed=config["embed"], hidden=config["hidden"],
                           layers=config["layers"], n_out=spec["n_out"],
                           per_step=spec["per_step"], dropout=config["dropout"])
     ck = path / checkpoint
     if ck.is_file():
-        model.load_state_dict(load_checkpoint(ck)["model"])
+        load_weights(model, load_checkpoint(ck)["model"], ck)
     model.eval()
-    return Run(path, config, read_metrics(path / METRICS), model, vocab)
+    try:
+        metrics = read_metrics(path / METRICS)
+    except (ValueError, KeyError, TypeError, csv.Error, UnicodeDecodeError) as e:
+        raise RunFolderError(f"{path / METRICS}: not a valid metrics file "
+                             f"({_first_line(e)})") from None
+    return Run(path, config, metrics, model, vocab)

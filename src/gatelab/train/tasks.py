@@ -28,6 +28,7 @@ from ..data import (
     temporal_order,
     to_sequences,
 )
+from ..data.jsb import KEYS, load_jsb
 from ..data.synthetic import ADDING_TRIVIAL_MSE, COPY_CLASSES, COPY_LENGTH, ORDER_SYMBOLS
 from ..data.text import pad_batch
 from ..errors import UsageError
@@ -288,6 +289,80 @@ class CharLMTask(Task):
         return float(ce) / math.log(2), b.y.numel()
 
 
+class JSBTask(Task):
+    """JSB Chorales (:mod:`gatelab.data.jsb`): predict the next quarter-note frame of 88 keys.
+
+    Input ``x_t`` is frame ``t``, target frame ``t + 1``; outputs are 88 independent Bernoulli
+    logits. Metric: the negative log-likelihood per time step in nats (summed over the 88 keys,
+    averaged over the predicted frames of the test chorales), as Boulanger-Lewandowski et al.
+    (2012) and Greff et al. (2017) report it. ``train_size``/``eval_size`` count chorales.
+    Training sequences are windows of at most ``max_len`` frames (a random start per chorale,
+    drawn from ``(seed, step)``; the default 300 keeps whole chorales); evaluation always reads
+    whole test chorales.
+    """
+
+    name = "jsb"
+    per_step = True
+    metric = "nll"
+    higher_is_better = False
+    default_threshold = 9.0
+    input_size = KEYS
+    n_out = KEYS
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        train = load_jsb("train", cfg.data_path)
+        test = load_jsb("test", cfg.data_path)
+        self.train_rolls = [train[i] for i in subset(len(train), cfg.train_size, 5).tolist()]
+        self.test_rolls = [test[i] for i in subset(len(test), cfg.eval_size, 6).tolist()]
+        self.n_train = len(self.train_rolls)
+        self.window = cfg.max_len + 1  # frames per training sequence (inputs + next targets)
+        # The trivial level: each key on with its training frequency, whatever came before.
+        frames = torch.cat(self.train_rolls)
+        p = frames.mean(0).clamp(1e-4, 1 - 1e-4)
+        test = torch.cat([r[1:] for r in self.test_rolls])
+        nll = -(test * p.log() + (1 - test) * (1 - p).log()).sum(-1).mean()
+        self.baseline = round(float(nll), 4)
+
+    @staticmethod
+    def _batch(rolls: list[torch.Tensor]) -> Batch:
+        lengths = torch.tensor([len(r) - 1 for r in rolls])
+        T = int(lengths.max())
+        x = torch.zeros(len(rolls), T, KEYS)
+        y = torch.zeros(len(rolls), T, KEYS)
+        for k, r in enumerate(rolls):
+            x[k, :len(r) - 1] = r[:-1]
+            y[k, :len(r) - 1] = r[1:]
+        return Batch(x, y, lengths)
+
+    def train_batch(self, step: int, batch: int, seed: int) -> Batch:
+        idx = epoch_slice(self.n_train, batch, step, seed)
+        rolls = [self.train_rolls[i] for i in idx.tolist()]
+        g = _gen(seed, step, 11)
+        starts = [int(torch.randint(0, len(r) - self.window + 1, (1,), generator=g))
+                  if len(r) > self.window else 0 for r in rolls]
+        return self._batch([r[a:a + self.window] for r, a in zip(rolls, starts, strict=True)])
+
+    def eval_batches(self, batch: int) -> Iterator[Batch]:
+        for i in range(0, len(self.test_rolls), batch):
+            yield self._batch(self.test_rolls[i:i + batch])
+
+    @staticmethod
+    def _nll(out: torch.Tensor, b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed NLL over the real (unpadded) frames and their number."""
+        T = out.shape[1]
+        mask = torch.arange(T, device=out.device)[None, :] < b.lengths[:, None]
+        bce = F.binary_cross_entropy_with_logits(out, b.y, reduction="none").sum(-1)
+        return (bce * mask).sum(), mask.sum()
+
+    def loss(self, out: torch.Tensor, b: Batch) -> torch.Tensor:
+        total, n = self._nll(out, b)
+        return total / n.clamp(min=1)
+
+    def metric_sum(self, out: torch.Tensor, b: Batch) -> tuple[float, int]:
+        total, n = self._nll(out, b)
+        return float(total), int(n)
+
+
 def make_task(cfg: TrainConfig, vocab: Vocab | None = None) -> Task:
     """The task named by ``cfg.task``; ``vocab`` reuses a saved vocabulary (resume, load_run)."""
     if cfg.task == "adding":
@@ -302,4 +377,6 @@ def make_task(cfg: TrainConfig, vocab: Vocab | None = None) -> Task:
         return TextClassTask(cfg, vocab)
     if cfg.task == "stdlib":
         return CharLMTask(cfg, vocab)
+    if cfg.task == "jsb":
+        return JSBTask(cfg)
     raise UsageError(f"unknown task {cfg.task!r}")

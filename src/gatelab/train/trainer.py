@@ -39,12 +39,17 @@ from .runs import (
     CONFIG,
     METRICS,
     VOCAB,
+    RunFolderError,
     atomic_write_text,
     capture_rng,
+    check_resumable,
     load_checkpoint,
     load_vocab,
+    load_weights,
+    read_config,
     restore_rng,
     save_checkpoint,
+    saved_cell,
     write_metrics,
 )
 from .tasks import Batch, Task, make_task
@@ -174,13 +179,13 @@ def _resume_differences(saved: TrainConfig, given: TrainConfig) -> list[str]:
 
 
 def _prepare(config: TrainConfig, resume: bool) -> tuple[TrainConfig, Path, dict | None]:
-    out = Path(config.out) if config.out else config.default_out()
+    out = Path(config.out) if config.out else config.default_out(load_cell(config.cell).name)
     ck = out / CHECKPOINT
     if ck.is_file():
         if not resume:
             raise RunExists(f"{out} already holds a run: pass --resume to continue it, "
                             "or choose another --out")
-        saved = TrainConfig.from_dict(json.loads((out / CONFIG).read_text(encoding="utf-8")))
+        saved = TrainConfig.from_dict(read_config(out))  # checked: RunFolderError names it
         if config.given is not None:  # not given: the saved value
             keep = {f.name: getattr(saved, f.name) for f in dataclasses.fields(TrainConfig)
                     if f.name not in config.given | _THIS_INVOCATION | {"cell_text", "given"}}
@@ -196,7 +201,9 @@ def _prepare(config: TrainConfig, resume: bool) -> tuple[TrainConfig, Path, dict
                 "--out for a new run")
         config = dataclasses.replace(config, out=str(out), cell_text=saved.cell_text,
                                      threshold=saved.threshold)
-        return config, out, load_checkpoint(ck)
+        state = load_checkpoint(ck)
+        check_resumable(state, ck)
+        return config, out, state
     cell = load_cell(config.cell)  # a bad name or file raises CellError here
     config.cell_text = config.cell_text or cell_text(cell)
     config.out = str(out)
@@ -232,6 +239,14 @@ def _largest_grad(model: torch.nn.Module) -> tuple[str, float]:
         return "", 0.0
     bad = [t for t in norms if not math.isfinite(t[1])]
     return bad[0] if bad else max(norms, key=lambda t: t[1])
+
+
+def _largest_weight(model: torch.nn.Module) -> tuple[str, float]:
+    """The first parameter with a non-finite value, and its norm (for the message)."""
+    for name, p in model.named_parameters():
+        if not bool(torch.isfinite(p).all()):
+            return name, float(p.detach().norm())
+    return "", 0.0
 
 
 def _clip_grad_norm(model: torch.nn.Module, clip: float | None) -> float:
@@ -288,16 +303,26 @@ def train_worker(config: TrainConfig, rank: int, world: int, progress: bool = Tr
                          f"steps asked for: resume with --steps {ck['step']} or more")
     every = config.checkpoint_every(total_steps)
     torch.manual_seed(config.seed)  # the same initial weights on every rank and every resume
-    model = build_model(load_cell(config.cell) if ck is None else _saved_cell(config), task,
+    cell = load_cell(config.cell) if ck is None else saved_cell(
+        {"cell_text": config.cell_text, "cell": config.cell}, out)  # RunFolderError names it
+    model = build_model(cell, task,
                         config.hidden, config.layers, config.embed, config.dropout).to(device)
+    if ck is None and config.forget_bias:  # a resumed run has its biases in the checkpoint
+        from .forget import add_forget_bias
+
+        add_forget_bias(model.rnn, config.forget_bias)
     optim = torch.optim.Adam(model.parameters(), lr=config.lr)
     start, rows, seconds = 0, [], 0.0
     lead = rank == 0
-    if ck is not None:
-        model.load_state_dict(ck["model"])
-        optim.load_state_dict(ck["optim"])
+    if ck is not None:  # every read is checked before anything in the folder is rewritten
+        load_weights(model, ck["model"], out / CHECKPOINT)
+        load_weights(optim, ck["optim"], out / CHECKPOINT, "optimiser state")
         start, rows, seconds = ck["step"], ck["rows"], ck["seconds"]
-        restore_rng(ck["rng"])
+        try:
+            restore_rng(ck["rng"])
+        except (RuntimeError, TypeError, ValueError) as e:
+            raise RunFolderError(f"{out / CHECKPOINT}: its random state cannot be restored "
+                                 f"({e})") from None
     if lead:  # on resume: records the new values of RESUME_MAY_CHANGE (e.g. --steps)
         write_run_files(out, config, task, param_count(model))
     if world > 1:
@@ -329,6 +354,11 @@ def train_worker(config: TrainConfig, rank: int, world: int, progress: bool = Tr
                              "eval_loss": eval_loss, "grad_norm": norm_acc / n_acc,
                              "lr": config.lr, "seconds": round(seconds, 3),
                              "steps_per_s": round(n_acc / max(now - t_mark, 1e-9), 2)})
+                if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+                    # a finite loss can still leave non-finite weights: never save them as good
+                    name, largest = _largest_weight(model)
+                    raise TrainingDiverged(done, loss_v, name, largest, out,
+                                           rows[-2]["step"] if len(rows) > 1 else 0)
                 if lead:
                     write_metrics(out / METRICS, rows)
                     save_checkpoint(out / CHECKPOINT, {
@@ -372,12 +402,6 @@ def _one_step(net: torch.nn.Module, model: torch.nn.Module, optim: torch.optim.O
                                rows[-1]["step"] if rows else 0)
     optim.step()
     return loss_v, gnorm
-
-
-def _saved_cell(config: TrainConfig):  # noqa: ANN202 - gatelab.Cell
-    from ..cell import parse_cell
-
-    return parse_cell(config.cell_text, config.cell)
 
 
 def _fmt_metric(task: Task, rows: list[dict]) -> str:

@@ -1,0 +1,161 @@
+"""JSB Chorales: Bach's four-part chorales as piano rolls, from the corpus PyPI's ``music21`` ships.
+
+The polyphonic-music task of Boulanger-Lewandowski et al. (2012), used by Greff et al. (2017):
+
+- **Source**: every ``bwv*.mxl`` file of ``music21.corpus.getComposer("bach")`` (408 files in
+  music21 10.x), or the ``.mxl``/``.xml`` files of a folder given as ``path``.
+- **Piano roll**: one frame per quarter note. Frame ``t`` holds the keys sounding at quarter-note
+  offset ``t`` of the score (all parts together, repeats not expanded), over the 88 piano keys
+  (MIDI 21–108, column ``k`` is MIDI ``21 + k``); notes shorter than a quarter that do not
+  sound on a beat are dropped, as in the quarter-note quantisation of the classic set.
+- **Split** (fixed, by chorale): the files sorted by name; the chorale at sorted position ``i``
+  goes to ``valid`` if ``i % 10 == 8``, to ``test`` if ``i % 10 == 9``, else to ``train``
+  (80/10/10).
+- **Cache**: the first parse (about two minutes) is stored as ``jsb-v1.npz`` in the user's cache
+  folder (``$XDG_CACHE_HOME/gatelab``, else ``~/.cache/gatelab``; ``GATELAB_CACHE`` overrides).
+
+>>> roll_from_notes([(0.0, 2.0, [60, 64]), (1.5, 0.5, [67])], length=3)[:, [39, 43, 46]].tolist()
+[[1, 1, 0], [1, 1, 0], [0, 0, 0]]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import DataUnavailable
+
+KEYS = 88
+LOWEST_MIDI = 21  # A0, the lowest piano key
+CACHE_VERSION = 1
+SPLITS = ("train", "valid", "test")
+INSTALL = ("JSB Chorales are read from the music21 corpus, and music21 is not installed: "
+           "pip install music21 (it ships the Bach chorales; nothing is downloaded)")
+
+
+def cache_dir() -> Path:
+    """Where parsed data sets are kept: ``GATELAB_CACHE``, ``$XDG_CACHE_HOME/gatelab`` or
+    ``~/.cache/gatelab``."""
+    if os.environ.get("GATELAB_CACHE"):
+        return Path(os.environ["GATELAB_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "gatelab"
+
+
+def split_of(index: int) -> str:
+    """The split of the chorale at sorted position ``index`` (see the module docstring)."""
+    r = index % 10
+    return "valid" if r == 8 else "test" if r == 9 else "train"
+
+
+def roll_from_notes(notes: Iterable[tuple[float, float, Sequence[int]]],
+                    length: int | None = None) -> np.ndarray:
+    """``(T, 88)`` uint8 piano roll from ``(offset, quarter_length, midi_pitches)`` triples.
+
+    Frame ``t`` is on for a key when a note of that key sounds at offset ``t``
+    (``offset <= t < offset + quarter_length``); pitches off the piano are dropped.
+    """
+    notes = [(float(o), float(q), list(p)) for o, q, p in notes if q > 0]
+    end = max((o + q for o, q, _ in notes), default=0.0)
+    T = length if length is not None else int(np.ceil(end))
+    roll = np.zeros((T, KEYS), dtype=np.uint8)
+    for off, ql, pitches in notes:
+        first, last = int(np.ceil(off - 1e-9)), int(np.ceil(off + ql - 1e-9))  # beats in [o, o+q)
+        cols = [m - LOWEST_MIDI for m in pitches if 0 <= m - LOWEST_MIDI < KEYS]
+        if cols and first < min(last, T):
+            roll[first:min(last, T), cols] = 1
+    return roll
+
+
+def _corpus_files() -> list[Path]:
+    try:
+        from music21 import corpus
+    except ImportError:
+        raise DataUnavailable(INSTALL) from None
+    files = [Path(p) for p in corpus.getComposer("bach")
+             if Path(p).name.startswith("bwv") and Path(p).suffix == ".mxl"]
+    if not files:
+        raise DataUnavailable("music21 is installed but its corpus has no Bach chorales "
+                              "(bwv*.mxl): reinstall music21 with pip install music21")
+    return sorted(files, key=lambda p: p.name)
+
+
+def parse_chorale(path: Path) -> np.ndarray:
+    """One chorale file as a ``(T, 88)`` piano roll (music21 parses it)."""
+    try:
+        import music21
+    except ImportError:
+        raise DataUnavailable(INSTALL) from None
+    try:
+        score = music21.converter.parse(str(path))
+    except Exception as e:  # music21 raises many kinds for a broken file
+        raise DataUnavailable(f"cannot read the chorale {path}: {e}") from None
+    notes = []
+    for n in score.flatten().notes:  # notes and chords; offsets are from the score's start
+        notes.append((float(n.offset), float(n.quarterLength), [p.midi for p in n.pitches]))
+    return roll_from_notes(notes)
+
+
+def _files(path: str | Path | None) -> list[Path]:
+    if path is None:
+        return _corpus_files()
+    folder = Path(path)
+    if not folder.is_dir():
+        raise DataUnavailable(f"{folder} is not a folder of .mxl/.xml chorale files")
+    files = sorted((p for p in folder.iterdir() if p.suffix in (".mxl", ".xml", ".musicxml")),
+                   key=lambda p: p.name)
+    if not files:
+        raise DataUnavailable(f"{folder} holds no .mxl/.xml chorale files")
+    return files
+
+
+def _cache_path(files: list[Path]) -> Path:
+    key = hashlib.sha256("\n".join(f"{p.name}:{p.stat().st_size}" for p in files).encode())
+    return cache_dir() / f"jsb-v{CACHE_VERSION}-{key.hexdigest()[:12]}.npz"
+
+
+def _parse_all(files: list[Path], limit: int | None, use_cache: bool
+               ) -> tuple[list[str], list[np.ndarray]]:
+    if limit is not None:  # a few chorales (tests): parsed, never cached
+        files = files[:limit]
+        use_cache = False
+    cache = _cache_path(files)
+    if use_cache and cache.is_file():
+        with np.load(cache) as z:
+            names, frames, bounds = list(z["names"]), z["frames"], z["bounds"]
+        chorales = [frames[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        return [str(n) for n in names], chorales
+    rolls = [parse_chorale(p) for p in files]
+    names = [p.name for p in files]
+    if use_cache:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        bounds = np.cumsum([0] + [len(r) for r in rolls])
+        tmp = cache.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, names=np.array(names), frames=np.concatenate(rolls),
+                            bounds=bounds)
+        os.replace(tmp, cache)  # atomic: a killed parse never leaves half a cache
+    return names, rolls
+
+
+def load_jsb(split: str = "train", path: str | Path | None = None, limit: int | None = None,
+             use_cache: bool = True) -> list[torch.Tensor]:
+    """The chorales of one split as float tensors ``(T_k, 88)`` of 0/1 (lengths vary).
+
+    ``path``: a folder of chorale files instead of music21's corpus; ``limit``: parse only the
+    first ``limit`` files in name order (then the split is taken among those, no cache).
+    Raises :class:`DataUnavailable` when music21 (or the folder) is missing.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown JSB split {split!r}: choose one of {', '.join(SPLITS)}")
+    names, rolls = _parse_all(_files(path), limit, use_cache)
+    out = [torch.from_numpy(r.astype(np.float32)) for i, r in enumerate(rolls)
+           if split_of(i) == split and len(r) >= 2]
+    if not out:
+        raise DataUnavailable(f"no JSB chorale falls in the {split!r} split "
+                              f"({len(names)} files read): give more files")
+    return out

@@ -1,0 +1,115 @@
+"""``gatelab study``: a random-search study of cells and hyperparameters on Ray Tune."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from ..train.config import TASKS
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("study")
+    def study_cmd(
+        task: str = typer.Argument(None, help="task: " + ", ".join(TASKS)),
+        cells: str = typer.Option("lstm,gru", "--cells",
+                                  help="comma-separated built-in names or .cell files; the "
+                                       "first is the vanilla cell the others are tested against"),
+        trials: int = typer.Option(20, "--trials", help="random draws per cell"),
+        seeds: int = typer.Option(1, "--seeds", help="seeds per draw"),
+        config: Path = typer.Option(None, "--config",
+                                    help="TOML/JSON file: [space] ranges, [fixed] values"),
+        out: Path = typer.Option(None, "--out", help="study folder (default studies/TASK)"),
+        cpus: int = typer.Option(None, "--cpus", help="CPUs of the local Ray (default: all); "
+                                 "one trial per CPU"),
+        gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial"),
+        address: str = typer.Option(None, "--address",
+                                    help="HOST:PORT or auto: run on an existing Ray cluster"),
+        resume: bool = typer.Option(False, "--resume",
+                                    help="finish the study in --out; finished trials are kept"),
+        asha: bool = typer.Option(False, "--asha", help="stop hopeless trials early (ASHA)"),
+        search_seed: int = typer.Option(0, "--search-seed", help="seed of the random search"),
+        report: Path = typer.Option(None, "--report",
+                                    help="redraw the summary and figures of a finished study "
+                                         "folder (runs nothing)"),
+        steps: int = typer.Option(None, "--steps"), hidden: int = typer.Option(None, "--hidden"),
+        layers: int = typer.Option(None, "--layers"), batch: int = typer.Option(None, "--batch"),
+        lr: float = typer.Option(None, "--lr"), clip: float = typer.Option(None, "--clip"),
+        T: int = typer.Option(None, "--T", "-T"), dropout: float = typer.Option(None, "--dropout"),
+        forget_bias: float = typer.Option(None, "--forget-bias"),
+        eval_every: int = typer.Option(None, "--eval-every"),
+        train_size: int = typer.Option(None, "--train-size"),
+        eval_size: int = typer.Option(None, "--eval-size"),
+        data: Path = typer.Option(None, "--data"), device: str = typer.Option(None, "--device"),
+        threads: int = typer.Option(None, "--threads"),
+    ) -> None:
+        """Random search over cells and hyperparameters (Ray Tune), then the analysis:
+        box plots, Welch/rank tests against the vanilla cell, fANOVA importances."""
+        from ..data import DataUnavailable
+        from ..train.trainer import TrainError
+        from .analysis import markdown, write_summary
+
+        try:
+            if report is not None:
+                summary = write_summary(report)
+                console.print(markdown(summary), highlight=False)
+                console.print(f"wrote {report}/summary.md, summary.json and figures",
+                              highlight=False)
+                return
+            folder = _run(task, cells, trials, seeds, config, out, cpus, gpus_per_trial,
+                          address, resume, asha, search_seed, {
+                              "steps": steps, "hidden": hidden, "layers": layers,
+                              "batch": batch, "lr": lr, "clip": clip, "T": T,
+                              "dropout": dropout, "forget_bias": forget_bias,
+                              "eval_every": eval_every, "train_size": train_size,
+                              "eval_size": eval_size, "device": device, "threads": threads,
+                              "data_path": str(data.resolve()) if data else None})
+            summary = write_summary(folder)
+        except (ValueError, DataUnavailable, TrainError, OSError) as e:
+            _fail(str(e))
+        except KeyboardInterrupt:
+            print("interrupted: finish the study with the same command and --resume",
+                  file=sys.stderr)
+            raise typer.Exit(130) from None
+        console.print(markdown(summary), highlight=False)
+        console.print(f"wrote {folder}/summary.md, summary.json and figures", highlight=False)
+
+
+def _run(task, cells, trials, seeds, config, out, cpus, gpus_per_trial, address, resume,  # noqa: ANN001
+         asha, search_seed, fixed_cli) -> Path:  # noqa: ANN001 - straight from typer
+    from .runner import run_study
+    from .space import StudySpec, load_config
+
+    if cpus is not None and cpus < 1:
+        raise ValueError("--cpus must be at least 1")
+    if gpus_per_trial < 0:
+        raise ValueError("--gpus-per-trial must be >= 0")
+    if address is not None and cpus is not None:
+        raise ValueError("--cpus sizes the local Ray; a cluster (--address) has its own CPUs")
+    folder = out or (Path("studies") / task if task else None)
+    if folder is None:
+        raise ValueError("give a TASK (or --out DIR --resume, or --report DIR)")
+    spec = None
+    if not (resume and (Path(folder) / "plan.json").is_file()):
+        if task is None:
+            raise ValueError("give a TASK: " + ", ".join(TASKS))
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
+        space, fixed = load_config(config)
+        fixed.update({k: v for k, v in fixed_cli.items() if v is not None})
+        names = [c.strip() for c in cells.split(",") if c.strip()]
+        spec = StudySpec(task, names, trials, seeds, search_seed, space, fixed)
+    return run_study(spec, folder, cpus=cpus, gpus_per_trial=gpus_per_trial, address=address,
+                     resume=resume, asha=asha, console=console)

@@ -1,0 +1,281 @@
+"""Run a study's trials with Ray Tune; each trial is a normal ``gatelab.train`` run.
+
+The study folder::
+
+    plan.json            the spec and every trial (id, cell, drawn values, TrainConfig)
+    runs/<trial id>/     the trial's gatelab run folder (config.json, metrics.csv, checkpoint)
+                         plus trial.json: status (done, diverged, stopped, failed) and metric
+    ray/                 Ray Tune's own records of the last execution
+
+Ray Tune executes the plan (a grid over the pending trials, one CPU each unless told otherwise);
+it does not draw the values: the plan is drawn once, so ``--resume`` and a cluster run see the
+same trials. A resumed study skips every trial whose ``trial.json`` is final and continues the
+others from their last checkpoint (``gatelab train --resume``), so nothing finished is rerun.
+
+Local Ray: started inside the command in Ray's single-machine mode
+(``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``), which keeps every listener on 127.0.0.1.
+``address``: an existing cluster (``HOST:PORT`` or ``auto``); the run folders must then be on a
+file system every node sees (the same path).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from ..train.runs import atomic_write_text
+from .space import StudySpec, make_plan, spec_from_dict, spec_to_dict
+
+PLAN = "plan.json"
+TRIAL = "trial.json"
+FINAL = ("done", "diverged", "stopped", "failed")
+
+
+class StudyError(ValueError):
+    """A study that cannot start or continue (one readable line)."""
+
+
+def trial_status(folder: Path, tid: str) -> dict[str, Any] | None:
+    p = folder / "runs" / tid / TRIAL
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def load_plan(folder: Path) -> tuple[StudySpec, list[dict[str, Any]]]:
+    p = folder / PLAN
+    if not p.is_file():
+        raise StudyError(f"{folder} holds no study ({PLAN} is missing)")
+    data = json.loads(p.read_text(encoding="utf-8"))
+    return spec_from_dict(data["spec"]), data["trials"]
+
+
+def _write_status(out: Path, trial: dict[str, Any], **fields: Any) -> None:
+    import ray
+
+    out.mkdir(parents=True, exist_ok=True)
+    data = {"id": trial["id"], "cell": trial["cell"], "draw": trial["draw"],
+            "seed": trial["seed"], "params": trial["params"],
+            "node": ray.util.get_node_ip_address(), **fields}
+    atomic_write_text(out / TRIAL, json.dumps(data, indent=2))
+
+
+def run_trial(config: dict[str, Any]) -> None:
+    """The Ray Tune trainable: one gatelab training run, in ``rungs`` pieces (ASHA reads each).
+
+    Each piece extends the run by ``steps / rungs`` steps and resumes from the checkpoint, so
+    with ``rungs = 1`` this is exactly ``gatelab train``; the evaluation interval is fixed up
+    front so pieces and one whole run evaluate at the same steps.
+    """
+    from ray import tune
+
+    from ..train.config import TrainConfig
+    from ..train.runs import CHECKPOINT, METRICS, read_metrics
+    from ..train.trainer import TrainError, TrainingDiverged, train
+
+    trial, rungs = config["trial"], int(config["rungs"])
+    base = TrainConfig(**trial["config"])
+    out = Path(base.out)
+    total = base.steps
+    every = base.eval_every or max(1, total // 20)
+    higher = None
+    t0 = time.time()
+    for r in range(1, rungs + 1):
+        steps = max(1, math.ceil(total * r / rungs))
+        cfg = TrainConfig(**{**trial["config"], "steps": steps, "eval_every": every})
+        resume = (out / CHECKPOINT).is_file()
+        try:
+            train(cfg, progress=False, resume=resume)
+        except TrainingDiverged as e:
+            _write_status(out, trial, status="diverged", metric=None, step=None,
+                          message=str(e), seconds=round(time.time() - t0, 2))
+            tune.report({"metric": math.nan, "diverged": 1, "step": steps})
+            return
+        except TrainError as e:
+            _write_status(out, trial, status="failed", metric=None, step=None, message=str(e))
+            raise
+        rows = read_metrics(out / METRICS)
+        if higher is None:
+            higher = json.loads((out / "config.json").read_text())["higher_is_better"]
+        metric, step = rows[-1]["metric"], int(rows[-1]["step"])
+        final = r == rungs
+        _write_status(out, trial, status="done" if final else "running", metric=metric,
+                      step=step, seconds=round(time.time() - t0, 2),
+                      higher_is_better=higher)
+        tune.report({"metric": metric, "diverged": 0, "step": step})
+
+
+def _on_loopback(address: str) -> str | None:
+    """The host of ``HOST:PORT`` when it is in 127.0.0.0/8 (else None)."""
+    host = address.rsplit(":", 1)[0]
+    try:
+        return host if ipaddress.ip_address(host).is_loopback else None
+    except ValueError:
+        return None
+
+
+def _ray_environment(address: str | None) -> None:
+    """Environment Ray reads when it is imported and started."""
+    # Tune's own console output and result loggers off: the study prints its own lines and
+    # keeps its results in the run folders.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address is None:
+        # Single-machine mode: every Ray listener on 127.0.0.1 (Ray's default picks eth0).
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
+
+def _init_ray(address: str | None, cpus: int, gpus: float) -> bool:
+    """Connect to (or start) Ray; returns whether this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    quiet = dict(include_dashboard=False, log_to_driver=False, configure_logging=True,
+                 logging_level="ERROR")
+    if address is None:
+        # address="local": a new Ray of our own, even when `ray start` left a cluster's
+        # address in /tmp/ray (plain ray.init() would join that one instead).
+        ray.init(address="local", num_cpus=cpus, num_gpus=gpus or None, **quiet)
+        return True
+    host = _on_loopback(address)
+    extra = {"_node_ip_address": host} if host else {}  # else Ray rewrites it to eth0's
+    ray.init(address=address, log_to_driver=False, logging_level="ERROR", **extra)
+    return True
+
+
+class _Progress:
+    """One line per finished trial, as Ray Tune reports it (Rich, on the driver). Made a
+    ``tune.Callback`` by :func:`_progress_callback`; the console is not pickled with it."""
+
+    def __init__(self, folder: Path, console: Console, total: int, done: int) -> None:
+        self.folder, self.console, self.total, self.done = folder, console, total, done
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "console"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, console=Console())
+
+    def _line(self, trial: Any, tag: str) -> None:
+        self.done += 1
+        t = trial.config["trial"]
+        st = trial_status(self.folder, t["id"]) or {}
+        if tag == "complete" and st.get("status") == "running":
+            # ASHA stopped it between rungs: final, with the metric it reached
+            st["status"] = "stopped"
+            atomic_write_text(self.folder / "runs" / t["id"] / TRIAL, json.dumps(st, indent=2))
+        status = st.get("status", "failed" if tag == "error" else "?")
+        metric = st.get("metric")
+        m = "-" if metric is None else f"{metric:.4f}"
+        vals = " ".join(f"{k}={_short(v)}" for k, v in t["params"].items())
+        self.console.print(f"[{self.done}/{self.total}] {t['id']:<18} {status:<8} metric "
+                           f"{m:>9}  {vals}", highlight=False)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._line(trial, "complete")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._line(trial, "error")
+
+
+def _progress_callback(folder: Path, console: Console, total: int, done: int) -> Any:
+    from ray import tune
+
+    cls = type("StudyProgress", (_Progress, tune.Callback), {"__module__": __name__})
+    return cls(folder, console, total, done)
+
+
+def _short(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def run_study(spec: StudySpec | None, folder: str | Path, *, cpus: int | None = None,
+              gpus_per_trial: float = 0.0, address: str | None = None, resume: bool = False,
+              asha: bool = False, console: Console | None = None) -> Path:
+    """Run (or with ``resume=True`` finish) the study in ``folder``; returns the folder.
+
+    ``spec`` may be None when resuming (the saved plan is used). ``cpus``: CPUs of the local
+    Ray (default: all cores), one trial per CPU. ``asha``: stop hopeless trials early
+    (ASHA over four rungs of the step budget).
+    """
+    _ray_environment(address)  # before Ray is imported: it reads these at import time
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    folder = Path(folder).resolve()
+    console = console or Console()
+    if (folder / PLAN).is_file():
+        if not resume:
+            raise StudyError(f"{folder} already holds a study: pass --resume to finish it, "
+                             "or choose another --out")
+        spec, plan = load_plan(folder)
+    else:
+        if spec is None:
+            raise StudyError(f"{folder} holds no study to resume ({PLAN} is missing)")
+        plan = make_plan(spec, folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / PLAN, json.dumps(
+            {"spec": spec_to_dict(spec), "trials": plan}, indent=2))
+    pending = [t for t in plan
+               if (trial_status(folder, t["id"]) or {}).get("status") not in FINAL]
+    # Draw by draw (every cell's draw 0, then draw 1, ...): a study cut short still compares
+    # every cell, on the same draws.
+    order = {c: i for i, c in enumerate(dict.fromkeys(t["cell"] for t in plan))}
+    pending.sort(key=lambda t: (t["draw"], t["seed"], order[t["cell"]]))
+    done = len(plan) - len(pending)
+    console.print(f"study {folder.name}: {spec.task}, {len(spec.cells)} cells × {spec.trials} "
+                  f"draws × {spec.seeds} seed(s) = {len(plan)} trials; {done} already finished",
+                  highlight=False)
+    if not pending:
+        return folder
+    cpus = cpus or os.cpu_count() or 1
+    started = _init_ray(address, cpus, gpus_per_trial * cpus if address is None else 0)
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    console.print(f"Ray: {len(nodes)} node(s) ({', '.join(n['NodeManagerAddress'] for n in nodes)})"
+                  f", {ray.cluster_resources().get('CPU', 0):g} CPU(s); "
+                  f"{len(pending)} trial(s) to run", highlight=False)
+    rungs = 4 if asha else 1
+    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=rungs, grace_period=1,
+                               reduction_factor=2) if asha else None)
+    higher = _higher_is_better(spec.task)
+    resources = {"cpu": 1, "gpu": gpus_per_trial} if gpus_per_trial else {"cpu": 1}
+    try:
+        tuner = tune.Tuner(
+            tune.with_resources(run_trial, resources),
+            param_space={"trial": tune.grid_search(pending), "rungs": rungs},
+            tune_config=tune.TuneConfig(num_samples=1, scheduler=scheduler, metric="metric",
+                                        reuse_actors=True,
+                                        mode="max" if higher else "min"),
+            run_config=tune.RunConfig(
+                name=f"execution-{int(time.time())}", storage_path=str(folder / "ray"),
+                verbose=0, callbacks=[_progress_callback(folder, console, len(plan), done)],
+                failure_config=tune.FailureConfig(max_failures=0)))
+        tuner.fit()
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    return folder
+
+
+def _higher_is_better(task: str) -> bool:
+    """Whether the task's metric grows with quality (read from the task's class, without
+    building its data)."""
+    from ..train import tasks as t
+
+    classes = {"adding": t.AddingTask, "copy": t.CopyTask, "order": t.OrderTask,
+               "stdlib": t.CharLMTask, "jsb": t.JSBTask}
+    return classes.get(task, t.Task).higher_is_better

@@ -1,0 +1,205 @@
+"""Published cells written again by someone else: every name changed, statements reordered,
+updates in another (equivalent) form. The expectations below were derived by hand from the
+equations, not read off the analysis; the analysis must find them from the equations alone.
+Each cell also trains on the adding problem, and the scan-parallel ones run through the scan.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+import torch
+
+import gatelab
+from gatelab.analysis import analyze
+from gatelab.diagram.circuit import build_circuit
+from gatelab.engine.backends import resolve
+from gatelab.engine.layout import Layout
+from gatelab.train import TrainConfig, train
+
+# (source, memory states, readouts, {setting: (kind of the memory, identity path)},
+#  {gate: switch type}, scan-parallel). Settings list gates in file order.
+CELLS = {
+    # LSTM: output first, the memory's let before the gates it uses.
+    "lstm": ("""\
+input u
+state out, mem
+let   mem_next = keep * mem + write * cand
+gate  show = sigmoid(A_s @ u + B_s @ out + k_s)
+next  out = show * tanh(mem_next)
+let   cand = tanh(A_c @ u + B_c @ out + k_c)
+gate  write = sigmoid(A_w @ u + B_w @ out + k_w)
+gate  keep = sigmoid(A_k @ u + B_k @ out + k_k)
+next  mem = mem_next
+output out
+""", ("mem",), ("out",), {
+        "show=1, write=0, keep=0": ("zero", False),
+        "show=1, write=1, keep=0": ("rnn", False),
+        "show=0, write=1, keep=0": ("feedforward", False),  # the state reaches cand via show
+        "show=1, write=0, keep=1": ("hold", True),
+        "show=1, write=1, keep=1": ("residual_rnn", True),
+        "show=0, write=1, keep=1": ("other", True),  # accumulator: mem + tanh(A_c u + k_c)
+    }, {"show": "spst", "write": "spst", "keep": "spst"}, False),
+    # GRU written as an interpolation s + upd (cand - s).
+    "gru": ("""\
+input inp
+state s
+next  s = s + upd * (cand - s)
+let   cand = tanh(P @ inp + Q @ (rst * s) + c0)
+gate  rst = sigmoid(P_r @ inp + Q_r @ s + c_r)
+gate  upd = sigmoid(P_u @ inp + Q_u @ s + c_u)
+""", ("s",), (), {
+        "rst=1, upd=0": ("hold", True), "rst=0, upd=0": ("hold", True),
+        "rst=1, upd=1": ("rnn", False), "rst=0, upd=1": ("feedforward", False),
+    }, {"rst": "spst", "upd": "spdt"}, False),
+    # SRU, the output written as a state (a readout that reads the input and never feeds back).
+    "sru": ("""\
+input v : hidden
+state keep_out, acc
+gate  r2 = sigmoid(M_r @ v + e_r)
+next  keep_out = r2 * tanh(acc_new) + (1 - r2) * v
+let   acc_new = f2 * acc + (1 - f2) * (M @ v)
+gate  f2 = sigmoid(M_f @ v + e_f)
+next  acc = acc_new
+output keep_out
+""", ("acc",), ("keep_out",), {
+        "r2=1, f2=1": ("hold", True), "r2=0, f2=1": ("hold", True),
+        "r2=1, f2=0": ("feedforward", False), "r2=0, f2=0": ("feedforward", False),
+    }, {"r2": "spdt", "f2": "spdt"}, True),
+    # The same SRU with the output as a let: the same verdicts.
+    "sru-let": ("""\
+input v : hidden
+state acc
+gate  f2 = sigmoid(M_f @ v + e_f)
+let   acc_new = f2 * acc + (1 - f2) * (M @ v)
+gate  r2 = sigmoid(M_r @ v + e_r)
+let   y = r2 * tanh(acc_new) + (1 - r2) * v
+next  acc = acc_new
+output y
+""", ("acc",), (), {
+        "f2=1, r2=1": ("hold", True), "f2=0, r2=0": ("feedforward", False),
+    }, {"r2": "spdt", "f2": "spdt"}, True),
+    # QRNN fo-pooling: output gate on a readout.
+    "qrnn": ("""\
+input q
+state hid, cel
+next  hid = og * cel_new
+gate  og = sigmoid(K_o @ q + d_o)
+let   cel_new = fg * cel + (1 - fg) * zz
+let   zz = tanh(K_z @ q + d_z)
+gate  fg = sigmoid(K_f @ q + d_f)
+next  cel = cel_new
+output hid
+""", ("cel",), ("hid",), {
+        "og=1, fg=1": ("hold", True), "og=0, fg=0": ("feedforward", False),
+    }, {"og": "spst", "fg": "spdt"}, True),
+    # IndRNN: the elementwise recurrence is the diagonal linear map diag(w_self).
+    "indrnn": ("""\
+input z
+state a
+next  a = relu(w_self * a + Win @ z + bias)
+""", ("a",), (), {"(no gates)": ("rnn", False)}, {}, False),
+    # Delta-RNN: multiplicative integration, linear in the state inside tanh.
+    "delta": ("""\
+input e
+state st
+gate  mix = sigmoid(Wd @ e + bm)
+next  st = mix * st + (1 - mix) * inner
+let   inner = tanh(al * (Vd @ st) * (Wd @ e) + be1 * (Vd @ st) + be2 * (Wd @ e) + bz)
+""", ("st",), (), {"mix=1": ("hold", True), "mix=0": ("rnn", False)}, {"mix": "spdt"}, False),
+    # JANET: two gates from one pre-activation, each a single-throw switch.
+    "janet": ("""\
+input xi
+state cc
+gate  ff = sigmoid(pre)
+let   cand = tanh(Vc @ xi + Rc @ cc + bc)
+gate  kk = sigmoid(pre - 1)
+next  cc = ff * cc + (1 - kk) * cand
+let   pre = Vf @ xi + Rf @ cc + bf
+""", ("cc",), (), {
+        "ff=0, kk=0": ("rnn", False), "ff=0, kk=1": ("zero", False),
+        "ff=1, kk=0": ("residual_rnn", True), "ff=1, kk=1": ("hold", True),
+    }, {"ff": "spst", "kk": "spst"}, False),
+    # MUT1: tanh of the input itself (a hidden-size input).
+    "mut1": ("""\
+input xx : hidden
+state hh
+next  hh = hh * (1 - zg) + zg * tanh(Whh @ (rg * hh) + tanh(xx) + bh)
+gate  rg = sigmoid(Wxr @ xx + Whr @ hh + br)
+gate  zg = sigmoid(Wxz @ xx + bz)
+""", ("hh",), (), {
+        "rg=1, zg=0": ("hold", True), "rg=1, zg=1": ("rnn", False),
+        "rg=0, zg=1": ("feedforward", False),
+    }, {"rg": "spst", "zg": "spdt"}, False),
+    # An idempotent gate: g*g acts as g, one double-throw switch.
+    "square": ("""\
+input x
+state s
+gate  g = sigmoid(Wg @ x + Ug @ s + bg)
+next  s = g * g * s + (1 - g) * tanh(Wc @ x)
+""", ("s",), (), {"g=1": ("hold", True), "g=0": ("feedforward", False)}, {"g": "spdt"}, False),
+}
+
+
+def _cell(name):
+    return gatelab.parse_cell(CELLS[name][0], default_name=name)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_hand_derived_analysis(name):
+    _, memory, readouts, modes, switches, scan = CELLS[name]
+    a = analyze(_cell(name))
+    assert a.memory_states == memory
+    assert tuple(a.readouts) == readouts
+    by_label = {m.label: m for m in a.modes}
+    for label, (kind, identity) in modes.items():
+        m = by_label[label]
+        assert m.kind == {memory[0]: kind}, (label, m.kind)
+        assert m.identity_path == {memory[0]: identity}, label
+    assert {s.gate: s.type for s in a.switches} == switches
+    assert a.scan_parallel is scan, a.scan_reasons
+    assert set(build_circuit(a).gates) == set(switches)  # every gate drawn as a switch
+
+
+def test_idempotent_gate_is_one_double_throw_labelled_g():
+    a = analyze(_cell("square"))
+    (place,) = a.switch("g").where
+    assert place.type == "spdt" and a.switch("g").contacts == 2
+    assert [str(s) for s in place.signals] == ["s", "tanh(MatVec(Wc, x))"]
+    labels = {p.label for p in build_circuit(a).switches()}
+    assert labels == {"g"}
+
+
+def test_elementwise_recurrence_is_the_cores_recurrent_map():
+    a = analyze(_cell("indrnn"))
+    (block,) = a.core["a"]
+    assert block.act == "relu" and block.recurrent_maps == ("diag(w_self)",)
+    assert [str(t) for t in block.through] == ["a"] and block.biases == ("bias",)
+    assert a.modes[0].kinds["a"].rnn.recurrent_maps == ("diag(w_self)",)
+    delta = analyze(_cell("delta")).mode(mix=0).kinds["st"].rnn
+    assert delta.act == "tanh" and "Vd" in " ".join(delta.recurrent_maps)
+
+
+def test_output_as_state_or_let_gets_the_same_verdict():
+    a, b = analyze(_cell("sru")), analyze(_cell("sru-let"))
+    assert a.memory_states == b.memory_states == ("acc",)
+    assert a.scan_parallel and b.scan_parallel
+    assert {m.label: m.kind for m in a.modes} == {
+        ", ".join(sorted(m.label.split(", "), reverse=True)): m.kind for m in b.modes}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_trains_on_the_adding_problem(name, tmp_path):
+    path = tmp_path / f"{name}.cell"
+    path.write_text(CELLS[name][0], encoding="utf-8")
+    cell = gatelab.load_cell(path)
+    if CELLS[name][5]:  # scan-parallel cells run through the scan
+        assert resolve(Layout.of(cell), "auto", torch.device("cpu")) == "scan"
+    out = train(TrainConfig(task="adding", cell=str(path), T=10, hidden=6, batch=8, steps=3,
+                            eval_every=3, eval_size=32, out=str(tmp_path / "run")),
+                progress=False)
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert rows and all(math.isfinite(float(r["loss"])) for r in rows)
