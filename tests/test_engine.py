@@ -96,7 +96,8 @@ def test_plans_have_the_expected_gemms():
     assert len(gru.groups) == 1 and gru.groups[0].ih_rows is None  # r * (U_n h + b_hn)
 
 
-def test_scan_parallel_is_derived_from_equations():
+def test_scan_parallel_is_derived_from_equations(monkeypatch):
+    monkeypatch.delenv("GATELAB_CPU_KERNELS", raising=False)  # C kernels are opt-in
     assert [n for n in ZOO if is_scan_parallel(gatelab.load_cell(n))] == [
         "mingru", "minlstm", "sru", "qrnn"]
     mingru = Layout.of(gatelab.load_cell("mingru"))
@@ -207,9 +208,11 @@ def test_cli_bench_and_engine_commands(tmp_path):
     out = tmp_path / "bench.json"
     res = runner.invoke(app, ["bench", "--T", "3", "--N", "2", "--H", "4", "--repeats", "1",
                               "--scan-T", "8", "--scan-N", "2", "--scan-H", "4", "--no-memory",
-                              "--threads", "1", "--json", str(out)])
+                              "--threads", "1", "--small-T", "2", "--small-N", "2",
+                              "--small-H", "3", "--no-compile", "--json", str(out)])
     assert res.exit_code == 0, res.output
     assert "gatelab LSTM / torch LSTM" in res.output and "minGRU" in res.output
+    assert "small layer: gatelab LSTM / torch LSTM" in res.output
     import json
 
     data = json.loads(out.read_text())
@@ -283,6 +286,21 @@ def test_hoisted_mgu_baseline_computes_the_mgu():
     ref, h_ref = loop(x)
     assert (out - ref).abs().max().item() < 1e-6
     assert (h_n[0] - h_ref).abs().max().item() < 1e-6
+
+
+def test_bench_summary_lists_every_ratio_per_thread_count():
+    from gatelab.engine.bench import format_summary
+
+    runs = [{"threads": n, "ratios": [{"name": "gatelab LSTM / torch LSTM", "value": v,
+                                       "target": 1.1, "met": v <= 1.1}],
+             "scan": {"speedup": s}} for n, v, s in ((1, 0.95, 4.0), (2, 1.2, 6.5))]
+    runs[1]["ratios"].append({"name": "small layer: gatelab LSTM / torch LSTM", "value": 1.3,
+                              "target": 1.2, "met": False})
+    text = format_summary(runs)
+    assert "| 1 thread(s) | 2 thread(s) | target |" in text
+    assert "| gatelab LSTM / torch LSTM | 0.95 | 1.20 | ≤ 1.10 |" in text
+    assert "| small layer: gatelab LSTM / torch LSTM | - | 1.30 | ≤ 1.20 |" in text
+    assert "4.00× | 6.50×" in text
 
 
 @pytest.mark.parametrize("text", [

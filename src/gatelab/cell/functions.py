@@ -107,7 +107,9 @@ class Fn:
     class at the head of the result, whose ``fdiff`` is the derivative (``sqrt`` builds a
     ``Pow(x, 1/2)`` and is printed with the powers). ``torch`` is a dotted torch callable;
     ``torch_out``: it accepts ``out=``. ``triton``, ``latex``: templates over ``{x}``.
-    ``cell``: a name cells may call (``sign`` only appears in derivatives).
+    ``cell``: a name cells may call (``sign`` only appears in derivatives). ``c``: a C template
+    over ``{x}`` for the engine's C kernels (``real`` is the precision's float type, ``EXP`` etc.
+    its libm functions; see ``gatelab.engine.c_pointwise``).
     """
 
     name: str
@@ -119,6 +121,7 @@ class Fn:
     latex: str
     unicode: str
     cell: bool = True
+    c: str = ""
 
     def torch_fn(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """The torch callable named by ``torch``."""
@@ -127,19 +130,24 @@ class Fn:
 
 REGISTRY: tuple[Fn, ...] = (
     Fn("sigmoid", sigmoid, sigmoid, "torch.sigmoid", True, "_sigmoid({x})",
-       r"\sigma\left({x}\right)", "σ"),
+       r"\sigma\left({x}\right)", "σ", c="(((real)1)/(((real)1) + EXP(-({x}))))"),
     Fn("tanh", sympy.tanh, sympy.tanh, "torch.tanh", True, "_tanh({x})",
-       r"\tanh{{\left({x} \right)}}", "tanh"),
+       r"\tanh{{\left({x} \right)}}", "tanh", c="TANH({x})"),
     Fn("relu", relu, relu, "torch.relu", False, "tl.maximum({x}, 0.0)",
-       r"\operatorname{{relu}}\left({x}\right)", "relu"),
+       r"\operatorname{{relu}}\left({x}\right)", "relu",
+       c="(({x}) > 0 ? ({x}) : ((real)0))"),
     Fn("softplus", softplus, softplus, "torch.nn.functional.softplus", False, "_softplus({x})",
-       r"\operatorname{{softplus}}\left({x}\right)", "softplus"),
-    Fn("exp", sympy.exp, sympy.exp, "torch.exp", True, "tl.exp({x})", r"e^{{{x}}}", "exp"),
+       r"\operatorname{{softplus}}\left({x}\right)", "softplus",
+       # log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|)
+       c="((({x}) > 0 ? ({x}) : ((real)0)) + LOG1P(EXP(-FABS({x}))))"),
+    Fn("exp", sympy.exp, sympy.exp, "torch.exp", True, "tl.exp({x})", r"e^{{{x}}}", "exp",
+       c="EXP({x})"),
     Fn("log", sympy.log, sympy.log, "torch.log", True, "tl.log({x})",
-       r"\log{{\left({x} \right)}}", "log"),
-    Fn("sqrt", sympy.sqrt, None, "torch.sqrt", True, "tl.sqrt({x})", r"\sqrt{{{x}}}", "sqrt"),
+       r"\log{{\left({x} \right)}}", "log", c="LOG({x})"),
+    Fn("sqrt", sympy.sqrt, None, "torch.sqrt", True, "tl.sqrt({x})", r"\sqrt{{{x}}}", "sqrt",
+       c="SQRT({x})"),
     Fn("abs", sympy.Abs, sympy.Abs, "torch.abs", True, "tl.abs({x})",
-       r"\left|{{{x}}}\right|", "abs"),
+       r"\left|{{{x}}}\right|", "abs", c="FABS({x})"),
     # A row reduction, not elementwise: the reference evaluator and the torch printer spell it
     # themselves (_print_layer_norm: normalised over the last axis), the Triton printer refuses
     # it, and the generated steps are refused before any printing (engine/plan.py).
@@ -147,7 +155,8 @@ REGISTRY: tuple[Fn, ...] = (
        "layer_norm({x})", r"\operatorname{{LN}}\left({x}\right)", "layer_norm"),
     # d|x|/dx for real x; not a name cells may call.
     Fn("sign", sympy.sign, sympy.sign, "torch.sign", True, "_sign({x})",
-       r"\operatorname{{sign}}\left({x}\right)", "sign", cell=False),
+       r"\operatorname{{sign}}\left({x}\right)", "sign", cell=False,
+       c="((real)((({x}) > 0) - (({x}) < 0)))"),
 )
 
 # Name in a cell file -> how to build it. The only callables a cell can name.

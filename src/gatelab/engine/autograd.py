@@ -29,7 +29,7 @@ from .backward import NeedsGrad, Saved, backward_loop, graphed_backward_loop, we
 from .gemm import linear
 from .layout import Layout
 from .plan import Plan
-from .pointwise import compile_pointwise, vjp
+from .pointwise import compile_many, vjp
 
 
 class CompiledStep:
@@ -49,18 +49,24 @@ class CompiledStep:
         self.out_separate = plan.output_index is None
         if self.out_separate:
             outs.append(plan.output)
-        self.final = compile_pointwise(self.inputs, outs, compiler)
         self.final_wrt = self._wrt(outs)
-        self.final_bwd = compile_pointwise(*vjp(self.inputs, outs, self.final_wrt), compiler)
+        # Backward expressions are derived lazily: a C library built for the same expressions
+        # by an earlier process is loaded without the SymPy work (key: the step's expressions).
+        specs = [(self.inputs, outs), (self._cots(outs), lambda: vjp(
+            self.inputs, outs, self.final_wrt)[1])]
         # A group's vector: a plain state (no work) or a "prepare" function.
         self.prep, self.prep_bwd, self.prep_wrt = {}, {}, {}
-        for k, g in enumerate(plan.groups):
-            if g.vector in plan.states:
-                continue
-            self.prep[k] = compile_pointwise(self.inputs, [g.vector], compiler)
-            self.prep_wrt[k] = self._wrt([g.vector])
-            self.prep_bwd[k] = compile_pointwise(
-                *vjp(self.inputs, [g.vector], self.prep_wrt[k]), compiler)
+        preps = [k for k, g in enumerate(plan.groups) if g.vector not in plan.states]
+        for k in preps:
+            v, self.prep_wrt[k] = plan.groups[k].vector, self._wrt([plan.groups[k].vector])
+            specs += [(self.inputs, [v]),
+                      (self._cots([v]), lambda v=v, w=self.prep_wrt[k]: vjp(self.inputs, [v],
+                                                                             w)[1])]
+        key = sympy.srepr((self.inputs, outs, [plan.groups[k].vector for k in preps]))
+        fns = compile_many(specs, compiler, key=key)  # "c": one library, one compiler run
+        self.final, self.final_bwd = fns[0], fns[1]
+        for j, k in enumerate(preps):
+            self.prep[k], self.prep_bwd[k] = fns[2 + 2 * j], fns[3 + 2 * j]
         self._graphed = self._graphed_bwd = None
         # Whether the forward functions take ``out=`` (generated torch code without constant
         # outputs): results are then written straight into the loop's buffers.
@@ -80,6 +86,10 @@ class CompiledStep:
         if self._graphed_bwd is None:
             self._graphed_bwd = graphed_backward_loop(self)
         return self._graphed_bwd
+
+    def _cots(self, outs: list[sympy.Expr]) -> list[sympy.Symbol]:
+        """Inputs of the vector-Jacobian product of ``outs`` (as :func:`vjp` names them)."""
+        return [*self.inputs, *(sympy.Symbol(f"g{j}__") for j in range(len(outs)))]
 
     def _wrt(self, outs: list[sympy.Expr]) -> list[sympy.Symbol]:
         free = set().union(*(o.free_symbols for o in outs))

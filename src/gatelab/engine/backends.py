@@ -14,8 +14,14 @@ Backends: ``"reference"`` (the slow step of :mod:`gatelab.cell.evaluate`, autogr
 backward; ``"torch"`` is its former name and still accepted), ``"scan"`` (parallel scan,
 every cell the analysis calls scan-parallel), ``"triton"`` (the generated plan with Triton
 pointwise kernels and the Triton scan; CUDA or ``TRITON_INTERPRET=1``), ``"vendor"`` (torch's
-own fused kernels, for a cell :func:`gatelab.engine.vendor.vendor_match` proves equal to
-torch's LSTM/GRU/RNN; run by :class:`gatelab.nn.RNN` for all layers at once, not here).
+own fused kernels, for a cell :func:`gatelab.engine.vendor.vendor_match` proves equal to torch's
+LSTM/GRU/RNN; run by :class:`gatelab.nn.RNN` for all layers at once, not here).
+
+``"c"``: the generated loops with the pointwise part as multi-threaded C kernels
+(:mod:`gatelab.engine.c_pointwise`; CPU float32/float64). ``"auto"`` uses ``"c"`` instead of
+``"generated"`` (and the C kernels inside ``"scan"``) only when ``GATELAB_CPU_KERNELS=c`` is set:
+on the shared 2-core machine of benchmarks/RESULTS-speed.md they were faster at 1 thread but
+slower at 2 (OpenMP regions on oversubscribed cores), so they are opt-in until measured faster.
 
 ``"auto"`` takes ``"vendor"`` where the proof holds, else ``"scan"`` where the cell allows it,
 ``"reference"`` for a cell with ``layer_norm`` (a row reduction the generated elementwise steps
@@ -35,7 +41,7 @@ import torch
 from ..cell.evaluate import iterate
 from .layout import EngineError, Layout
 
-BACKENDS = ("auto", "vendor", "generated", "scan", "triton", "reference")
+BACKENDS = ("auto", "vendor", "generated", "c", "scan", "triton", "reference")
 ALIASES = {"torch": "generated"}  # the generated backend's name before the vendor path existed
 
 # Triton is the default on CUDA only once benchmarks/gpu.sh has passed its parity checks on a
@@ -53,11 +59,21 @@ def check_backend(backend: str) -> str:
     return backend
 
 
-def resolve(layout: Layout, backend: str, device: torch.device) -> str:
-    """The concrete backend ``backend`` stands for on this cell and device, for one layer run
-    by :func:`run_layer` (the vendor path, which runs all layers at once, is decided by
+def resolve(layout: Layout, backend: str, device: torch.device,
+            dtype: torch.dtype = torch.float32) -> str:
+    """The concrete backend ``backend`` stands for on this cell, device and dtype, for one layer
+    run by :func:`run_layer` (the vendor path, which runs all layers at once, is decided by
     :func:`gatelab.engine.vendor.vendor_match` before)."""
     backend = check_backend(backend)
+    if backend == "c":
+        from . import c_pointwise
+
+        if device.type != "cpu" or dtype not in c_pointwise.DTYPES:
+            raise EngineError(f"backend 'c' runs CPU float32/float64 tensors, not {dtype} on "
+                              f"{device}; use backend='generated'")
+        if not c_pointwise.available():
+            raise EngineError("backend 'c' needs a C compiler (gcc/cc or $CC) that builds "
+                              "OpenMP kernels; use backend='generated'")
     if backend == "scan" and not is_scan_parallel(layout):
         from ..analysis.core import scan_parallel
         from ..analysis.memory import find_memory
@@ -75,7 +91,24 @@ def resolve(layout: Layout, backend: str, device: torch.device) -> str:
         return "reference"
     if device.type == "cuda" and TRITON_BY_DEFAULT and triton_available():
         return "triton"
+    if device.type == "cpu" and c_kernels_default() and c_kernels_ok(dtype):
+        return "c"
     return "generated"
+
+
+def c_kernels_default() -> bool:
+    """Whether ``auto`` uses the C kernels on CPU (opt-in: ``GATELAB_CPU_KERNELS=c``)."""
+    import os
+
+    return os.environ.get("GATELAB_CPU_KERNELS", "") == "c"
+
+
+def c_kernels_ok(dtype: torch.dtype) -> bool:
+    """Whether the C pointwise kernels take CPU tensors of ``dtype`` here (a compiler found;
+    :func:`gatelab.engine.c_pointwise.available` warns once when not)."""
+    from . import c_pointwise
+
+    return dtype in c_pointwise.DTYPES and c_pointwise.available()
 
 
 def triton_available() -> bool:
@@ -97,7 +130,7 @@ def run_layer(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
               state0: tuple[torch.Tensor, ...], mask: torch.Tensor | None,
               backend: str) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """Run one direction of one layer; see the module docstring for shapes."""
-    backend = resolve(layout, backend, x.device)
+    backend = resolve(layout, backend, x.device, x.dtype)
     if backend == "reference":
         return run_reference(layout, tensors, x, state0, mask)
     from .higher_order import with_reference_double_backward
@@ -112,11 +145,13 @@ def _run_generated(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Te
     if backend == "scan":
         from .scan import run_scan
 
-        return run_scan(layout, tensors, x, state0, mask)
+        return run_scan(layout, tensors, x, state0, mask,
+                        compiler="c" if x.device.type == "cpu" and c_kernels_default()
+                        and c_kernels_ok(x.dtype) else "torch")
     from .autograd import run_fused
 
     return run_fused(layout, tensors, x, state0, mask,
-                     compiler="triton" if backend == "triton" else "torch")
+                     compiler=backend if backend in ("triton", "c") else "torch")
 
 
 def run_reference(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,

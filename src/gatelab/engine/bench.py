@@ -21,17 +21,34 @@ import torch
 
 USER_CELL = Path(__file__).resolve().parents[3] / "benchmarks" / "cells" / "mymgu.cell"
 
-# (ratio name, numerator case, denominator case, target: numerator <= target * denominator)
+# (ratio name, numerator case, denominator case, target: numerator <= target * denominator).
+# "gatelab X" is the generated engine with its default CPU pointwise backend (C kernels where a
+# compiler is found); "(torch code)" the same loops with generated torch calls.
 TARGETS = [
     ("gatelab LSTM / torch LSTM", "gatelab LSTM", "torch nn.LSTM", 1.10),
+    ("gatelab LSTM-peephole / torch LSTM", "gatelab LSTM-peephole", "torch nn.LSTM", 1.15),
+    ("gatelab CIFG / torch LSTM", "gatelab CIFG", "torch nn.LSTM", 1.15),
     ("gatelab GRU / torch GRU", "gatelab GRU", "torch nn.GRU", 1.00),
-    ("gatelab MGU / torch GRU", "gatelab MGU", "torch nn.GRU", 0.70),
+    ("gatelab MGU / torch GRU", "gatelab MGU", "torch nn.GRU", 0.55),
     ("gatelab MGU / Python MGU loop", "gatelab MGU", "Python loop MGU", 0.50),
     ("gatelab MGU / hoisted Python MGU loop", "gatelab MGU", "Python loop MGU, W@x hoisted",
-     0.50),
+     0.45),
     ("user cell / built-in MGU", "user cell", "gatelab MGU", 1.05),
+    ("LSTM: C kernels / torch code", "gatelab LSTM", "gatelab LSTM (torch code)", None),
+    ("MGU: C kernels / torch code", "gatelab MGU", "gatelab MGU (torch code)", None),
     ("LSTM: gatelab / Python loop", "gatelab LSTM", "Python loop LSTM", None),
+    ("small layer: gatelab LSTM / torch LSTM", "small: gatelab LSTM", "small: torch nn.LSTM",
+     1.20),
+    ("small layer: LSTM C kernels / torch code", "small: gatelab LSTM",
+     "small: gatelab LSTM (torch code)", None),
 ]
+
+
+def generated_backend() -> str:
+    """The generated engine's CPU backend that ``auto`` picks here (``"c"`` or ``"torch"``)."""
+    from .backends import c_kernels_ok
+
+    return "c" if c_kernels_ok(torch.float32) else "torch"
 
 
 @dataclass
@@ -92,21 +109,46 @@ def main_cases(T: int, N: int, I: int, H: int, user_cell: Path | str | None = No
             return _step(factory(), torch.randn(T, N, I))
         return build
 
+    gen = generated_backend()
     cases = [
         Case("torch nn.LSTM", make(lambda: torch.nn.LSTM(I, H))),
-        Case("gatelab LSTM", make(lambda: LSTM(I, H, backend="torch"))),
+        Case("gatelab LSTM", make(lambda: LSTM(I, H, backend=gen))),
+        Case("gatelab LSTM-peephole", make(lambda: RNN("lstm-peephole", I, H, backend=gen))),
+        Case("gatelab CIFG", make(lambda: RNN("cifg", I, H, backend=gen))),
         Case("torch nn.GRU", make(lambda: torch.nn.GRU(I, H))),
-        Case("gatelab GRU", make(lambda: GRU(I, H, backend="torch"))),
-        Case("gatelab MGU", make(lambda: MGU(I, H, backend="torch"))),
+        Case("gatelab GRU", make(lambda: GRU(I, H, backend=gen))),
+        Case("gatelab MGU", make(lambda: MGU(I, H, backend=gen))),
     ]
+    if gen != "torch":
+        cases += [Case("gatelab LSTM (torch code)", make(lambda: LSTM(I, H, backend="torch"))),
+                  Case("gatelab MGU (torch code)", make(lambda: MGU(I, H, backend="torch")))]
     user = user_cell or (USER_CELL if USER_CELL.exists() else None)
     if user is not None:
         label = f"user cell ({Path(str(user)).stem})"
-        cases.append(Case(label, make(lambda: RNN(user, I, H, backend="torch"))))
+        cases.append(Case(label, make(lambda: RNN(user, I, H, backend=gen))))
     if python_loops:
         cases += [Case("Python loop LSTM", make(lambda: LSTM(I, H, backend="reference"))),
                   Case("Python loop MGU", make(lambda: MGU(I, H, backend="reference"))),
                   Case("Python loop MGU, W@x hoisted", make(lambda: HoistedMGULoop(I, H)))]
+    return cases
+
+
+def small_cases(T: int, N: int, H: int, layers: int) -> list[Case]:
+    """The small layer of the issue (a word-language-model size): ``layers`` stacked LSTMs."""
+    from ..nn import LSTM
+
+    def make(factory):
+        def build():
+            torch.manual_seed(0)
+            return _step(factory(), torch.randn(T, N, H))
+        return build
+
+    gen = generated_backend()
+    cases = [Case("small: torch nn.LSTM", make(lambda: torch.nn.LSTM(H, H, layers))),
+             Case("small: gatelab LSTM", make(lambda: LSTM(H, H, layers, backend=gen)))]
+    if gen != "torch":
+        cases.append(Case("small: gatelab LSTM (torch code)",
+                          make(lambda: LSTM(H, H, layers, backend="torch"))))
     return cases
 
 
@@ -120,7 +162,8 @@ def scan_cases(T: int, N: int, I: int, H: int) -> list[Case]:
             return _step(RNN("mingru", I, H, backend=backend), torch.randn(T, N, I))
         return build
 
-    return [Case("minGRU scan", make("scan")), Case("minGRU sequential", make("torch")),
+    return [Case("minGRU scan", make("scan")),
+            Case("minGRU sequential", make(generated_backend())),
             Case("minGRU Python loop", make("reference"))]
 
 
@@ -177,15 +220,22 @@ def run_benchmark(T: int = 100, N: int = 64, H: int = 256, repeats: int = 7,
                   scan_T: int = 2048, scan_N: int = 64, scan_H: int = 256,
                   threads: int | None = None, memory: bool = True, python_loops: bool = True,
                   user_cell: Path | str | None = None,
-                  progress: Callable[[str], None] = lambda s: None) -> dict:
-    """Run everything and return a JSON-ready dict (times in ms, medians, ratios, memory)."""
+                  progress: Callable[[str], None] = lambda s: None,
+                  small: tuple[int, int, int, int] | None = None) -> dict:
+    """Run everything and return a JSON-ready dict (times in ms, medians, ratios, memory).
+    ``small``: ``(T, N, H, layers)`` of the small-layer comparison (None: skipped)."""
     if threads:
         torch.set_num_threads(threads)
     threads = torch.get_num_threads()
     I = H
-    main = time_cases(main_cases(T, N, I, H, user_cell, python_loops), repeats, progress)
+    cases = main_cases(T, N, I, H, user_cell, python_loops)
+    if small:
+        cases += small_cases(*small)
+    main = time_cases(cases, repeats, progress)
     result: dict = {
         "sizes": {"T": T, "N": N, "I": I, "H": H}, "threads": threads, "repeats": repeats,
+        "generated_backend": generated_backend(),
+        "small_sizes": None if not small else dict(zip("TNHL", small, strict=True)),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "torch": torch.__version__,
         "ms": {k: [round(1e3 * t, 2) for t in v] for k, v in main.items()},
@@ -227,7 +277,11 @@ def format_markdown(r: dict) -> str:
     s = r["sizes"]
     lines = [f"Forward+backward, T={s['T']} N={s['N']} I=H={s['H']}, float32, "
              f"{r['threads']} thread(s), median of {r['repeats']} interleaved rounds "
-             f"(torch {r['torch']}, {r['date']}).", "",
+             f"(torch {r['torch']}, {r['date']}). Generated pointwise backend: "
+             f"`{r.get('generated_backend', 'torch')}`."
+             + ("" if not r.get("small_sizes") else
+                " Small layer ('small:'): T={T} N={N} I=H={H}, {L} layers.".format(
+                    **r["small_sizes"])), "",
              "| case | median ms | all runs (ms) |", "|---|---:|---|"]
     for k, v in r["median_ms"].items():
         lines.append(f"| {k} | {v:.1f} | {', '.join(f'{t:.0f}' for t in r['ms'][k])} |")
@@ -254,3 +308,22 @@ def format_markdown(r: dict) -> str:
                   + ", ".join(f"{k} {v:.0f}" for k, v in r["peak_mb"].items()) + "."]
     return "\n".join(lines) + "\n"
 
+def format_summary(runs: list[dict]) -> str:
+    """One table of every ratio at each thread count (runs of :func:`run_benchmark`)."""
+    heads = [f"{r['threads']} thread(s)" for r in runs]
+    lines = ["| ratio (same run) | " + " | ".join(heads) + " | target |",
+             "|---|" + "---:|" * len(runs) + "---:|"]
+    names = list(dict.fromkeys(q["name"] for r in runs for q in r["ratios"]))
+    for name in names:
+        vals, tgt = [], None
+        for r in runs:
+            q = next((q for q in r["ratios"] if q["name"] == name), None)
+            vals.append("-" if q is None else f"{q['value']:.2f}")
+            tgt = tgt if q is None else q["target"]
+        lines.append(f"| {name} | " + " | ".join(vals) + f" | "
+                     f"{'-' if tgt is None else f'≤ {tgt:.2f}'} |")
+    scans = [r.get("scan") for r in runs]
+    if any(scans):
+        lines.append("| minGRU scan speed-up over its sequential loop | " + " | ".join(
+            "-" if sc is None else f"{sc['speedup']:.2f}×" for sc in scans) + " | ≥ 5× |")
+    return "\n".join(lines) + "\n"

@@ -22,7 +22,17 @@ def register(app: typer.Typer) -> None:
                                        help="minGRU scan length (0: skip)"),
         scan_hidden: int = typer.Option(256, "--scan-H", min=1, help="minGRU scan size"),
         scan_batch: int = typer.Option(64, "--scan-N", min=1, help="minGRU scan batch"),
-        threads: int = typer.Option(0, "--threads", min=0, help="torch threads (0: default)"),
+        threads: str = typer.Option("", "--threads",
+                                    help="torch threads, one run each, e.g. 1,2 (default: "
+                                    "torch's default)"),
+        small_steps: int = typer.Option(35, "--small-T", min=0,
+                                        help="small-layer length (0: skip)"),
+        small_batch: int = typer.Option(20, "--small-N", min=1, help="small-layer batch"),
+        small_hidden: int = typer.Option(64, "--small-H", min=1, help="small-layer size"),
+        small_layers: int = typer.Option(2, "--small-layers", min=1, help="small-layer depth"),
+        compile_time: bool = typer.Option(True, "--compile/--no-compile",
+                                          help="time first-call compile and cached second "
+                                          "process (fresh processes)"),
         memory: bool = typer.Option(True, "--memory/--no-memory", help="measure peak memory"),
         loops: bool = typer.Option(True, "--loops/--no-loops", help="time the Python loops"),
         user_cell: Path = typer.Option(None, "--cell", help="the user-written .cell to time "
@@ -35,12 +45,20 @@ def register(app: typer.Typer) -> None:
         Forward+backward of gatelab LSTM/GRU/MGU and a user cell against torch nn.LSTM/GRU and
         the plain Python loop, interleaved rounds, medians; minGRU scan vs sequential."""
         from ..cell import load_cell
-        from .bench import format_markdown, run_benchmark
+        from .bench import format_markdown, format_summary, run_benchmark
+        from .bench_compile import compile_times, format_compile
         from .layout import EngineError, Layout
 
         for name, v in (("--T", steps), ("--N", batch), ("--H", hidden)):
             if v < 1:
                 raise typer.BadParameter(f"{name} must be at least 1, got {v}")
+        try:
+            counts = [int(t) for t in threads.split(",") if t.strip()] or [0]
+        except ValueError:
+            raise typer.BadParameter(f"--threads wants counts like 1,2, got {threads!r}") from None
+        if any(t < 0 for t in counts):
+            raise typer.BadParameter(f"--threads wants counts of at least 0, got {threads!r}")
+        small = (small_steps, small_batch, small_hidden, small_layers) if small_steps else None
         if user_cell is not None:
             try:
                 Layout.of(load_cell(user_cell))
@@ -50,12 +68,24 @@ def register(app: typer.Typer) -> None:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                       console=console, transient=True) as progress:
             task = progress.add_task("bench", total=None)
-            result = run_benchmark(steps, batch, hidden, repeats, scan_steps, scan_batch,
-                                   scan_hidden, threads or None, memory, loops, user_cell,
-                                   progress=lambda s: progress.update(task, description=s))
-        text = format_markdown(result)
+            runs = [run_benchmark(steps, batch, hidden, repeats, scan_steps, scan_batch,
+                                  scan_hidden, n or None, memory, loops, user_cell,
+                                  progress=lambda s: progress.update(task, description=s),
+                                  small=small) for n in counts]
+            if compile_time:
+                progress.update(task, description="compile times (fresh processes)")
+                times = compile_times()
+        text = "\n".join(format_markdown(r) for r in runs)
+        if len(runs) > 1:
+            text += "\n" + format_summary(runs)
+        if compile_time:
+            text += "\nC kernels: first call and cached second process, per cell:\n\n" \
+                + format_compile(times)
         console.print(text, markup=False, highlight=False, soft_wrap=True)
         if as_json:
+            result = dict(runs[0]) if len(runs) == 1 else {"runs": runs}
+            if compile_time:
+                result["compile"] = times
             as_json.write_text(json.dumps(result, indent=1), encoding="utf-8")
         if markdown:
             markdown.write_text(text, encoding="utf-8")

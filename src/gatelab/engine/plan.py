@@ -214,7 +214,7 @@ class ScanFunctions:
 def scan_functions(cell: Cell, bias: bool = True, compiler: str = "torch") -> ScanFunctions:
     """Compile the ``a``, ``b`` of ``h' = a*h + b`` for a scan-parallel cell. Raises
     :class:`EngineError` when the cell is not scan-parallel."""
-    from .pointwise import compile_pointwise, vjp
+    from .pointwise import compile_many, vjp
 
     plan = Plan.of(Layout.of(cell), bias)
     ab = linear_recurrence(plan)
@@ -224,8 +224,7 @@ def scan_functions(cell: Cell, bias: bool = True, compiler: str = "torch") -> Sc
     inputs = [*plan.xsyms, *plan.vectors]
     free = set().union(*(e.free_symbols for e in ab))
     wrt = [s for s in inputs if s in free]
-    fwd = compile_pointwise(inputs, list(ab), compiler)
-    bwd = compile_pointwise(*vjp(inputs, list(ab), wrt), compiler)
+    fwd, bwd = compile_many([(inputs, list(ab)), vjp(inputs, list(ab), wrt)], compiler)
     return ScanFunctions(plan, inputs, fwd, bwd, wrt)
 
 

@@ -13,6 +13,9 @@ Backends:
     every symbol is renamed ``v0, v1, ...`` and every function is spelled from the registry in
     ``gatelab.cell.functions`` (:class:`TorchPrinter`), so no
     user text reaches ``compile``.
+  * ``"c"``: one multi-threaded C kernel per function (:mod:`gatelab.engine.c_pointwise`),
+    CPU float32/float64; :func:`compile_many` puts all functions of a step in one library (one
+    compiler run, cached on disk).
   * ``"triton"``: ``gatelab.engine.triton_pointwise.compile_triton_pointwise(inputs, outputs)``
     (imported lazily), with the same calling convention and only non-constant outputs.
 """
@@ -30,6 +33,7 @@ from sympy.printing.printer import Printer
 from ..cell.functions import BY_NAME, LAYER_NORM_EPS, Fn, RegistryPrinting
 
 PointwiseFn = Callable[..., tuple]
+Lazy = Callable[[], Sequence[sympy.Expr]]
 
 _counter = itertools.count()
 
@@ -58,18 +62,62 @@ def vjp(inputs: Sequence[sympy.Symbol], outputs: Sequence[sympy.Expr],
 def compile_pointwise(inputs: Sequence[sympy.Symbol], outputs: Sequence[sympy.Expr],
                       backend: str = "torch") -> PointwiseFn:
     """``fn(*tensors) -> tuple`` evaluating ``outputs`` elementwise (see the module docstring)."""
-    outputs = [o if isinstance(o, sympy.Basic) else sympy.sympify(o, strict=True)
-               for o in outputs]
-    live = [i for i, o in enumerate(outputs) if not o.is_Number]
-    consts = {i: float(o) for i, o in enumerate(outputs) if o.is_Number}
-    if backend == "triton":
+    return compile_many([(inputs, outputs)], backend)[0]
+
+
+def compile_many(specs: Sequence[tuple[Sequence[sympy.Symbol], Sequence[sympy.Expr] | Lazy]],
+                 backend: str = "torch", key: str | None = None) -> list[PointwiseFn]:
+    """:func:`compile_pointwise` of each ``(inputs, outputs)``; the ``"c"`` backend builds them
+    all into one library (one compiler run). ``outputs`` may be a function returning them (e.g.
+    a :func:`vjp`), called only when needed: with ``key`` (a hash of everything the outputs
+    derive from) the ``"c"`` backend first looks for a library built for that key in an earlier
+    process and then skips the SymPy work."""
+    if backend == "c" and key is not None:
+        from .c_pointwise import load_step
+
+        got = load_step(key, len(specs))
+        if got is not None:
+            lib, metas = got
+            return [_with_constants(lib.function(k, len(m["live"]), m["used"]),
+                                    [sympy.Float(m["consts"][str(i)]) if str(i) in m["consts"]
+                                     else None for i in range(m["n_out"])], m["live"])
+                    for k, m in enumerate(metas)]
+    specs = [(list(i), [o if isinstance(o, sympy.Basic) else sympy.sympify(o, strict=True)
+                        for o in (outs() if callable(outs) else outs)]) for i, outs in specs]
+    lives = [[i for i, o in enumerate(outs) if not o.is_Number] for _, outs in specs]
+    if backend == "c":
+        from .c_pointwise import build, kernel_body, save_step
+
+        lib = build([kernel_body(str(k), ins, [outs[i] for i in live])
+                     for k, ((ins, outs), live) in enumerate(zip(specs, lives, strict=True))])
+        metas = [{"n_out": len(outs), "live": live,
+                  "consts": {str(i): float(o) for i, o in enumerate(outs) if o.is_Number},
+                  "used": [j for j, s in enumerate(ins)
+                           if any(s in outs[i].free_symbols for i in live)]}
+                 for (ins, outs), live in zip(specs, lives, strict=True)]
+        if key is not None:
+            save_step(key, lib, metas)
+        inners = [lib.function(k, len(m["live"]), m["used"]) for k, m in enumerate(metas)]
+    elif backend == "triton":
         from .triton_pointwise import compile_triton_pointwise
 
-        inner = compile_triton_pointwise(list(inputs), [outputs[i] for i in live])
+        inners = [compile_triton_pointwise(ins, [outs[i] for i in live])
+                  for (ins, outs), live in zip(specs, lives, strict=True)]
     elif backend == "torch":
-        inner = _compile_torch(list(inputs), [outputs[i] for i in live])
+        inners = [_compile_torch(ins, [outs[i] for i in live])
+                  for (ins, outs), live in zip(specs, lives, strict=True)]
     else:
-        raise ValueError(f"unknown pointwise backend {backend!r}; expected 'torch' or 'triton'")
+        raise ValueError(f"unknown pointwise backend {backend!r}; expected 'torch', 'c' or "
+                         "'triton'")
+    return [_with_constants(inner, outs, live)
+            for inner, (_, outs), live in zip(inners, specs, lives, strict=True)]
+
+
+def _with_constants(inner: PointwiseFn, outputs: list[sympy.Expr | None],
+                    live: list[int]) -> PointwiseFn:
+    """``inner`` computes the outputs at positions ``live``; the others are constants that come
+    back as Python floats."""
+    consts = {i: float(o) for i, o in enumerate(outputs) if i not in live}
     if not consts:
         return inner
 

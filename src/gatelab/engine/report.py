@@ -77,10 +77,11 @@ thread(s), median of {result['repeats']} interleaved rounds, measured while this
 </p>
 <table><tr><th>layer</th><th>ms</th></tr>{rows}</table>
 <p class="muted">Ratios are time divided by time: below 1, the first layer is faster. The
-targets are the issue's, set for T=100 N=64 I=H=256. Each step of a gatelab layer is a handful of
-torch calls from Python, so for small layers (hidden size 64 and below) that overhead dominates
-and torch's own C++ LSTM/GRU are several times faster; gatelab's advantage is that the same
-engine runs any cell you write.</p>
+targets are the issue's, set for T=100 N=64 I=H=256. Each step of a gatelab layer is its GEMMs
+plus one generated C kernel per pointwise function (compiled from the equations, multi-threaded),
+called from Python, so for small layers (hidden size 64 and below) the per-step call overhead
+dominates and torch's own C++ LSTM/GRU are faster; gatelab's advantage is that the same engine
+runs any cell you write.</p>
 <table><tr><th>ratio</th><th>value</th><th>target (at the benchmark size)</th></tr>{ratios}
 </table>
 {scan}

@@ -35,8 +35,16 @@ def _scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor,
     ``C`` chunks of ``L ~ sqrt(T)`` steps are scanned side by side from a zero start (``L``
     vectorised steps), the state entering each chunk follows from a scan of the ``C`` chunk ends,
     and one fused multiply-add fixes every chunk up; the ``T - C*L`` leftover steps run one by one.
-    ``out`` (contiguous, shape of ``b``) receives the result when given.
+    ``out`` (contiguous, shape of ``b``) receives the result when given. On CPU float32/float64
+    tensors, with ``GATELAB_CPU_KERNELS=c`` and where C kernels build, the C scan
+    (:func:`gatelab.engine.c_scan.scan`: one pass, columns shared among the threads) runs
+    instead: same result, one call instead of ``2 sqrt(T)`` small torch calls and three passes
+    over memory.
     """
+    if _c_scan_ok(a, b, h0):
+        from .c_scan import scan
+
+        return scan(a, b, h0, reverse, out)
     T = a.shape[0]
     h = torch.empty_like(b) if out is None else out
     L = max(1, math.isqrt(T))
@@ -77,6 +85,13 @@ def _scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor,
     for t in rest:  # the leftover steps
         state = torch.addcmul(b[t], a[t], state, out=h[t])
     return h
+
+
+def _c_scan_ok(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor) -> bool:
+    from .backends import c_kernels_default, c_kernels_ok
+
+    return (a.device.type == "cpu" and a.dtype == b.dtype == h0.dtype
+            and h0.device.type == "cpu" and c_kernels_default() and c_kernels_ok(a.dtype))
 
 
 def _scan_impl(a, b, h0, use_triton: bool, reverse: bool = False):
@@ -310,8 +325,10 @@ class _ChunkedScan(torch.autograd.Function):
 
 
 def run_scan(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
-             state0: tuple[torch.Tensor, ...], mask: torch.Tensor | None):
-    """One direction of one layer of a scan-parallel cell (contract of :mod:`backends`).
+             state0: tuple[torch.Tensor, ...], mask: torch.Tensor | None,
+             compiler: str = "torch"):
+    """One direction of one layer of a scan-parallel cell (contract of :mod:`backends`);
+    ``compiler``: the backend of the generated ``a``, ``b`` functions (``"c"``: CPU only).
     Cells beyond the one-state fast path go to :func:`.scan_cells.run_scan_cells`."""
     from .gemm import project
     from .plan import has_fast_scan, scan_functions
@@ -321,7 +338,7 @@ def run_scan(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
 
         return run_scan_cells(layout, tensors, x, state0, mask)
 
-    fns = scan_functions(layout.cell, layout.bias_flag(tensors))
+    fns = scan_functions(layout.cell, layout.bias_flag(tensors), compiler)
     T, N, _ = x.shape
     (h0,) = state0
     H = h0.shape[-1]
