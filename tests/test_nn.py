@@ -237,3 +237,13 @@ def test_bad_construction_and_backends():
     with pytest.raises(TypeError, match="recurrent modules"):
         gn.from_torch(torch.nn.Linear(I, H))
     assert gn.LSTM(I, H, backend="torch").backend == "generated"  # the former name
+
+
+@pytest.mark.parametrize("backend", ["auto", "generated"])
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_batch_of_zero_as_torch(kind, backend):
+    ref, ours = getattr(torch.nn, kind)(I, H), getattr(gn, kind)(I, H, backend=backend)
+    x = torch.randn(T, 0, I)
+    want, got = ref(x), ours(x)
+    assert [t.shape for t in _leaves(got)] == [t.shape for t in _leaves(want)]
+    assert ours.path == ("vendor" if backend == "auto" else "generated")
