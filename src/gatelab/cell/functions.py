@@ -174,19 +174,6 @@ def by_class(expr: sympy.Basic) -> Fn | None:
     return _BY_CLASS.get(type(expr))
 
 
-def real_diff(expr: sympy.Expr, u: sympy.Symbol) -> sympy.Expr:
-    """``d expr / d u`` with every symbol taken as real, as every value of a cell is: SymPy's
-    derivative of ``Abs`` on an unconstrained symbol is written with ``re``/``im``, which no
-    engine computes; on reals it is ``sign``.
-
-    >>> x = sympy.Symbol("x")
-    >>> real_diff(sympy.Abs(2 * x), x)
-    2*sign(x)
-    """
-    real = {s: sympy.Dummy(s.name, real=True) for s in expr.free_symbols | {u}}
-    return sympy.diff(expr.xreplace(real), real[u]).xreplace({v: k for k, v in real.items()})
-
-
 def function_name(expr: sympy.Expr) -> str | None:
     """The cell-file name of the function at the head of ``expr`` (None if it is not a call)."""
     fn = by_class(expr)
