@@ -131,13 +131,22 @@ def run_layer(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
               backend: str) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """Run one direction of one layer; see the module docstring for shapes."""
     backend = resolve(layout, backend, x.device, x.dtype)
-    if backend == "reference":
+    if backend == "reference" or graph_capture():
+        # Exporters and compilers cannot see through the generated engine's autograd.Function
+        # and in-place buffers: they get the reference loop's plain torch ops (unrolled).
         return run_reference(layout, tensors, x, state0, mask)
     from .higher_order import with_reference_double_backward
 
     return with_reference_double_backward(
         lambda xs, s0, ts: _run_generated(layout, ts, xs, s0, mask, backend),
         lambda xs, s0, ts: run_reference(layout, ts, xs, s0, mask), x, state0, tensors)
+
+
+def graph_capture() -> bool:
+    """Whether an exporter or compiler is tracing (``torch.onnx.export``, ``torch.jit.trace``,
+    ``torch.export``, ``torch.compile``): the engine then runs the reference loop."""
+    return bool(torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+                or torch.compiler.is_compiling())
 
 
 def _run_generated(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
