@@ -94,3 +94,30 @@ def test_torch_compile_matches_eager(cell):
     g_got = torch.autograd.grad(got.sum(), list(model.parameters()))
     for a, b in zip(g_got, g_want, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["mgu", "lstm-peephole", "gru"])
+def test_traceable_step_equals_reference_step(cell):
+    # The closures exporters and compilers run are the reference step, number for number.
+    from gatelab import load_cell
+    from gatelab.cell.evaluate import init_params, step, traceable_step
+
+    c = load_cell(cell)
+    g = torch.Generator().manual_seed(0)
+    params = init_params(c, 3, 4, generator=g)
+    states = {s: torch.randn(2, 4, generator=g) for s in c.states}
+    x = torch.randn(2, 3, generator=g)
+    want = step(c, {c.inputs[0]: x}, states, params)
+    new, out = traceable_step(c)({**params, **states, c.inputs[0]: x})
+    for s in c.states:
+        torch.testing.assert_close(new[s], want.states[s], rtol=0, atol=0)
+    torch.testing.assert_close(out, want.output, rtol=0, atol=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", ["mgu", "lstm"])
+def test_torch_compile_has_no_graph_break(cell):
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(Model(cell))(torch.randn(2, 4, 3))
+    assert explained.graph_break_count == 0, explained.break_reasons
+    assert explained.graph_count == 1
