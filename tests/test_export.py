@@ -121,3 +121,18 @@ def test_torch_compile_has_no_graph_break(cell):
     explained = torch._dynamo.explain(Model(cell))(torch.randn(2, 4, 3))
     assert explained.graph_break_count == 0, explained.break_reasons
     assert explained.graph_count == 1
+
+
+@pytest.mark.slow
+def test_onnx_dynamic_batch(tmp_path):
+    # The batch stays dynamic through the unrolled loop (the sequence length does not).
+    torch.manual_seed(0)
+    model = Model("mgu").eval()
+    path = tmp_path / "b.onnx"
+    torch.onnx.export(model, (torch.randn(2, 4, 3),), str(path), dynamo=True,
+                      input_names=["x"], dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.randn(5, 4, 3)
+    (got,) = sess.run(None, {"x": x.numpy()})
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(got), model(x), rtol=1e-5, atol=1e-5)
