@@ -158,3 +158,98 @@ def run_sequence(cell: Cell, x: torch.Tensor, params: dict[str, torch.Tensor],
         states = r.states
         outs.append(r.output)
     return torch.stack(outs), states
+
+
+Env = dict[str, torch.Tensor]
+StepFn = Callable[[Env], tuple[dict[str, torch.Tensor], torch.Tensor]]
+
+
+def traceable_step(cell: Cell) -> StepFn:
+    """:func:`step` (without ``force``/``gate_fn``) as plain Python closures over torch ops,
+    built once from the equations: ``fn(env) -> (new states, output)`` with ``env`` holding the
+    input, states and parameters by name.
+
+    The SymPy walk happens here, not per call, so tracers that read Python bytecode
+    (``torch.compile``, ``torch.export``) see only tensor operations and no SymPy objects.
+    """
+    printer = _Closures()
+    defs = [(name, printer._print(cell.definition(name))) for _, name in cell.order]
+    nexts = [(s, printer._print(e)) for s, e in cell.nexts.items()]
+    output, states = cell.output, list(cell.states)
+
+    def run(env: Env) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        env = dict(env)
+        ref = env[states[0]]
+        for name, fn in defs:
+            v = fn(env)
+            env[name] = v if torch.is_tensor(v) else torch.full_like(ref, float(v))
+        new = {}
+        for s, fn in nexts:
+            v = fn(env)
+            new[s] = v if torch.is_tensor(v) else torch.full_like(env[s], float(v))
+        return new, (new[output] if output in new else env[output])
+
+    return run
+
+
+class _Closures(RegistryPrinting, Printer):
+    """A SymPy printer whose "text" is a function of the environment (see :class:`_Evaluator`,
+    whose semantics it follows node for node)."""
+
+    def emptyPrinter(self, expr: sympy.Basic):  # noqa: N802 - SymPy's name
+        raise TypeError(f"cannot evaluate {type(expr).__name__}")
+
+    def _print_Symbol(self, expr: sympy.Symbol):  # noqa: N802
+        name = expr.name
+        return lambda env: env[name]
+
+    def _print_Number(self, expr: sympy.Number):  # noqa: N802
+        value = float(expr)
+        return lambda env: value
+
+    def _print_MatVec(self, expr: MatVec):  # noqa: N802
+        vec, mat = self._print(expr.vector), expr.matrix.name
+        return lambda env: vec(env) @ env[mat].T
+
+    def _fold(self, expr: sympy.Expr, start: float, op):
+        parts = [self._print(a) for a in expr.args]
+
+        def run(env):
+            out = start
+            for p in parts:
+                out = op(out, p(env))
+            return out
+        return run
+
+    def _print_Add(self, expr: sympy.Add):  # noqa: N802
+        return self._fold(expr, 0.0, lambda a, b: a + b)
+
+    def _print_Mul(self, expr: sympy.Mul):  # noqa: N802
+        return self._fold(expr, 1.0, lambda a, b: a * b)
+
+    def _print_Pow(self, expr: sympy.Pow):  # noqa: N802
+        base, ex = self._print(expr.base), float(expr.exp)
+        if ex == 0.5:
+            sqrt = BY_NAME["sqrt"].torch_fn()
+
+            def root(env):
+                b = base(env)
+                return sqrt(b) if torch.is_tensor(b) else math.sqrt(b)
+            return root
+        return lambda env: base(env) ** ex
+
+    def _print_layer_norm(self, expr: sympy.Expr):
+        arg = self._print(expr.args[0])
+
+        def norm(env):
+            v = arg(env)
+            return torch.nn.functional.layer_norm(v, v.shape[-1:], eps=LAYER_NORM_EPS)
+        return norm
+
+    def _print_registered(self, expr: sympy.Expr, fn: Fn):
+        arg, torch_fn = self._print(expr.args[0]), fn.torch_fn()
+
+        def call(env):
+            a = arg(env)
+            return torch_fn(a if torch.is_tensor(a) else torch.tensor(a))
+        return call

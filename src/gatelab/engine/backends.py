@@ -130,6 +130,10 @@ def run_layer(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
               state0: tuple[torch.Tensor, ...], mask: torch.Tensor | None,
               backend: str) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """Run one direction of one layer; see the module docstring for shapes."""
+    if graph_capture():
+        # Exporters and compilers cannot see through the generated engine's autograd.Function
+        # and in-place buffers: they get the reference step's plain torch ops (unrolled).
+        return run_traceable(layout, tensors, x, state0, mask)
     backend = resolve(layout, backend, x.device, x.dtype)
     if backend == "reference":
         return run_reference(layout, tensors, x, state0, mask)
@@ -138,6 +142,13 @@ def run_layer(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
     return with_reference_double_backward(
         lambda xs, s0, ts: _run_generated(layout, ts, xs, s0, mask, backend),
         lambda xs, s0, ts: run_reference(layout, ts, xs, s0, mask), x, state0, tensors)
+
+
+def graph_capture() -> bool:
+    """Whether an exporter or compiler is tracing (``torch.onnx.export``, ``torch.jit.trace``,
+    ``torch.export``, ``torch.compile``): the engine then runs the reference loop."""
+    return bool(torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+                or torch.compiler.is_compiling())
 
 
 def _run_generated(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
@@ -152,6 +163,30 @@ def _run_generated(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Te
 
     return run_fused(layout, tensors, x, state0, mask,
                      compiler=backend if backend in ("triton", "c") else "torch")
+
+
+def run_traceable(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
+                  state0: tuple[torch.Tensor, ...], mask: torch.Tensor | None):
+    """The reference loop as seen by exporters and compilers: with ``layout.traceable`` (the
+    closures of :func:`gatelab.cell.evaluate.traceable_step`, attached by :mod:`gatelab.nn`'s
+    modules when built) it has no SymPy in it, so ``torch.compile`` traces one graph."""
+    fn = getattr(layout, "traceable", None)
+    if fn is None:
+        return run_reference(layout, tensors, x, state0, mask)
+    cell = layout.cell
+    (inp,) = cell.inputs
+    params = layout.cell_params(tensors, state0[0].shape[-1])
+    states = dict(zip(cell.states, state0, strict=True))
+    outs = []
+    for t in range(x.shape[0]):
+        new, out = fn({**params, **states, inp: x[t]})
+        if mask is not None:
+            keep = mask[t].unsqueeze(-1)
+            new = {s: torch.where(keep, new[s], states[s]) for s in cell.states}
+            out = out * keep
+        states = new
+        outs.append(out)
+    return torch.stack(outs), tuple(states[s] for s in cell.states)
 
 
 def run_reference(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,

@@ -20,7 +20,7 @@ from torch import _VF, nn
 
 from ..cell import Cell as CellIR
 from ..cell import load_cell
-from ..cell.evaluate import step
+from ..cell.evaluate import traceable_step
 from ..engine.layout import Layout
 from ..engine.vendor import blocks, template_path, vendor_match
 from .checks import check_cell_shapes, check_cell_step, check_sizes
@@ -70,6 +70,8 @@ class Cell(CellPickling, nn.Module):
 
     def _derive(self) -> None:
         self.layout = Layout.of(self.cell)
+        # the step as closures over torch ops, for exporters and compilers (engine.backends)
+        self.layout.traceable = traceable_step(self.cell)
         self._vendor = vendor_match(self.cell)
 
     @property
@@ -113,8 +115,10 @@ class Cell(CellPickling, nn.Module):
         else:
             check_cell_shapes(x, hs, self.input_size, self.hidden_size)
             states = dict(zip(self.state_names, hs, strict=True))
-            r = step(self.cell, {self.cell.inputs[0]: x}, states, self.cell_params())
-            new = tuple(r.states[s] for s in self.state_names)
+            # the reference step, as closures (no SymPy per call: torch.compile sees tensors)
+            nxt, _ = self.layout.traceable({**self.cell_params(), **states,
+                                            self.cell.inputs[0]: x})
+            new = tuple(nxt[s] for s in self.state_names)
         if not batched:
             new = tuple(s.squeeze(0) for s in new)
         return new if several else new[0]

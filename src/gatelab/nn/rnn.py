@@ -40,6 +40,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from ..cell import Cell as CellIR
 from ..cell import load_cell
+from ..cell.evaluate import traceable_step
 from ..engine.backends import check_backend
 from ..engine.layout import EngineError, Layout
 from ..engine.vendor import template_path, vendor_match
@@ -155,6 +156,8 @@ class RNN(CellPickling, nn.Module):
     def _derive(self) -> None:
         """What follows from the cell (rebuilt after unpickling)."""
         self.layout = Layout.of(self.cell)
+        # the step as closures over torch ops, for exporters and compilers (engine.backends)
+        self.layout.traceable = traceable_step(self.cell)
         self._vendor = vendor_match(self.cell)
         # torch's RNNBase.mode; for a cell torch does not have, the cell's name
         self.mode = self._vendor.mode or self.cell.name
