@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 # would pull a multi-GB CUDA build.
 TORCH   := torch==2.13.0
 
-.PHONY: demo test test-fast setup system lint clean
+.PHONY: demo test test-ray test-fast setup system lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -41,12 +41,16 @@ demo: $(STAMP)
 
 test: setup
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -n 2 --doctest-modules src/gatelab tests
+	$(BIN)/python -m pytest -n 2 -m "not ray" --doctest-modules src/gatelab tests
+
+# The Ray cluster tests (a local Ray, resume, a two-node cluster on 127.0.0.2/127.0.0.3).
+test-ray: setup
+	$(BIN)/python -m pytest -n 0 -m ray tests
 
 # The edit-test loop: everything but the tests marked slow (the report build, kill-and-resume).
 test-fast: setup
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -n 2 -m "not slow" --doctest-modules src/gatelab tests
+	$(BIN)/python -m pytest -n 2 -m "not slow and not ray" --doctest-modules src/gatelab tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

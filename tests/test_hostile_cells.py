@@ -100,7 +100,9 @@ def test_hostile_cells_exit_cleanly(tmp_path):
     codes = {(Path(r["path"]).name, r["cmd"]): r["code"] for r in results}
     # the few that are valid cells stay valid; the rest are refused by `check` itself
     valid = {"powered-function.cell", "powered-matmul.cell", "abs-ok.cell", "fractions-ok.cell",
-             "rich-markup-comment.cell", "odd-exponent.cell"}
+             "rich-markup-comment.cell"}
+    # odd-exponent.cell (** 0.3) is refused at its column: exponents are fractions with a
+    # denominator of at most 4 (README, Limits)
     for (name, cmd), code in codes.items():
         if cmd == "check":
             assert (code == 0) == (name in valid), (name, code)

@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TINY = ["adding", "--cells", "lstm,gru", "--trials", "2", "--steps", "6", "-T", "8",
         "--hidden", "8", "--eval-size", "16", "--batch", "8"]
-pytestmark = pytest.mark.slow
+# Real Ray clusters: run by `make test-ray`, kept out of `make test` after a full-suite run in
+# which the suite stalled at 87% (cause not yet isolated; see the note on issue 18).
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
 def _env(home: Path | None = None, **extra: str) -> dict[str, str]:
