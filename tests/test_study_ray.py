@@ -158,7 +158,7 @@ def test_killed_study_resumes_without_rerunning_finished_trials(tmp_path):
     finished = {p.parent.name: (p.read_text(), (p.parent / "metrics.csv").stat().st_mtime_ns)
                 for p in out.glob("runs/*/trial.json")
                 if json.loads(p.read_text())["status"] == "done"}
-    assert 1 <= len(finished) < 6
+    assert 0 < len(finished) < 6
     again = _study(["--out", str(out), "--resume", "--cpus", "1"], _env())
     try:
         text, _ = _watch(again, [again.pid], 900, listening=False)
