@@ -7,7 +7,6 @@ import socket
 import threading
 import urllib.error
 import urllib.request
-from http.server import ThreadingHTTPServer
 
 import pytest
 from typer.testing import CliRunner
@@ -82,8 +81,10 @@ def test_resolve_refuses_symlink_out(tmp_path):
 # --- the CLI: bad port or folder -> one line, exit 2, no traceback --------------------------
 
 
-class NoServe(ThreadingHTTPServer):
-    """Stands in for the real server so a test that wrongly gets past the checks cannot hang."""
+class NoServe(serve_mod._Server):
+    """Stands in for the server class ``make_server`` builds, so a test that gets past the checks
+    returns at once instead of serving forever (patching a name ``make_server`` does not use once
+    made the whole suite hang)."""
 
     bound_to: tuple | None = None
 
@@ -95,7 +96,7 @@ class NoServe(ThreadingHTTPServer):
 @pytest.fixture()
 def no_serve(monkeypatch):
     NoServe.bound_to = None
-    monkeypatch.setattr(serve_mod, "ThreadingHTTPServer", NoServe)
+    monkeypatch.setattr(serve_mod, "_Server", NoServe)
     return NoServe
 
 
