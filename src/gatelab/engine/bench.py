@@ -22,9 +22,12 @@ import torch
 USER_CELL = Path(__file__).resolve().parents[3] / "benchmarks" / "cells" / "mymgu.cell"
 
 # (ratio name, numerator case, denominator case, target: numerator <= target * denominator).
-# "gatelab X" is the generated engine with its default CPU pointwise backend (C kernels where a
-# compiler is found); "(torch code)" the same loops with generated torch calls.
+# "gatelab X" is the generated engine forced, with the C pointwise kernels where a compiler is
+# found; "(torch code)" the same loops with generated torch calls; "(auto)" the default backend.
 TARGETS = [
+    # "(auto)": what a user gets by default; for these cells the vendor path (torch's kernels).
+    ("gatelab LSTM (auto) / torch LSTM", "gatelab LSTM (auto)", "torch nn.LSTM", 1.02),
+    ("gatelab GRU (auto) / torch GRU", "gatelab GRU (auto)", "torch nn.GRU", 1.02),
     ("gatelab LSTM / torch LSTM", "gatelab LSTM", "torch nn.LSTM", 1.10),
     ("gatelab LSTM-peephole / torch LSTM", "gatelab LSTM-peephole", "torch nn.LSTM", 1.15),
     ("gatelab CIFG / torch LSTM", "gatelab CIFG", "torch nn.LSTM", 1.15),
@@ -37,6 +40,8 @@ TARGETS = [
     ("LSTM: C kernels / torch code", "gatelab LSTM", "gatelab LSTM (torch code)", None),
     ("MGU: C kernels / torch code", "gatelab MGU", "gatelab MGU (torch code)", None),
     ("LSTM: gatelab / Python loop", "gatelab LSTM", "Python loop LSTM", None),
+    ("small layer: gatelab LSTM (auto) / torch LSTM", "small: gatelab LSTM (auto)",
+     "small: torch nn.LSTM", 1.02),
     ("small layer: gatelab LSTM / torch LSTM", "small: gatelab LSTM", "small: torch nn.LSTM",
      1.20),
     ("small layer: LSTM C kernels / torch code", "small: gatelab LSTM",
@@ -45,7 +50,9 @@ TARGETS = [
 
 
 def generated_backend() -> str:
-    """The generated engine's CPU backend that ``auto`` picks here (``"c"`` or ``"torch"``)."""
+    """The generated engine's fastest CPU pointwise backend here: ``"c"`` (C kernels) where a
+    compiler is found, else ``"torch"``. ``auto`` uses the C kernels only when
+    ``GATELAB_CPU_KERNELS=c`` is set."""
     from .backends import c_kernels_ok
 
     return "c" if c_kernels_ok(torch.float32) else "torch"
@@ -112,10 +119,12 @@ def main_cases(T: int, N: int, I: int, H: int, user_cell: Path | str | None = No
     gen = generated_backend()
     cases = [
         Case("torch nn.LSTM", make(lambda: torch.nn.LSTM(I, H))),
+        Case("gatelab LSTM (auto)", make(lambda: LSTM(I, H))),
         Case("gatelab LSTM", make(lambda: LSTM(I, H, backend=gen))),
         Case("gatelab LSTM-peephole", make(lambda: RNN("lstm-peephole", I, H, backend=gen))),
         Case("gatelab CIFG", make(lambda: RNN("cifg", I, H, backend=gen))),
         Case("torch nn.GRU", make(lambda: torch.nn.GRU(I, H))),
+        Case("gatelab GRU (auto)", make(lambda: GRU(I, H))),
         Case("gatelab GRU", make(lambda: GRU(I, H, backend=gen))),
         Case("gatelab MGU", make(lambda: MGU(I, H, backend=gen))),
     ]
@@ -145,6 +154,7 @@ def small_cases(T: int, N: int, H: int, layers: int) -> list[Case]:
 
     gen = generated_backend()
     cases = [Case("small: torch nn.LSTM", make(lambda: torch.nn.LSTM(H, H, layers))),
+             Case("small: gatelab LSTM (auto)", make(lambda: LSTM(H, H, layers))),
              Case("small: gatelab LSTM", make(lambda: LSTM(H, H, layers, backend=gen)))]
     if gen != "torch":
         cases.append(Case("small: gatelab LSTM (torch code)",
