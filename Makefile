@@ -39,11 +39,14 @@ setup: $(STAMP) system
 demo: $(STAMP)
 	$(BIN)/gatelab tour --out report
 
+# The whole suite: everything in parallel, then the Ray cluster tests (a local Ray, resume after
+# a kill, a two-node cluster on 127.0.0.2/127.0.0.3) one at a time, since each starts its own Ray.
 test: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -n 2 -m "not ray" --doctest-modules src/gatelab tests
+	$(BIN)/python -m pytest -n 0 -m ray tests
 
-# The Ray cluster tests (a local Ray, resume, a two-node cluster on 127.0.0.2/127.0.0.3).
+# The Ray cluster tests alone.
 test-ray: setup
 	$(BIN)/python -m pytest -n 0 -m ray tests
 

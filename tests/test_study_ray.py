@@ -24,8 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TINY = ["adding", "--cells", "lstm,gru", "--trials", "2", "--steps", "6", "-T", "8",
         "--hidden", "8", "--eval-size", "16", "--batch", "8"]
-# Real Ray clusters: run by `make test-ray`, kept out of `make test` after a full-suite run in
-# which the suite stalled at 87% (cause not yet isolated; see the note on issue 18).
+# Real Ray clusters: `make test` runs these after the parallel part, one at a time (-n 0).
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
