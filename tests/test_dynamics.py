@@ -205,7 +205,7 @@ def test_cli_flow_text(app):
     (["grad", "flow", "lstm", "--set", "f=1,f=0"], "gate f is set twice"),
     (["grad", "flow", "no-such-cell"], "no built-in cell"),
     (["grad", "law", "--sigma-max", "0"], "must be positive"),
-    (["grad", "spectrum", "."], "not a run folder"),
+    (["grad", "spectrum", "."], "not a gatelab run folder"),
 ])
 def test_cli_bad_input_is_a_message(app, args, message):
     res = CliRunner().invoke(app, args)

@@ -18,7 +18,7 @@ from gatelab.study.space import DEFAULT_SPACE, StudySpec, make_plan, spec_to_dic
 def _fake_study(folder, metric_of, cells=("lstm", "gru", "nfg"), trials=12, diverge=()):
     """A finished study whose metrics are ``metric_of(cell, params)`` (lower is better)."""
     spec = StudySpec("adding", list(cells), trials, fixed={"steps": 5, "T": 10})
-    plan = make_plan(spec, folder)
+    plan = make_plan(spec)
     (folder / "plan.json").write_text(json.dumps({"spec": spec_to_dict(spec), "trials": plan}))
     for t in plan:
         run = folder / "runs" / t["id"]

@@ -140,7 +140,7 @@ def test_tiny_local_study_stays_on_loopback(tmp_path):
     assert all(_on_loopback(a) for a, _ in seen), [a for a, _ in seen if not _on_loopback(a)]
 
 
-def test_killed_study_resumes_without_rerunning_finished_trials(tmp_path):
+def test_killed_and_moved_study_resumes_without_rerunning_finished_trials(tmp_path):
     out = tmp_path / "st"
     args = [*TINY[:4], "3", *TINY[5:], "--out", str(out), "--cpus", "1"]
     proc = _study(args, _env())
@@ -154,11 +154,14 @@ def test_killed_study_resumes_without_rerunning_finished_trials(tmp_path):
         assert proc.poll() is None, "the study ended before it could be killed"
     finally:
         _stop([proc])  # the kill
+    # The killed study is moved before it resumes: its trials must land in the new place.
+    moved = tmp_path / "moved"
+    out.rename(moved)
     finished = {p.parent.name: (p.read_text(), (p.parent / "metrics.csv").stat().st_mtime_ns)
-                for p in out.glob("runs/*/trial.json")
+                for p in moved.glob("runs/*/trial.json")
                 if json.loads(p.read_text())["status"] == "done"}
     assert 0 < len(finished) < 6
-    again = _study(["--out", str(out), "--resume", "--cpus", "1"], _env())
+    again = _study(["--out", str(moved), "--resume", "--cpus", "1"], _env())
     try:
         text, _ = _watch(again, [again.pid], 900, listening=False)
     finally:
@@ -166,10 +169,11 @@ def test_killed_study_resumes_without_rerunning_finished_trials(tmp_path):
     assert again.returncode == 0, text
     assert f"{len(finished)} already finished" in text
     for tid, (status, mtime) in finished.items():  # untouched: not rerun
-        run = out / "runs" / tid
+        run = moved / "runs" / tid
         assert (run / "trial.json").read_text() == status
         assert (run / "metrics.csv").stat().st_mtime_ns == mtime
-    assert _summary(out)["finished"] == 6
+    assert _summary(moved)["finished"] == 6
+    assert not out.exists(), "the resumed study wrote to the folder's old place"
 
 
 def _free_port(host: str) -> int:

@@ -138,13 +138,7 @@ def check(files: list[Path] = typer.Argument(..., help=".cell files to validate"
 
 def _register_plugins() -> None:
     for mod in PLUGINS:
-        try:
-            module = importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name and mod.startswith(e.name):
-                continue  # feature package not present in this build
-            raise
-        module.register(app)
+        importlib.import_module(mod).register(app)
 
 
 _register_plugins()

@@ -25,7 +25,8 @@ from torch import nn
 
 from ..cell import load_cell
 from ..errors import UsageError
-from .model import CellLayer, json_safe, recurrent_matrices, set_sigma_max, single_thread
+from ..threads import single_thread
+from .model import CellLayer, json_safe, recurrent_matrices, set_sigma_max
 
 MODES = ("none", "norm", "value")
 

@@ -32,12 +32,12 @@ from ..analysis.memory import find_memory
 from ..analysis.stages import Budget
 from ..cell import Cell
 from ..errors import UsageError
+from ..threads import single_thread
 from .law import fit_rate
 from .model import (
     CellLayer,
     json_safe,
     load_trained,
-    single_thread,
     task_inputs,
     unit_directions,
 )

@@ -32,7 +32,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..errors import UsageError
-from .model import json_safe, single_thread
+from ..threads import single_thread
+from .model import json_safe
 
 ACTIVATIONS = ("identity", "tanh")
 COUPLINGS = ("symmetric", "independent")

@@ -9,8 +9,6 @@ state (after inlining gates and lets): for LSTM these are ``U_i, U_f, U_o, U_g``
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,25 +17,7 @@ from torch import nn
 
 from ..cell import Cell, MatVec
 from ..cell.evaluate import init_params, iterate
-from ..errors import UsageError
-
-
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch on one intra-op thread, then restore the setting.
-
-    The gradient lab's and the explainer's tensors are tiny (H ≈ 32, ``(N, H)`` per step):
-    splitting them over threads only adds synchronisation, and on a loaded machine OpenMP's
-    spinning threads made one clipping run 20–50× slower (measured: 1.05 s on one thread vs
-    21.6 s on two, 100 SGD steps) and the explainer's replay about 100× slower (1.6 s against
-    18 ms for 50 steps of a 32-unit MGU on 64 texts, 2 cores under load).
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+from ..errors import GatelabError, UsageError
 
 
 def recurrent_matrices(cell: Cell) -> list[str]:
@@ -110,16 +90,16 @@ def load_trained(path: str | Path) -> tuple[Cell, Stack, dict]:
 
     Uses ``gatelab.train.load_run(path)``, whose ``layer_params()`` gives every layer's
     parameters under the cell's own names.
-    Raises ``ValueError`` with a readable message when the folder is not a run.
+    Raises a :class:`~gatelab.errors.GatelabError` with a readable message when the folder is
+    not a run (the check is ``gatelab.train.runs.read_config``'s).
     """
     from ..train.runs import load_run  # here: only trained runs need gatelab.train
 
     path = Path(path)
-    if not (path / "config.json").is_file():
-        raise UsageError(f"{path} is not a run folder (no config.json); make one with "
-                         "`gatelab train`")
     try:
         run = load_run(path)
+    except GatelabError:
+        raise
     except (OSError, KeyError, RuntimeError) as e:  # a damaged file (its own errors pass)
         raise UsageError(f"cannot load the run in {path}: {e}") from e
     params: Stack = run.layer_params()

@@ -351,19 +351,14 @@ def run_scan(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
         steps = max(16, CHUNK_VALUES // max(1, N * H))
         h_all, h = _ChunkedScan.apply(fns, H, steps, mask, x2, w, b_ih, h0, *vecs)
         return (h_all if mask is None else h_all * mask.unsqueeze(-1)), (h,)
+    # On CUDA: one pass over the whole sequence (the Triton scan).
     gx = x2.new_zeros(T * N, 0) if w is None else project(x2, w, b_ih)
-    steps = T  # on CUDA: one pass over the whole sequence (the Triton scan)
-    hs, h = [], h0
-    for t0, g in zip(range(0, T, steps), gx.split(steps * N), strict=False):
-        n = g.shape[0] // N
-        a, b = _Coefficients.apply(fns, H, g, *vecs)
-        a, b = a.view(n, N, H), b.view(n, N, H)
-        if mask is not None:  # padding: carry the state (a = 1, b = 0)
-            m = mask[t0:t0 + n].unsqueeze(-1)
-            a, b = torch.where(m, a, 1.0), torch.where(m, b, 0.0)
-        hc = linear_scan(a, b, h)
-        hs.append(hc)
-        h = hc[-1]
-    h_all = hs[0] if len(hs) == 1 else torch.cat(hs)
+    a, b = _Coefficients.apply(fns, H, gx, *vecs)
+    a, b = a.view(T, N, H), b.view(T, N, H)
+    if mask is not None:  # padding: carry the state (a = 1, b = 0)
+        m = mask.unsqueeze(-1)
+        a, b = torch.where(m, a, 1.0), torch.where(m, b, 0.0)
+    h_all = linear_scan(a, b, h0)
+    h = h_all[-1]
     out = h_all if mask is None else h_all * mask.unsqueeze(-1)
     return out, (h,)

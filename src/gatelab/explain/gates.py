@@ -16,8 +16,8 @@ import torch
 
 from ..cell import Cell
 from ..cell.evaluate import iterate
-from ..dynamics.model import single_thread
 from ..errors import UsageError
+from ..threads import single_thread
 from .model import TextModel
 
 GateFn = Callable[[str, torch.Tensor], torch.Tensor]

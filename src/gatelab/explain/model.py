@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..cell import Cell, load_cell
-from ..errors import GatelabError
+from ..errors import GatelabError, NotFound
 
 
 class ExplainError(GatelabError, ValueError):
@@ -82,14 +82,14 @@ def from_run(path: str | Path) -> TextModel:
     Raises :class:`ExplainError` with what to do when the folder is missing or not a text run.
     """
     path = Path(path)
-    if not (path / "config.json").is_file():
-        raise ExplainError(f"{path} is not a trained run (no config.json there). Make one with "
-                           "`gatelab tour --quick` (it trains report/runs/sentiment) or "
-                           "`gatelab train tweets --cell mgu --out runs/sentiment`.")
     from ..train import load_run  # here: only trained runs need gatelab.train
 
     try:
         run = load_run(path)
+    except NotFound as e:  # read_config's check: add how to make a text run
+        raise ExplainError(f"{e}, e.g. `gatelab tour --quick` (it trains "
+                           "report/runs/sentiment) or `gatelab train tweets --cell mgu --out "
+                           "runs/sentiment`.") from None
     except (OSError, KeyError, RuntimeError) as e:  # a damaged file (its own errors pass)
         raise ExplainError(f"cannot load the run in {path}: {e}") from None
     cfg = run.config

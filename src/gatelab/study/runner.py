@@ -222,11 +222,14 @@ def run_study(spec: StudySpec | None, folder: str | Path, *, cpus: int | None = 
     else:
         if spec is None:
             raise StudyError(f"{folder} holds no study to resume ({PLAN} is missing)")
-        plan = make_plan(spec, folder)
+        plan = make_plan(spec)
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / PLAN, json.dumps(
             {"spec": spec_to_dict(spec), "trials": plan}, indent=2))
-    pending = [t for t in plan
+    # Each trial's run folder is the study folder's runs/<id>, wherever the folder is now (a
+    # moved or copied study resumes in place; plans of older versions held absolute paths).
+    pending = [{**t, "config": {**t["config"], "out": str(folder / "runs" / t["id"])}}
+               for t in plan
                if (trial_status(folder, t["id"]) or {}).get("status") not in FINAL]
     # Draw by draw (every cell's draw 0, then draw 1, ...): a study cut short still compares
     # every cell, on the same draws.

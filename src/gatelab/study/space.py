@@ -185,12 +185,12 @@ def cell_key(cell: str) -> str:
     return Path(cell).stem if cell.endswith(".cell") else cell
 
 
-def make_plan(spec: StudySpec, folder: Path) -> list[dict[str, Any]]:
-    """Every trial of the study: id, cell, draw, seed, the drawn values, the full TrainConfig.
+def make_plan(spec: StudySpec) -> list[dict[str, Any]]:
+    """Every trial of the study: id, cell, draw, seed, the drawn values, the full TrainConfig
+    (its ``out`` relative to the study folder: ``runs/<id>``).
 
     Raises ``ValueError`` (from ``TrainConfig``) when a combination is invalid, before any run.
     """
-    folder = folder.resolve()
     plan = []
     for cell in spec.cells:
         key = cell_key(cell)
@@ -204,7 +204,7 @@ def make_plan(spec: StudySpec, folder: Path) -> list[dict[str, Any]]:
             for s in range(spec.seeds):
                 tid = f"{key}-{k:03d}" + (f"-s{s}" if spec.seeds > 1 else "")
                 cfg = {**spec.fixed, **params, "task": spec.task, "cell": cell_arg, "seed": s,
-                       "out": str(folder / "runs" / tid)}
+                       "out": f"runs/{tid}"}  # relative to the study folder: it may move
                 if "forget_bias" not in names and forget_gate(cell_arg) is None:
                     cfg.pop("forget_bias", None)  # a fixed bias applies to cells that have one
                 TrainConfig(**cfg)  # validates now: a bad value fails before Ray starts

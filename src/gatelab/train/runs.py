@@ -101,7 +101,8 @@ def read_config(folder: Path) -> dict[str, Any]:
     (:class:`RunFolderError` naming the file otherwise)."""
     path = Path(folder) / CONFIG
     if not path.is_file():
-        raise NotFound(f"{folder} is not a gatelab run folder (no {CONFIG})")
+        raise NotFound(f"{folder} is not a gatelab run folder (no {CONFIG}); make one with "
+                       "`gatelab train`")
     try:
         data = json.loads(read_limited(path, MAX_CONFIG_BYTES, CONFIG).decode("utf-8"))
         cfg = TrainConfig.from_dict(data)
