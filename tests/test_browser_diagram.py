@@ -57,6 +57,7 @@ def kind_text(kinds: dict) -> str:
 def test_click_lstm_f(page_file: Path, browser) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(120_000)  # the suite shares 2 cores with this browser
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(page_file.as_uri())
@@ -87,6 +88,7 @@ def test_click_lstm_f(page_file: Path, browser) -> None:
 def test_labels_clear_with_real_fonts(page_file: Path, browser, name: str) -> None:
     """The browser's own text boxes: no label on another or on a wire."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(120_000)  # the suite shares 2 cores with this browser
     page.goto(page_file.as_uri())
     box = page.locator(f"#diagram-{name}")
     boxes = box.evaluate(TEXT_BOXES)

@@ -51,6 +51,7 @@ def test_unit_heatmap_renders_and_hover_shows_values(page_file):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(120_000)  # the suite shares 2 cores with this browser
             page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}")
                     if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(f"page error: {e}"))

@@ -67,12 +67,16 @@ def test_report_renders_in_chromium(report):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
+            # A big local page in a browser that shares 2 cores with the rest of the suite:
+            # give it time (a 30 s "networkidle" wait once timed out under that load).
+            page.set_default_timeout(180_000)
             page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}")
                     if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
             page.on("requestfailed", lambda r: errors.append(f"failed to load {r.url}"))
+            # "load" fires after every image and script of the page has loaded or failed
+            # (a failure lands in `errors` through the listeners above).
             page.goto(report.as_uri(), wait_until="load")
-            page.wait_for_load_state("networkidle")
 
             ids = page.eval_on_selector_all("nav a", "els => els.map(a => a.hash.slice(1))")
             assert ids, "the report has no sections"
