@@ -167,7 +167,7 @@ def test_killed_and_moved_study_resumes_without_rerunning_finished_trials(tmp_pa
     finally:
         _stop([again])
     assert again.returncode == 0, text
-    assert f"{len(finished)} already finished" in text
+    assert f"{len(finished)} already finished" in " ".join(text.split())  # Rich wraps lines
     for tid, (status, mtime) in finished.items():  # untouched: not rerun
         run = moved / "runs" / tid
         assert (run / "trial.json").read_text() == status
