@@ -38,6 +38,9 @@ def collect(folder: Path) -> tuple[Any, list[dict[str, Any]]]:
         st = trial_status(folder, t["id"]) or {}
         status = st.get("status", "pending")
         metric = st.get("metric") if status in ("done", "stopped") else None
+        if not (isinstance(metric, (int, float)) and not isinstance(metric, bool)
+                and math.isfinite(metric)):
+            metric = None  # a damaged or hand-edited trial.json: not a result
         rows.append({"id": t["id"], "cell": t["cell"], "draw": t["draw"], "seed": t["seed"],
                      "params": dict(t["params"]), "status": status, "metric": metric,
                      "higher_is_better": st.get("higher_is_better")})

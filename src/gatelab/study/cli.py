@@ -57,8 +57,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Random search over cells and hyperparameters (Ray Tune), then the analysis:
         box plots, Welch/rank tests against the vanilla cell, fANOVA importances."""
-        from ..data import DataUnavailable
-        from ..train.trainer import TrainError
         from .analysis import markdown, write_summary
 
         try:
@@ -77,8 +75,8 @@ def register(app: typer.Typer) -> None:
                               "eval_size": eval_size, "device": device, "threads": threads,
                               "data_path": str(data.resolve()) if data else None})
             summary = write_summary(folder)
-        except (ValueError, DataUnavailable, TrainError, OSError) as e:
-            _fail(str(e))
+        except OSError as e:  # the disk, not the input: one line all the same
+            _fail(f"{e.filename or 'study'}: {e.strerror or e}")
         except KeyboardInterrupt:
             print("interrupted: finish the study with the same command and --resume",
                   file=sys.stderr)
@@ -90,23 +88,23 @@ def register(app: typer.Typer) -> None:
 def _run(task, cells, trials, seeds, config, out, cpus, gpus_per_trial, address, resume,  # noqa: ANN001
          asha, search_seed, fixed_cli) -> Path:  # noqa: ANN001 - straight from typer
     from .runner import run_study
-    from .space import StudySpec, load_config
+    from .space import StudyError, StudySpec, load_config
 
     if cpus is not None and cpus < 1:
-        raise ValueError("--cpus must be at least 1")
+        raise StudyError("--cpus must be at least 1")
     if gpus_per_trial < 0:
-        raise ValueError("--gpus-per-trial must be >= 0")
+        raise StudyError("--gpus-per-trial must be >= 0")
     if address is not None and cpus is not None:
-        raise ValueError("--cpus sizes the local Ray; a cluster (--address) has its own CPUs")
+        raise StudyError("--cpus sizes the local Ray; a cluster (--address) has its own CPUs")
     folder = out or (Path("studies") / task if task else None)
     if folder is None:
-        raise ValueError("give a TASK (or --out DIR --resume, or --report DIR)")
+        raise StudyError("give a TASK (or --out DIR --resume, or --report DIR)")
     spec = None
     if not (resume and (Path(folder) / "plan.json").is_file()):
         if task is None:
-            raise ValueError("give a TASK: " + ", ".join(TASKS))
+            raise StudyError("give a TASK: " + ", ".join(TASKS))
         if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
+            raise StudyError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
         space, fixed = load_config(config)
         fixed.update({k: v for k, v in fixed_cli.items() if v is not None})
         names = [c.strip() for c in cells.split(",") if c.strip()]

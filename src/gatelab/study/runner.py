@@ -24,38 +24,69 @@ import ipaddress
 import json
 import math
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from ..files import read_limited
 from ..train.runs import atomic_write_text
-from .space import StudySpec, make_plan, spec_from_dict, spec_to_dict
+from .space import StudyError, StudySpec, make_plan, spec_from_dict, spec_to_dict
 
 PLAN = "plan.json"
 TRIAL = "trial.json"
 FINAL = ("done", "diverged", "stopped", "failed")
 
 
-class StudyError(ValueError):
-    """A study that cannot start or continue (one readable line)."""
+MAX_PLAN_BYTES = 1 << 26  # 64 MiB: a plan of 5,400 trials (Greff's whole study) is ~4 MiB
+MAX_TRIAL_BYTES = 1 << 20
+# A trial id names its run folder under runs/: letters, digits, '.', '_', '-', no leading dot.
+TRIAL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+TRIAL_TYPES = {"id": str, "cell": str, "draw": int, "seed": int, "params": dict, "config": dict}
 
 
 def trial_status(folder: Path, tid: str) -> dict[str, Any] | None:
+    """A trial's ``trial.json``, or None when it is missing or not a readable JSON object
+    (the trial then counts as not finished and runs again on ``--resume``)."""
     p = folder / "runs" / tid / TRIAL
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_limited(p, MAX_TRIAL_BYTES, TRIAL).decode("utf-8"))
+    except (OSError, ValueError, RecursionError):  # read_limited's FileProblem is a ValueError
         return None
+    return data if isinstance(data, dict) else None
 
 
 def load_plan(folder: Path) -> tuple[StudySpec, list[dict[str, Any]]]:
+    """The spec and trials of ``folder/plan.json``, checked: a damaged or hand-edited plan is a
+    :class:`StudyError` naming the file, and no trial id can name a folder outside ``runs/``."""
     p = folder / PLAN
     if not p.is_file():
         raise StudyError(f"{folder} holds no study ({PLAN} is missing)")
-    data = json.loads(p.read_text(encoding="utf-8"))
-    return spec_from_dict(data["spec"]), data["trials"]
+    try:
+        data = json.loads(read_limited(p, MAX_PLAN_BYTES, PLAN).decode("utf-8"))
+        if not isinstance(data, dict) or not isinstance(data.get("trials"), list) \
+                or not isinstance(data.get("spec"), dict):
+            raise ValueError("expected an object with 'spec' and 'trials'")
+        spec = spec_from_dict(data["spec"])
+        seen: set[str] = set()
+        for k, t in enumerate(data["trials"]):
+            if not isinstance(t, dict) or any(
+                    not isinstance(t.get(key), kind) or (kind is int and isinstance(t[key], bool))
+                    for key, kind in TRIAL_TYPES.items()):
+                raise ValueError(f"trial {k} lacks one of {', '.join(TRIAL_TYPES)} or has it "
+                                 "of the wrong type")
+            if not TRIAL_ID.fullmatch(t["id"]) or t["id"] in seen:
+                raise ValueError(f"trial {k} has a bad or repeated id {t['id'][:80]!r}")
+            seen.add(t["id"])
+    except StudyError as e:
+        raise StudyError(f"{p}: {e}") from None
+    except KeyError as e:
+        raise StudyError(f"{p}: not a valid study plan (its spec has no {e})") from None
+    except (UnicodeDecodeError, ValueError, TypeError, AttributeError, RecursionError) as e:
+        raise StudyError(f"{p}: not a valid study plan ({str(e)[:200]})") from None
+    return spec, data["trials"]
 
 
 def _write_status(out: Path, trial: dict[str, Any], **fields: Any) -> None:

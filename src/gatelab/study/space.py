@@ -39,10 +39,21 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UsageError
+from ..files import FileProblem, read_limited
 from ..train.config import TrainConfig
 from ..train.forget import forget_gate
 
 KINDS = ("loguniform", "uniform", "int_loguniform", "choice")
+MAX_CONFIG_BYTES = 1 << 20  # a study config is a few lines
+
+
+class StudyError(UsageError):
+    """A study that cannot be planned, started or continued (one readable line)."""
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 @dataclass(frozen=True)
@@ -56,17 +67,24 @@ class Dim:
     choices: tuple = ()
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"space.{self.name}: unknown kind {self.kind!r} "
+        if not isinstance(self.kind, str) or self.kind not in KINDS:
+            raise StudyError(f"space.{self.name}: unknown kind {self.kind!r} "
                              f"(choose {', '.join(KINDS)})")
         if self.kind == "choice":
             if not self.choices:
-                raise ValueError(f"space.{self.name}: give a non-empty list of choices")
+                raise StudyError(f"space.{self.name}: give a non-empty list of choices")
+            if not all(_number(c) for c in self.choices):
+                raise StudyError(f"space.{self.name}: choices must be finite numbers "
+                                 f"(got {list(self.choices)!r})")
             return
-        if self.low is None or self.high is None or not self.low <= self.high:
-            raise ValueError(f"space.{self.name}: need low <= high (got {self.low}, {self.high})")
+        for end in ("low", "high"):
+            if not _number(getattr(self, end)):
+                raise StudyError(f"space.{self.name}: {end} must be a finite number "
+                                 f"(got {getattr(self, end)!r})")
+        if not self.low <= self.high:
+            raise StudyError(f"space.{self.name}: need low <= high (got {self.low}, {self.high})")
         if self.kind != "uniform" and self.low <= 0:
-            raise ValueError(f"space.{self.name}: a log scale needs low > 0 (got {self.low})")
+            raise StudyError(f"space.{self.name}: a log scale needs low > 0 (got {self.low})")
 
     def sample(self, u: float) -> Any:
         """The value at quantile ``u`` in [0, 1) of this dimension."""
@@ -104,9 +122,11 @@ def load_config(path: str | Path | None) -> tuple[dict[str, Dim], dict[str, Any]
         return space, {}
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ValueError(f"cannot read the study config {p}: {e.strerror}") from None
+        text = read_limited(p, MAX_CONFIG_BYTES, "the study config").decode("utf-8")
+    except FileProblem:
+        raise
+    except UnicodeDecodeError:
+        raise StudyError(f"{p}: the study config is not UTF-8 text") from None
     try:
         if p.suffix == ".json":
             data = json.loads(text)
@@ -114,28 +134,40 @@ def load_config(path: str | Path | None) -> tuple[dict[str, Dim], dict[str, Any]
             import tomllib  # Python 3.11+
 
             data = tomllib.loads(text)
-    except (ValueError, ImportError) as e:
-        raise ValueError(f"{p}: not a valid {'JSON' if p.suffix == '.json' else 'TOML'} "
+    except (ValueError, ImportError, RecursionError) as e:
+        raise StudyError(f"{p}: not a valid {'JSON' if p.suffix == '.json' else 'TOML'} "
                          f"study config ({e})") from None
+    if not isinstance(data, dict):
+        raise StudyError(f"{p}: a study config is a table with [space] and [fixed] sections")
+    for section in ("space", "fixed"):
+        if not isinstance(data.get(section) or {}, dict):
+            raise StudyError(f"{p}: [{section}] must be a table (got "
+                             f"{type(data[section]).__name__})")
     unknown = set(data) - {"space", "fixed"}
     if unknown:
-        raise ValueError(f"{p}: unknown section(s) {', '.join(sorted(unknown))}: "
+        raise StudyError(f"{p}: unknown section(s) {', '.join(sorted(unknown))}: "
                          "use [space] and [fixed]")
     for name, spec in (data.get("space") or {}).items():
         if name not in DEFAULT_SPACE:
-            raise ValueError(f"{p}: space.{name} is not a searchable hyperparameter "
+            raise StudyError(f"{p}: space.{name} is not a searchable hyperparameter "
                              f"(choose {', '.join(DEFAULT_SPACE)})")
         if not isinstance(spec, dict):
-            raise ValueError(f"{p}: space.{name} must be a table such as "
+            raise StudyError(f"{p}: space.{name} must be a table such as "
                              "{low = 1e-4, high = 1e-2} or {choices = [16, 32]}")
         base = DEFAULT_SPACE[name]
         kind = spec.get("kind", "choice" if "choices" in spec else base.kind)
-        space[name] = Dim(name, kind, spec.get("low", base.low), spec.get("high", base.high),
-                          tuple(spec.get("choices", base.choices if kind == "choice" else ())))
+        choices = spec.get("choices", base.choices if kind == "choice" else ())
+        if not isinstance(choices, (list, tuple)):
+            raise StudyError(f"{p}: space.{name}.choices must be a list such as [16, 32]")
+        try:
+            space[name] = Dim(name, kind, spec.get("low", base.low), spec.get("high", base.high),
+                              tuple(choices))
+        except StudyError as e:  # Dim's own checks: name the file
+            raise StudyError(f"{p}: {e}") from None
     fixed = dict(data.get("fixed") or {})
     bad = set(fixed) - FIXABLE
     if bad:
-        raise ValueError(f"{p}: fixed.{sorted(bad)[0]} is not a training option a study can "
+        raise StudyError(f"{p}: fixed.{sorted(bad)[0]} is not a training option a study can "
                          f"fix (choose from {', '.join(sorted(FIXABLE))})")
     return space, fixed
 
@@ -155,15 +187,15 @@ class StudySpec:
 
     def __post_init__(self) -> None:
         if not self.cells:
-            raise ValueError("give at least one cell (--cells lstm,gru,...)")
+            raise StudyError("give at least one cell (--cells lstm,gru,...)")
         if self.trials < 1 or self.seeds < 1:
-            raise ValueError("--trials and --seeds must be at least 1")
+            raise StudyError("--trials and --seeds must be at least 1")
         names = [cell_key(c) for c in self.cells]
         if len(set(names)) != len(names):
-            raise ValueError(f"--cells names a cell twice: {', '.join(self.cells)}")
+            raise StudyError(f"--cells names a cell twice: {', '.join(self.cells)}")
         self.vanilla = self.vanilla or names[0]
         if self.vanilla not in names:
-            raise ValueError(f"--vanilla {self.vanilla} is not one of the study's cells")
+            raise StudyError(f"--vanilla {self.vanilla} is not one of the study's cells")
 
     def searched(self, cell: str) -> list[str]:
         """The dimensions drawn for ``cell`` (fixed ones and ones that do not apply left out)."""
