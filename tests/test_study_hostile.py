@@ -117,3 +117,17 @@ def test_damaged_trial_records_count_as_unfinished(tmp_path, record):
     _, rows = collect(folder)
     assert rows[0]["metric"] is None
     assert len(rows) == len(plan)
+
+
+def test_a_cell_file_with_an_unsafe_name_gives_safe_trial_ids(tmp_path):
+    from gatelab.cell.zoo import ZOO_DIR
+
+    f = tmp_path / "my cell (v2)!.cell"
+    f.write_text((ZOO_DIR / "mgu.cell").read_text())
+    spec = StudySpec("adding", ["lstm", str(f)], 1, fixed={"steps": 5, "T": 10})
+    data = {"spec": spec_to_dict(spec), "trials": make_plan(spec)}
+    assert [t["id"] for t in data["trials"]] == ["lstm-000", "my-cell-v2-000"]
+    folder = tmp_path / "study"
+    folder.mkdir()
+    (folder / "plan.json").write_text(json.dumps(data))
+    assert [t["id"] for t in load_plan(folder)[1]] == ["lstm-000", "my-cell-v2-000"]

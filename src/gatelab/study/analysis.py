@@ -23,7 +23,7 @@ import numpy as np
 from ..train.runs import atomic_write_text
 from .fanova import importances
 from .runner import load_plan, trial_status
-from .space import DEFAULT_SPACE
+from .space import DEFAULT_SPACE, finite_number
 
 SUMMARY_MD = "summary.md"
 SUMMARY_JSON = "summary.json"
@@ -38,8 +38,7 @@ def collect(folder: Path) -> tuple[Any, list[dict[str, Any]]]:
         st = trial_status(folder, t["id"]) or {}
         status = st.get("status", "pending")
         metric = st.get("metric") if status in ("done", "stopped") else None
-        if not (isinstance(metric, (int, float)) and not isinstance(metric, bool)
-                and math.isfinite(metric)):
+        if not finite_number(metric):
             metric = None  # a damaged or hand-edited trial.json: not a result
         rows.append({"id": t["id"], "cell": t["cell"], "draw": t["draw"], "seed": t["seed"],
                      "params": dict(t["params"]), "status": status, "metric": metric,

@@ -24,14 +24,13 @@ import ipaddress
 import json
 import math
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from ..files import read_limited
+from ..files import read_limited, safe_name
 from ..train.runs import atomic_write_text
 from .space import StudyError, StudySpec, make_plan, spec_from_dict, spec_to_dict
 
@@ -42,8 +41,6 @@ FINAL = ("done", "diverged", "stopped", "failed")
 
 MAX_PLAN_BYTES = 1 << 26  # 64 MiB: a plan of 5,400 trials (Greff's whole study) is ~4 MiB
 MAX_TRIAL_BYTES = 1 << 20
-# A trial id names its run folder under runs/: letters, digits, '.', '_', '-', no leading dot.
-TRIAL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 TRIAL_TYPES = {"id": str, "cell": str, "draw": int, "seed": int, "params": dict, "config": dict}
 
 
@@ -77,7 +74,8 @@ def load_plan(folder: Path) -> tuple[StudySpec, list[dict[str, Any]]]:
                     for key, kind in TRIAL_TYPES.items()):
                 raise ValueError(f"trial {k} lacks one of {', '.join(TRIAL_TYPES)} or has it "
                                  "of the wrong type")
-            if not TRIAL_ID.fullmatch(t["id"]) or t["id"] in seen:
+            # a trial id names its run folder under runs/: a safe file-name part, as made
+            if safe_name(t["id"], 128) != t["id"] or t["id"] in seen:
                 raise ValueError(f"trial {k} has a bad or repeated id {t['id'][:80]!r}")
             seen.add(t["id"])
     except StudyError as e:

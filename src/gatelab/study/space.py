@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
-from ..files import FileProblem, read_limited
+from ..files import read_limited, safe_name
 from ..train.config import TrainConfig
 from ..train.forget import forget_gate
 
@@ -52,7 +52,9 @@ class StudyError(UsageError):
     """A study that cannot be planned, started or continued (one readable line)."""
 
 
-def _number(x: Any) -> bool:
+def finite_number(x: Any) -> bool:
+    """Whether ``x`` is an int or float (not a bool) with a finite value: what a range end, a
+    choice or a trial's metric read from a JSON/TOML file must be."""
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
@@ -73,12 +75,12 @@ class Dim:
         if self.kind == "choice":
             if not self.choices:
                 raise StudyError(f"space.{self.name}: give a non-empty list of choices")
-            if not all(_number(c) for c in self.choices):
+            if not all(finite_number(c) for c in self.choices):
                 raise StudyError(f"space.{self.name}: choices must be finite numbers "
                                  f"(got {list(self.choices)!r})")
             return
         for end in ("low", "high"):
-            if not _number(getattr(self, end)):
+            if not finite_number(getattr(self, end)):
                 raise StudyError(f"space.{self.name}: {end} must be a finite number "
                                  f"(got {getattr(self, end)!r})")
         if not self.low <= self.high:
@@ -123,8 +125,6 @@ def load_config(path: str | Path | None) -> tuple[dict[str, Dim], dict[str, Any]
     p = Path(path)
     try:
         text = read_limited(p, MAX_CONFIG_BYTES, "the study config").decode("utf-8")
-    except FileProblem:
-        raise
     except UnicodeDecodeError:
         raise StudyError(f"{p}: the study config is not UTF-8 text") from None
     try:
@@ -213,8 +213,9 @@ class StudySpec:
 
 
 def cell_key(cell: str) -> str:
-    """The name a cell has in a study: a built-in name, or a ``.cell`` file's stem."""
-    return Path(cell).stem if cell.endswith(".cell") else cell
+    """The name a cell has in a study: a built-in name, or a ``.cell`` file's stem made a safe
+    file-name part (it starts every trial id, and a trial id names a run folder)."""
+    return safe_name(Path(cell).stem) if cell.endswith(".cell") else cell
 
 
 def make_plan(spec: StudySpec) -> list[dict[str, Any]]:
