@@ -153,3 +153,29 @@ def test_abs_cell_on_default_backend():
     assert torch.allclose(out, out_r, atol=1e-10)
     for a, b in zip(grads, grads_r, strict=True):
         assert torch.allclose(a, b, atol=1e-8)
+
+
+def test_cell_tanh_agrees_with_sympys_and_stays_cheap_when_nested():
+    """The cell language's tanh is SymPy's with cheap assumptions: same values, same derivative,
+    odd, and a 30-deep nest of it over a sum of matrix products builds and differentiates
+    (SymPy's own took exponential time there)."""
+    from gatelab.cell.functions import MatVec, tanh
+
+    v = sympy.Symbol("v")
+    assert isinstance(tanh(v), sympy.tanh) and tanh(-v) == -tanh(v) and tanh(0) == 0
+    assert sympy.simplify(tanh(v).diff(v) - sympy.tanh(v).diff(v).subs(sympy.tanh(v), tanh(v))) == 0
+    for value in (-2.5, 0.3, 7.0):
+        assert float(tanh(v).subs(v, value).evalf()) == pytest.approx(float(sympy.tanh(value)))
+    assert by_class(sympy.tanh(v)) is by_class(tanh(v)) is not None  # both print as tanh
+    h, x = sympy.symbols("h x")
+    e = MatVec(sympy.Symbol("U"), h) + MatVec(sympy.Symbol("W"), x)
+    for _ in range(30):
+        e = tanh(e)
+    # one factor (1 - tanh^k(z)^2) for each k = 1..30, holding k tanh nodes
+    assert e.diff(h).count(tanh) == sum(range(1, 31))
+    s = 0.9 * v  # numerically: d/dv tanh^30(0.9 v) against a central difference
+    for _ in range(30):
+        s = tanh(s)
+    f = sympy.lambdify(v, s, "math")
+    slope = float(s.diff(v).subs(v, 0.4).evalf())
+    assert slope == pytest.approx((f(0.4 + 1e-6) - f(0.4 - 1e-6)) / 2e-6, rel=1e-5)

@@ -62,6 +62,41 @@ class sigmoid(sympy.Function):  # noqa: N801 - named as written in cell files
         return None
 
 
+class tanh(sympy.tanh):  # noqa: N801
+    """``tanh`` with cheap construction. SymPy's own class answers "is the argument real?" by
+    reducing its imaginary part modulo ``iπ`` (a polynomial gcd per level), which makes nested
+    ``tanh(tanh(...))`` cost exponential time to build and to differentiate; a cell's
+    arguments never need that, so each question is passed straight to the argument."""
+
+    @classmethod
+    def eval(cls, x: sympy.Expr):
+        if x.is_zero:
+            return sympy.Integer(0)
+        if x.could_extract_minus_sign():  # odd, as SymPy's tanh: tanh(-v) = -tanh(v)
+            return -cls(-x)
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return 1 - tanh(self.args[0]) ** 2
+
+    def _eval_is_extended_real(self) -> bool | None:
+        return self.args[0].is_extended_real
+
+    _eval_is_real = _eval_is_extended_real
+
+    def _eval_is_finite(self) -> bool | None:
+        return True if self.args[0].is_extended_real else None
+
+    def _eval_is_positive(self) -> bool | None:
+        return self.args[0].is_extended_positive if self.args[0].is_extended_real else None
+
+    def _eval_is_negative(self) -> bool | None:
+        return self.args[0].is_extended_negative if self.args[0].is_extended_real else None
+
+    def _eval_is_zero(self) -> bool | None:
+        return self.args[0].is_zero
+
+
 class relu(sympy.Function):  # noqa: N801
     """``max(x, 0)``; its derivative is the Heaviside step (0 at 0, as torch's relu backward)."""
 
@@ -131,7 +166,7 @@ class Fn:
 REGISTRY: tuple[Fn, ...] = (
     Fn("sigmoid", sigmoid, sigmoid, "torch.sigmoid", True, "_sigmoid({x})",
        r"\sigma\left({x}\right)", "σ", c="(((real)1)/(((real)1) + EXP(-({x}))))"),
-    Fn("tanh", sympy.tanh, sympy.tanh, "torch.tanh", True, "_tanh({x})",
+    Fn("tanh", tanh, tanh, "torch.tanh", True, "_tanh({x})",
        r"\tanh{{\left({x} \right)}}", "tanh", c="TANH({x})"),
     Fn("relu", relu, relu, "torch.relu", False, "tl.maximum({x}, 0.0)",
        r"\operatorname{{relu}}\left({x}\right)", "relu",
@@ -167,6 +202,7 @@ FUNCTION_ALIASES = {f.unicode: f.name for f in REGISTRY if f.cell and f.unicode 
                     and f.unicode.isidentifier()}
 BY_NAME = {f.name: f for f in REGISTRY}
 _BY_CLASS = {f.cls: f for f in REGISTRY if f.cls is not None}
+_BY_CLASS[sympy.tanh] = BY_NAME["tanh"]  # SymPy's own, as written by hand in Python
 
 
 def by_class(expr: sympy.Basic) -> Fn | None:

@@ -233,10 +233,10 @@ def build(bodies: Sequence[str]) -> Library:
         raise KernelError("no C compiler found (gcc/cc or $CC)")
     key = hashlib.sha256("\n".join([GENERATOR_VERSION, _compiler_id(), " ".join(CFLAGS),
                                     src]).encode()).hexdigest()[:32]
-    if key in _LOADED:
-        return _LOADED[key]
     d = cache_dir()
     path = d / f"gl_{key}.so"
+    if str(path) in _LOADED:  # by path: the step records name a library in this cache folder
+        return _LOADED[str(path)]
     if not path.exists():
         d.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=d) as tmp:
@@ -249,7 +249,7 @@ def build(bodies: Sequence[str]) -> Library:
             (d / f"gl_{key}.c").write_text(src, encoding="utf-8")  # kept for reading
             os.replace(so, path)  # atomic: concurrent processes never load a partial file
     lib = Library(path)
-    _LOADED[key] = lib
+    _LOADED[str(path)] = lib
     return lib
 
 
@@ -262,6 +262,7 @@ def _step_path(key: str) -> Path:
 def save_step(key: str, lib: Library, metas: list[dict]) -> None:
     """Remember which library holds the functions derived from ``key`` (written atomically)."""
     path = _step_path(key)
+    path.parent.mkdir(parents=True, exist_ok=True)  # the folder may be new since the build
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps({"library": lib.path.name, "functions": metas}), encoding="utf-8")
     os.replace(tmp, path)
@@ -277,10 +278,8 @@ def load_step(key: str, n: int) -> tuple[Library, list[dict]] | None:
         metas = data["functions"]
         if len(metas) != n or not so.exists():
             return None
-        name = so.name
-        key_ = name[len("gl_"):-len(".so")]
-        lib = _LOADED.get(key_) or Library(so)
-        _LOADED[key_] = lib
+        lib = _LOADED.get(str(so)) or Library(so)
+        _LOADED[str(so)] = lib
         return lib, metas
     except (OSError, ValueError, KeyError, TypeError):
         return None
