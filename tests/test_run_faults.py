@@ -63,6 +63,8 @@ CONFIG_FAULTS = {
     "model missing": lambda: ("model", None),
     "cell text invalid": lambda: ("cell_text", "input x\nstate h\nnext h = (("),
     "cell text swapped": lambda: ("cell_text", "input x\nstate h\nnext h = tanh(W @ x + U @ h)"),
+    "nested too deeply": "[" * 100000 + "]" * 100000,
+    "lone surrogate": lambda: ("cell", "\ud800"),
 }
 
 
@@ -118,6 +120,48 @@ def test_corrupt_checkpoint_is_one_clear_error_and_nothing_changes(run_folder, t
     r = runner.invoke(app, ["train", "adding", "--out", str(folder), "--resume", "--steps", "4"])
     assert r.exit_code == 2 and "checkpoint.pt" in r.output and "Traceback" not in r.output
     assert _snapshot(folder) == before
+
+
+ODD_FILES = {
+    "folder": lambda p: p.mkdir(),
+    "link to a device": lambda p: p.symlink_to("/dev/urandom"),
+    "dangling link": lambda p: p.symlink_to(p.parent / "nowhere"),
+}
+
+
+@pytest.mark.parametrize("name", ["checkpoint.pt", "config.json", "metrics.csv"])
+@pytest.mark.parametrize("kind", list(ODD_FILES))
+def test_run_file_that_is_not_a_regular_file_is_refused_and_nothing_changes(
+        run_folder, tmp_path, name, kind):
+    folder = tmp_path / "run"
+    shutil.copytree(run_folder, folder)
+    (folder / name).unlink()
+    ODD_FILES[kind](folder / name)
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    r = runner.invoke(app, ["train", "adding", "--out", str(folder), "--resume", "--steps", "4"])
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert name in r.output and "not a regular file" in r.output, r.output
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    assert (folder / name).is_symlink() or (folder / name).is_dir()
+
+
+def test_run_killed_before_its_first_checkpoint_starts_again_with_its_saved_config(
+        run_folder, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(run_folder, folder)
+    (folder / "checkpoint.pt").unlink()
+    saved = json.loads((folder / "config.json").read_text())
+    before = _snapshot(folder)
+    r = runner.invoke(app, ["train", "adding", "--out", str(folder), "--steps", "3"])
+    assert r.exit_code == 2 and "--resume" in r.output and _snapshot(folder) == before
+    r = runner.invoke(app, ["train", "adding", "--out", str(folder), "--resume", "--steps", "3"])
+    assert r.exit_code == 0, r.output
+    run = load_run(folder)
+    assert [row["step"] for row in run.metrics][-1] == 3
+    assert torch.load(folder / "checkpoint.pt", weights_only=True)["step"] == 3
+    now = json.loads((folder / "config.json").read_text())
+    for key in ("cell", "hidden", "T", "batch", "cell_text", "seed"):  # not the CLI defaults
+        assert now[key] == saved[key], key
 
 
 @pytest.mark.parametrize("option", [["--clip", "nan"], ["--lr", "inf"], ["--lr", "nan"],

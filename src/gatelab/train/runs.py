@@ -96,6 +96,17 @@ def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
 
 
+def refuse_odd_run_files(folder: Path) -> None:
+    """:class:`RunFolderError` when one of the files gatelab writes in a run folder exists but
+    is not a regular file (a folder, a device, a dangling link): reading it would fail or hang,
+    and writing over it would lose whatever it is."""
+    for name in (CONFIG, CHECKPOINT, METRICS, VOCAB):
+        p = Path(folder) / name
+        if (p.exists() or p.is_symlink()) and not p.is_file():
+            raise RunFolderError(f"{p} is not a regular file; gatelab writes its run files "
+                                 "itself: move it away or choose another --out")
+
+
 def read_config(folder: Path) -> dict[str, Any]:
     """``config.json`` of a run folder, checked: a JSON object whose settings are valid
     (:class:`RunFolderError` naming the file otherwise)."""
@@ -105,6 +116,8 @@ def read_config(folder: Path) -> dict[str, Any]:
                        "`gatelab train`")
     try:
         data = json.loads(read_limited(path, MAX_CONFIG_BYTES, CONFIG).decode("utf-8"))
+        # JSON escapes can spell lone surrogates, which no terminal or file can print
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
         cfg = TrainConfig.from_dict(data)
         for key in ("hidden", "layers", "embed", "dropout"):  # read as saved by load_run
             if data.get(key) != getattr(cfg, key):
@@ -116,8 +129,10 @@ def read_config(folder: Path) -> dict[str, Any]:
             raise ValueError("its 'model' entry is missing or has sizes of the wrong type")
         if not isinstance(spec.get("per_step"), bool) or not data.get("cell_text"):
             raise ValueError("its 'model.per_step' or 'cell_text' entry is missing")
-    except (FileProblem, UnicodeDecodeError, json.JSONDecodeError, ValueError) as e:
+    except (FileProblem, UnicodeError, json.JSONDecodeError, ValueError) as e:
         raise RunFolderError(f"{path}: not a valid run config ({_first_line(e)})") from None
+    except RecursionError:
+        raise RunFolderError(f"{path}: not a valid run config (nested too deeply)") from None
     return data
 
 

@@ -47,6 +47,7 @@ from .runs import (
     load_vocab,
     load_weights,
     read_config,
+    refuse_odd_run_files,
     restore_rng,
     save_checkpoint,
     saved_cell,
@@ -178,36 +179,45 @@ def _resume_differences(saved: TrainConfig, given: TrainConfig) -> list[str]:
     return diffs
 
 
-def _prepare(config: TrainConfig, resume: bool) -> tuple[TrainConfig, Path, dict | None]:
+def _prepare(config: TrainConfig, resume: bool
+             ) -> tuple[TrainConfig, Path, dict | None, bool]:
+    """The run's config, folder, checkpoint state (None: start at step 0) and whether the cell
+    comes from the saved equations. A folder that holds a run is only continued with
+    ``--resume``; a run killed before its first checkpoint starts again from step 0 with its
+    saved config (nothing was learned yet). Nothing in the folder is rewritten before every
+    file that will be read has been checked."""
     out = Path(config.out) if config.out else config.default_out(load_cell(config.cell).name)
     ck = out / CHECKPOINT
-    if ck.is_file():
-        if not resume:
-            raise RunExists(f"{out} already holds a run: pass --resume to continue it, "
-                            "or choose another --out")
-        saved = TrainConfig.from_dict(read_config(out))  # checked: RunFolderError names it
-        if config.given is not None:  # not given: the saved value
-            keep = {f.name: getattr(saved, f.name) for f in dataclasses.fields(TrainConfig)
-                    if f.name not in config.given | _THIS_INVOCATION | {"cell_text", "given"}}
-            if {"steps", "epochs"} & config.given:  # a new length replaces the saved one
-                keep.pop("steps", None)
-                keep.pop("epochs", None)
-            config = dataclasses.replace(config, **keep)
-        diffs = _resume_differences(saved, config)
-        if diffs:
-            raise ConfigMismatch(
-                f"cannot resume {out}: this config differs from the run's {CONFIG} in "
-                f"{', '.join(diffs)}. Resume with the run's own values, or choose another "
-                "--out for a new run")
-        config = dataclasses.replace(config, out=str(out), cell_text=saved.cell_text,
-                                     threshold=saved.threshold)
-        state = load_checkpoint(ck)
-        check_resumable(state, ck)
-        return config, out, state
-    cell = load_cell(config.cell)  # a bad name or file raises CellError here
-    config.cell_text = config.cell_text or cell_text(cell)
-    config.out = str(out)
-    return config, out, None
+    refuse_odd_run_files(out)
+    if not (ck.is_file() or (out / CONFIG).is_file()):
+        cell = load_cell(config.cell)  # a bad name or file raises CellError here
+        config.cell_text = config.cell_text or cell_text(cell)
+        config.out = str(out)
+        return config, out, None, False
+    if not resume:
+        raise RunExists(f"{out} already holds a run: pass --resume to continue it, "
+                        "or choose another --out")
+    saved = TrainConfig.from_dict(read_config(out))  # checked: RunFolderError names it
+    if config.given is not None:  # not given: the saved value
+        keep = {f.name: getattr(saved, f.name) for f in dataclasses.fields(TrainConfig)
+                if f.name not in config.given | _THIS_INVOCATION | {"cell_text", "given"}}
+        if {"steps", "epochs"} & config.given:  # a new length replaces the saved one
+            keep.pop("steps", None)
+            keep.pop("epochs", None)
+        config = dataclasses.replace(config, **keep)
+    diffs = _resume_differences(saved, config)
+    if diffs:
+        raise ConfigMismatch(
+            f"cannot resume {out}: this config differs from the run's {CONFIG} in "
+            f"{', '.join(diffs)}. Resume with the run's own values, or choose another "
+            "--out for a new run")
+    config = dataclasses.replace(config, out=str(out), cell_text=saved.cell_text,
+                                 threshold=saved.threshold)
+    if not ck.is_file():  # killed before its first checkpoint
+        return config, out, None, True
+    state = load_checkpoint(ck)
+    check_resumable(state, ck)
+    return config, out, state, True
 
 
 def _evaluate(model: torch.nn.Module, task: Task, batch: int, device: torch.device
@@ -293,7 +303,7 @@ def write_run_files(out: Path, config: TrainConfig, task: Task, n_params: int) -
 def train_worker(config: TrainConfig, rank: int, world: int, progress: bool = True,
                  resume: bool = False) -> Path:
     """The loop itself; with ``world > 1`` the process group is already initialised."""
-    config, out, ck = _prepare(config, resume)
+    config, out, ck, from_saved = _prepare(config, resume)
     device = resolve_device(config.device)
     vocab = load_vocab(out) if ck is not None else None
     task = make_task(config, vocab)
@@ -303,7 +313,7 @@ def train_worker(config: TrainConfig, rank: int, world: int, progress: bool = Tr
                          f"steps asked for: resume with --steps {ck['step']} or more")
     every = config.checkpoint_every(total_steps)
     torch.manual_seed(config.seed)  # the same initial weights on every rank and every resume
-    cell = load_cell(config.cell) if ck is None else saved_cell(
+    cell = load_cell(config.cell) if not from_saved else saved_cell(
         {"cell_text": config.cell_text, "cell": config.cell}, out)  # RunFolderError names it
     model = build_model(cell, task,
                         config.hidden, config.layers, config.embed, config.dropout).to(device)
