@@ -169,3 +169,27 @@ def test_parser_source_uses_no_eval():
     for f in src.glob("*.py"):
         text = f.read_text()
         assert not re.search(r"(?<!def )\b(eval|exec|sympify|parse_expr)\(", text), f
+
+
+@pytest.mark.parametrize("stem, name", [("my cell", "my-cell"), ("GRU (Cho 2014)", "GRU-Cho-2014"),
+                                         ("_draft.v2", "draft.v2"), ("???", "cell")])
+def test_file_without_name_line_takes_a_valid_name_from_any_file_name(tmp_path: Path, stem, name):
+    """A file name that is not a valid cell name (spaces, brackets) gives the cell a cleaned
+    name instead of failing the final round-trip check with a misleading message."""
+    p = tmp_path / f"{stem}.cell"
+    p.write_text(GOOD_HEAD + "next h = tanh(W @ x + U @ h)\n")
+    cell = load_file(p)
+    assert cell.name == name
+    r = CliRunner().invoke(app, ["check", str(p)])
+    assert r.exit_code == 0 and f"({name}: 1 state" in r.output, r.output
+
+
+def test_thousands_of_bad_lines_print_a_screenful_and_a_count(tmp_path: Path):
+    p = tmp_path / "junk.cell"
+    p.write_text(GOOD_HEAD + "? what\n" * 3000)
+    r = CliRunner().invoke(app, ["check", str(p)])
+    lines = r.output.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 51, len(lines)
+    assert all(LINE.match(line) for line in lines[:50])
+    # 3000 unknown statements and the state without a `next` line
+    assert lines[1].startswith(f"{p}:3:1:") and lines[-1] == f"{p}: 2951 more problem(s) not shown"

@@ -246,3 +246,18 @@ def test_roles_come_from_equations_not_names():
     assert sorted(recurrent_matrices(cell)) == ["A2", "B2", "C2", "K2"]
     r = gradient_flow(cell, steps=12, batch=4, hidden=8, force=hold_setting(cell))
     assert r.state == "mem" and r.spread < 1e-6
+
+
+def test_flow_of_a_cell_that_overflows_is_refused_naming_the_step():
+    """h / f doubles h or more each step: within 200 steps float32 overflows, and the table
+    would have been NaN rows. The step named is the first non-finite one."""
+    from gatelab import parse_cell
+    from gatelab.cli import app
+    from gatelab.dynamics.flow import NonFiniteStates
+
+    cell = parse_cell("name grows\ninput x\nstate h\ngate f = sigmoid(W @ x + U @ h)\n"
+                      "next h = h / f\n")
+    with pytest.raises(NonFiniteStates, match=r"state h is not finite from step (\d+) of 200"):
+        gradient_flow(cell, steps=200, batch=4, hidden=4)
+    r = CliRunner().invoke(app, ["grad", "flow", "lstm", "--steps", "20", "--batch", "4"])
+    assert r.exit_code == 0 and "nan" not in r.output.lower(), r.output

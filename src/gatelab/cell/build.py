@@ -21,6 +21,7 @@ from .limits import (
     MAX_BYTES,
     MAX_DEFINITIONS,
     MAX_INLINED,
+    MAX_NAME_CHARS,
     MAX_PARAMS,
     MAX_TERMS,
     constant_problem,
@@ -99,7 +100,20 @@ def load_file(path: str | Path) -> Cell:
     except FileProblem as e:  # the message already starts with the path
         raise CellError([Problem(str(p), 0, 0, str(e).removeprefix(f"{p}: "),
                                  "a readable .cell file")]) from None
-    return dataclasses.replace(parse_cell(data, str(p), default_name=p.stem), source=str(p))
+    return dataclasses.replace(parse_cell(data, str(p), default_name=name_from_stem(p.stem)),
+                               source=str(p))
+
+
+def name_from_stem(stem: str) -> str:
+    """A valid cell name made from a file name (used when the file has no ``name`` line):
+    runs of characters a name cannot hold become one ``-``.
+
+    >>> name_from_stem("my cell (v2)")
+    'my-cell-v2'
+    """
+    out = "".join(c if c.isalnum() or c in "_.-" else " " for c in stem)
+    name = "-".join(out.split()).lstrip("_.-")
+    return name[:MAX_NAME_CHARS].rstrip("_.-") or "cell"
 
 
 class _Builder:

@@ -24,13 +24,22 @@ class Problem:
         return f"{self.path}:{self.line}:{self.col}: {self.message}{tail}"
 
 
+MAX_SHOWN = 50  # problems printed; a file of 30,000 bad lines is one screen, not 30,000 lines
+
+
 class CellError(GatelabError, ValueError):
-    """A cell file (or text) is not a valid cell. ``problems`` lists every problem found."""
+    """A cell file (or text) is not a valid cell. ``problems`` lists every problem found; the
+    message shows the first :data:`MAX_SHOWN` and counts the rest."""
 
     def __init__(self, problems: list[Problem]):
         self.problems = sorted(problems, key=lambda p: (p.line, p.col))
-        super().__init__("\n".join(str(p) for p in self.problems))
+        super().__init__("\n".join(self.lines()))
 
     def lines(self) -> list[str]:
-        """One ``PATH:LINE:COL: ...`` line per problem."""
-        return [str(p) for p in self.problems]
+        """One ``PATH:LINE:COL: ...`` line per problem (at most :data:`MAX_SHOWN`, then one line
+        counting the others)."""
+        shown = [str(p) for p in self.problems[:MAX_SHOWN]]
+        rest = len(self.problems) - len(shown)
+        if rest:
+            shown.append(f"{self.problems[0].path}: {rest} more problem(s) not shown")
+        return shown

@@ -31,7 +31,7 @@ from ..analysis import analyze, read_setting, reduce_setting
 from ..analysis.memory import find_memory
 from ..analysis.stages import Budget
 from ..cell import Cell
-from ..errors import UsageError
+from ..errors import GatelabError, UsageError
 from ..threads import single_thread
 from .law import fit_rate
 from .model import (
@@ -148,6 +148,7 @@ def _measure(cell: Cell, x: torch.Tensor, hidden: int, force: dict[str, float],
               else torch.rand(batch, hidden, generator=g) - 0.5).requires_grad_(True)
           for s in cell.states}
     trail, _ = layer(x, h0, force)
+    _refuse_non_finite(cell, trail)
     per_state: dict[str, dict[str, list[float]]] = {}
     for s in cell.states:
         u = unit_directions(batch, hidden, g)
@@ -160,6 +161,23 @@ def _measure(cell: Cell, x: torch.Tensor, hidden: int, force: dict[str, float],
         q = torch.quantile(norms, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64), dim=1)
         per_state[s] = {"q25": q[0].tolist(), "grad_norm": q[1].tolist(), "q75": q[2].tolist()}
     return per_state
+
+
+class NonFiniteStates(GatelabError, ArithmeticError):
+    """The forward pass left non-finite numbers: gradients through it would be NaN or inf."""
+
+
+def _refuse_non_finite(cell: Cell, trail: list[dict[str, torch.Tensor]]) -> None:
+    """A cell whose state grows without bound (``h / f``, a gate-free sum) overflows within the
+    unrolled steps; its gradient norms would print as NaN rows, so refuse with where it broke."""
+    for k, states in enumerate(trail):
+        for s, v in states.items():
+            if not bool(torch.isfinite(v).all()):
+                raise NonFiniteStates(
+                    f"cell {cell.name!r}: state {s} is not finite from step {k} of "
+                    f"{len(trail) - 1} (it grows without bound at these settings), so its "
+                    "gradients through time cannot be measured; try fewer --steps or other "
+                    "--set gate values")
 
 
 def gradient_flow(cell: Cell, *, steps: int = 50, batch: int = 32, hidden: int = 32,
