@@ -83,7 +83,8 @@ def _blocks(expr: sympy.Expr, recurrent_syms: set[sympy.Symbol], vectors: set[sy
 
     visit(expr)
     out = []
-    for act, e in found:
+    # dict.fromkeys: a block written twice (GRU as n + z ⊙ (h - n)) is one block
+    for act, e in dict.fromkeys(found):
         arg = e.args[0] if act != "identity" else e
         maps = sorted(e.atoms(MatVec), key=sympy.default_sort_key)
         rec = [m for m in maps if m.vector.free_symbols & recurrent_syms]
@@ -121,11 +122,13 @@ def scan_parallel(cell: Cell, memory: Memory) -> tuple[bool, list[str]]:
         full[m] = cell.inline(cell.nexts[m]).xreplace(rewrite)
     for m, e in full.items():
         in_gates = {mv for g in cell.gates.values() for mv in cell.inline(g).atoms(MatVec)}
-        for mv in e.atoms(MatVec) - in_gates:  # maps inside gates are reported with the gate
+        # sorted: a set's order changes from run to run (string hashing), the report must not
+        for mv in sorted(e.atoms(MatVec) - in_gates, key=sympy.default_sort_key):
+            # maps inside gates are reported with the gate
             if mv.vector.free_symbols & states:
                 reasons.append(f"{m}' applies the map {mv.matrix.name} to the previous state "
                                f"({txt(mv)})")
-        for ln in e.atoms(layer_norm):
+        for ln in sorted(e.atoms(layer_norm), key=sympy.default_sort_key):
             if ln.free_symbols & states:
                 reasons.append(f"{m}' normalises a state-dependent vector over the hidden units "
                                f"({txt(ln)}): not elementwise, not affine")

@@ -1,7 +1,9 @@
 """How each gate acts: the switches of the article's circuit.
 
-A gate is read where it is *used* (the lets and state updates as the author wrote them; where a
-gate comes from is stage 1's business). Each place is one of:
+A gate is read where it is *used*: in the state updates, with every let inlined (a let is its
+expression: writing ``let n = ...`` or spelling it out gives the same switches), each let's
+name kept to say where a place is and to print it. Where a gate comes from is stage 1's
+business. Each place is one of:
 
 * ``spst`` — single-pole single-throw: ``g ⊙ a`` passes ``a`` at ``g = 1`` and 0 at ``g = 0``;
 * ``spdt`` — single-pole double-throw: ``g ⊙ a + (1 - g) ⊙ b`` selects ``a`` at ``g = 1``
@@ -9,8 +11,11 @@ gate comes from is stage 1's business). Each place is one of:
 * ``value`` — the gate's value is itself a signal (FGR's ``pi' = i``);
 * ``other`` — any other use (minLSTM's ``f/(f + i)``); ``at_1``/``at_0`` still say what it gives.
 
-Gates are read as 0/1 switches, so ``g ⊙ g`` is ``g`` (:func:`~.symbols.as_switches`), and
-the same switched term written twice (inlined by hand into two updates) is one place.
+Sums and products are read canonically (:mod:`.canon`): as polynomials in the gate, so
+``h + f ⊙ (n - h)``, ``(1 - f) ⊙ h + f ⊙ n`` and ``h - f ⊙ h + n ⊙ f`` are one spdt, and a
+gate in a denominator is ``other`` however the fraction is split into lets. Gates are read as
+0/1 switches, so ``g ⊙ g`` is ``g`` (:func:`~.symbols.as_switches`), and the same switched
+signals found twice (inlined by hand into two updates, or a let used by two) are one place.
 A gate acting in more than one place is ``ganged`` (MGU's ``f`` is ``spst`` in the candidate and
 ``spdt`` in the update: one gate, several switches moving together).
 """
@@ -23,6 +28,7 @@ import sympy
 
 from ..cell.functions import MatVec, function_name
 from ..cell.ir import Cell
+from .canon import Masked, canonical, is_poly_node, key_terms, split, top_level
 from .symbols import as_switches, tex, txt
 
 
@@ -79,118 +85,109 @@ class Switch:
                 "where": [p.to_dict(frozenset({self.gate})) for p in self.where]}
 
 
-def _strip(term: sympy.Expr, factor: sympy.Expr, g: sympy.Symbol) -> sympy.Expr | None:
-    """``term / factor`` if ``factor`` is a plain factor of ``term`` and the rest is free of g."""
-    args = list(sympy.Mul.make_args(term))
-    if factor not in args:
-        return None
-    args.remove(factor)
-    rest = sympy.Mul(*args)
-    return None if g in rest.free_symbols else rest
-
-
 # A found place: (type, term, signals, inside[, at_1, at_0]); at_1/at_0 default to the term
 # with g set to 1/0.
 _Found = tuple
 
 
-def _places(e: sympy.Expr, g: sympy.Symbol, inside: sympy.Expr | None = None) -> list[_Found]:
-    """Every place ``g`` acts in ``e`` (``inside``: the enclosing map or function)."""
-    if g not in e.free_symbols:
-        return []
-    if e == g:
-        return [("value", e, (), inside)]
-    if isinstance(e, sympy.Add):
-        return _places_in_sum(e, g, inside)
-    if isinstance(e, sympy.Mul):
-        for factor in (g, 1 - g):  # g ⊙ a closes at g = 1; (1 - g) ⊙ a closes at g = 0
-            a = _strip(e, factor, g)
-            if a is not None:
-                return [("spst", e, (a,), inside)] + _places(a, g, inside)
-        with_g = [f for f in e.args if g in f.free_symbols]
-        if len(with_g) == 1 and not isinstance(with_g[0], sympy.Pow):
-            return _places(with_g[0], g, inside)
-        return [("other", e, (), inside)]  # g divides or multiplies itself: f/(f + i)
-    if isinstance(e, sympy.Pow):
-        return [("other", e, (), inside)]
-    wrap = e if isinstance(e, MatVec) or function_name(e) else inside
-    return [p for a in e.args for p in _places(a, g, wrap)]
+def _fold(e: sympy.Expr, rules: dict[sympy.Expr, sympy.Symbol], gates: set[sympy.Symbol],
+          top: bool = True) -> sympy.Expr:
+    """Write the let names back into an inlined expression (``tanh(...)`` -> ``n``, also when
+    the analysis expanded it), for printing; ``top=False`` keeps ``e`` itself unfolded (a
+    place's term is never just a name)."""
+    if not e.args:
+        return e
+    if top and (name := rules.get(canonical(e, gates))) is not None:
+        return name
+    return e.func(*[_fold(a, rules, gates) for a in e.args])
 
 
-def _terms(parts: list[sympy.Expr]) -> list[sympy.Expr]:
-    """The terms of a sum, each part expanded one level the same way (``n ⊙ (1 - k)`` gives
-    ``n - k ⊙ n`` whether it stands alone or beside other terms)."""
-    return list(sympy.Add.make_args(sympy.Add(*[sympy.expand(t, deep=False) for t in parts])))
+class _Finder:
+    """The places of one gate in the cell's updates, lets inlined (a let is its expression)."""
+
+    def __init__(self, g: sympy.Symbol, gates: set[sympy.Symbol],
+                 lets: dict[sympy.Expr, str]) -> None:
+        self.g, self.gates, self.lets = g, gates, lets
+        self.found: list[tuple[str, _Found]] = []  # (the definition it is in, place)
+
+    def search(self, e: sympy.Expr, in_name: str, inside: sympy.Expr | None = None) -> None:
+        g = self.g
+        if g not in e.free_symbols:
+            return
+        if e in self.lets:  # inside a let's own expression: the gate acts there
+            in_name, inside = self.lets[e], None
+        if e == g:
+            self.found.append((in_name, ("value", e, (), inside)))
+            return
+        if not is_poly_node(e):
+            # an atom (a map, a function): the gate acts inside it, on its arguments
+            wrap = e if isinstance(e, MatVec) or function_name(e) else inside
+            for a in e.args:
+                self.search(a, in_name, wrap)
+            return
+        sp = split(e, g, self.gates)
+        if sp is None:  # g in a denominator: f/(f + i), written any way
+            odd = [t for t in sympy.Add.make_args(e) if top_level(t, g, self.gates)]
+            term = sympy.Add(*odd) if isinstance(e, sympy.Add) else e
+            self.found.append((in_name, ("other", term, (), inside)))
+        elif sp.switched:
+            common = key_terms(sympy.Add(*sp.common), self.gates)
+            kept = [t for t in sympy.Add.make_args(e) if top_level(t, g, self.gates)
+                    or not key_terms(t, self.gates) <= common]
+            term = sympy.Add(*kept) if isinstance(e, sympy.Add) else e
+            typ = "spdt" if sp.a != 0 and sp.b != 0 else "spst"
+            signals = (sp.a, sp.b) if typ == "spdt" else (sp.a if sp.a != 0 else sp.b,)
+            self.found.append((in_name, (typ, term, signals, inside, sp.a, sp.b)))
+        for atom in sp.atoms if sp is not None else Masked(e, self.gates).atoms.values():
+            self.search(atom, in_name, inside)
 
 
-def _places_in_sum(e: sympy.Add, g: sympy.Symbol, inside: sympy.Expr | None) -> list[_Found]:
-    """The place where ``g`` switches the terms of a sum, whatever way the author wrote it.
-
-    Terms with a factor ``g`` contribute their rest to what passes at ``g = 1``, terms with a
-    factor ``1 - g`` to what passes at ``g = 0``, other terms to both. Terms common to both
-    sides always pass; what is left selects ``a`` (at 1) or ``b`` (at 0): spdt if both are
-    nonzero, else spst. ``z*h + (1-z)*n``, ``h - z*h + z*n`` and ``h + z*(n - h)`` all give the
-    same spdt.
-    """
-    at1, at0, direct, rests, odd = [], [], [], [], []
-    found: list[_Found] = []
-    for t in e.args:
-        if (a := _strip(t, g, g)) is not None:
-            at1.append(a)
-            direct.append(t)
-            rests.append(a)
-        elif (b := _strip(t, 1 - g, g)) is not None:
-            at0.append(b)
-            direct.append(t)
-            rests.append(b)
-        else:
-            at1.append(t)
-            at0.append(t)
-            sub = _places(t, g, inside)
-            if any(p[0] == "other" and p[1] == t for p in sub):
-                odd.append(t)  # grouped below: one mixing place per sum
-            else:
-                found += sub
-    if direct:
-        one, zero = _terms(at1), _terms(at0)
-        removed = []
-        for t in list(one):
-            if t in zero:  # passes at both settings: not switched by g
-                one.remove(t)
-                zero.remove(t)
-                removed.append(t)
-        a, b = sympy.Add(*one), sympy.Add(*zero)
-        common = [t for t in e.args if t not in direct
-                  and all(u in removed for u in _terms([t]))]
-        term = e - sympy.Add(*common)  # the part of the sum that g switches
-        if a != 0 and b != 0:
-            found.append(("spdt", term, (a, b), inside, a, b))
-        elif a != 0 or b != 0:
-            found.append(("spst", term, (a if a != 0 else b,), inside, a, b))
-        for r in rests:
-            found += _places(r, g, inside)
-    if odd:
-        found.append(("other", sympy.Add(*odd), (), inside))
-    return found
+def _roots(cell: Cell, gates: set[sympy.Symbol]) -> list[tuple[str, sympy.Expr]]:
+    """What to search: every state update with lets inlined, then each let no update uses
+    (an output written as a let), inlined too. Gates stay symbols (stage 1)."""
+    keep = set(cell.gates)
+    roots = [(n, as_switches(cell.inline(e, keep), gates)) for n, e in cell.nexts.items()]
+    for n, e in cell.lets.items():
+        if not any(cell.sym(n) in cell.inline(o, keep | {n}).free_symbols
+                   for o in cell.nexts.values()):
+            roots.append((n, as_switches(cell.inline(e, keep), gates)))
+    return roots
 
 
 def find_switches(cell: Cell) -> list[Switch]:
-    """Every gate's places in the lets and state updates, in cell order."""
+    """Every gate's places in the state updates (lets inlined), in cell order."""
     gates = {cell.sym(g) for g in cell.gates}
-    # Switches are 0/1: g ⊙ g acts as g (one switch, not a squared one).
-    defs = [(n, "let", as_switches(e, gates)) for n, e in cell.lets.items()]
-    defs += [(n, "next", as_switches(e, gates)) for n, e in cell.nexts.items()]
+    keep = set(cell.gates)
+    # A let is its expression: search inlined updates, but say which let a place is in and
+    # print let names back, as the author wrote them.
+    inlined = {n: as_switches(cell.inline(e, keep), gates) for n, e in cell.lets.items()}
+    lets = {e: n for n, e in reversed(list(inlined.items()))
+            if not e.free_symbols <= gates}  # a gate-only let is a derived gate, not a place
+    rules = {canonical(e, gates): cell.sym(n) for e, n in lets.items()}
+    order = {n: i for i, n in enumerate([*cell.lets, *cell.nexts])}
+    roots = _roots(cell, gates)
     out = []
     for gate in cell.gates:
         g = cell.sym(gate)
+        finder = _Finder(g, gates, lets)
+        for name, e in roots:
+            finder.search(e, name)
         places: list[Place] = []
-        for name, kind, expr in defs:
-            for typ, term, signals, inside, *ends in _places(expr, g):
-                if any(p.type == typ and p.term == term for p in places):
-                    continue  # the same switched term written twice is one switch
-                at1, at0 = ends or (term.xreplace({g: sympy.S.One}),
-                                    term.xreplace({g: sympy.S.Zero}))
-                places.append(Place(name, kind, typ, term, at1, at0, signals, inside))
+        seen = set()
+        for name, (typ, term, signals, inside, *ends) in sorted(
+                finder.found, key=lambda f: order[f[0]]):
+            at1, at0 = ends or (term.xreplace({g: sympy.S.One}), term.xreplace({g: sympy.S.Zero}))
+            # One place per switched pair (what passes at 1, at 0): the same mix written twice,
+            # or a let used by two updates, is one switch.
+            key = (typ, *(canonical(x, gates) for x in ((at1, at0) if ends else (term,))))
+            if key in seen:
+                continue
+            seen.add(key)
+            places.append(Place(
+                name, "let" if name in cell.lets else "next", typ,
+                _fold(term, rules, gates, top=False), _fold(at1, rules, gates),
+                _fold(at0, rules, gates), tuple(_fold(s, rules, gates) for s in signals),
+                None if inside is None else _fold(inside, rules, gates, top=False)))
         # A gate's value copied into a state (FGR's pi' = i) is a signal, not a contact.
         contacts = [p for p in places if p.type != "value"]
         if not places:

@@ -25,6 +25,7 @@ from itertools import count
 import sympy
 
 from ..analysis import Analysis
+from ..analysis.canon import split
 from ..analysis.symbols import as_switches
 from ..cell import Cell, MatVec
 from ..cell.functions import by_class
@@ -149,6 +150,8 @@ class _Reader:
         terms = [t for t in terms if not t.is_Number] or terms
         if not terms:
             return self.part("const", "b")
+        if (mix := self.read_mix(e)) is not None:
+            return mix
         # g*a + (1-g)*b with one gate g: a single-pole double-throw selector.
         by_coef = {}
         for t in terms:
@@ -170,6 +173,24 @@ class _Reader:
         if len(children) == 1:
             return children[0]
         return self.part("sum", "+", children)
+
+    def read_mix(self, e: sympy.Expr) -> Part | None:
+        """A sum in which a gate selects between two signals, however it is written
+        (``g ⊙ a + (1 - g) ⊙ b``, ``b + g ⊙ (a - b)``, ``b - g ⊙ b + g ⊙ a``): one selector,
+        as the analysis reads it (:func:`~gatelab.analysis.canon.split`), plus the terms that
+        pass at both settings. None when no gate mixes this sum."""
+        for g in sorted(self.gates & e.free_symbols, key=str):
+            sp = split(e, g, self.gates, series=False)
+            if sp is None or not sp.switched or sp.a == 0 or sp.b == 0:
+                continue
+            select = self.part("select", g.name, [self.read(sp.a), self.read(sp.b)], gate=g.name)
+            rest = [t for t in sp.common if t not in self.vectors and not t.is_Number]
+            if not rest:
+                return select
+            more = self.read(sympy.Add(*rest))
+            return self.part("sum", "+", [select, *(more.children if more.kind == "sum"
+                                                     else [more])])
+        return None
 
     def read_term(self, t: sympy.Expr) -> Part:
         num, gate, rest = self.split(t)
