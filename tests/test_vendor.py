@@ -126,3 +126,18 @@ def test_cli_says_which_path(my_lstm):
     res = runner.invoke(app, ["analyze", "lstm", "--format", "json"])
     assert '"path": "vendor"' in res.output
     assert explain_path(gatelab.load_cell("mingru"))["path"] == "scan"
+
+
+def test_engine_path_reported_is_the_one_auto_runs_for_every_zoo_cell():
+    """analyze/engine state the path; backends.resolve is what the layer runs. They agree
+    (a layer_norm cell was reported as 'generated' while auto ran the reference loop)."""
+    from gatelab.cell.zoo import zoo_names
+    from gatelab.engine.backends import resolve
+
+    for name in zoo_names():
+        m = gn.RNN(name, 4, 4)
+        said = explain_path(m.cell)["path"]
+        runs = "vendor" if m.path == "vendor" else resolve(m.layout, "auto", torch.device("cpu"))
+        assert said == (runs if runs != "c" else "generated"), name
+    r = CliRunner().invoke(app, ["engine", "lstm-ln"])
+    assert r.exit_code == 0 and "path (backend='auto'): reference" in r.output, r.output

@@ -22,8 +22,8 @@ from ..cell import Cell as CellIR
 from ..cell import load_cell
 from ..cell.evaluate import traceable_step
 from ..engine.layout import Layout
-from ..engine.vendor import blocks, template_path, vendor_match
-from .checks import check_cell_shapes, check_cell_step, check_sizes
+from ..engine.vendor import bias_blocks, blocks, template_path, vendor_match
+from .checks import check_cell_shapes, check_cell_step, check_hx_as_given, check_sizes
 from .state import CellPickling
 
 CELL_KERNELS = {"LSTM": _VF.lstm_cell, "GRU": _VF.gru_cell, "RNN_TANH": _VF.rnn_tanh_cell,
@@ -85,6 +85,8 @@ class Cell(CellPickling, nn.Module):
             nn.init.uniform_(p, -k, k)
 
     def extra_repr(self) -> str:
+        # torch's RNNCellBase.extra_repr (values unquoted: "nonlinearity=relu"), the cell's name
+        # first for gatelab's own signature
         s = f"{self.input_size}, {self.hidden_size}"
         if not self._twin:
             s = f"{self.cell.name!r}, " + s
@@ -100,16 +102,24 @@ class Cell(CellPickling, nn.Module):
                                        self.hidden_size)
 
     def forward(self, input: torch.Tensor, hx=None):
-        several = len(self.state_names) > 1
-        hs = None if hx is None else (tuple(hx) if several else (hx,))
-        check_cell_step(self._torch_name, input, hs, several)
+        n = len(self.state_names)
+        several = n > 1
+        # torch checks every entry of hx as it iterates (the rows of a tensor given by mistake)
+        check_cell_step(self._torch_name, input,
+                        None if hx is None else (tuple(hx) if several else (hx,)), several)
         batched = input.dim() == 2
         x = input if batched else input.unsqueeze(0)
-        if hs is None:
+        if hx is None:
             zeros = torch.zeros(x.size(0), self.hidden_size, dtype=x.dtype, device=x.device)
             hs = tuple(zeros for _ in self.state_names)
-        elif not batched:
-            hs = tuple(h.unsqueeze(0) for h in hs)
+        elif not several:
+            hs = (hx if batched else hx.unsqueeze(0),)
+        elif batched:  # torch hands hx to its kernel as given: a stacked tensor is refused
+            kernel = f"{(self._vendor.mode or self.cell.name).lower()}_cell"
+            check_hx_as_given(hx, n, kernel)
+            hs = tuple(hx)
+        else:  # torch indexes hx[0], hx[1] to unsqueeze them (extra entries are ignored)
+            hs = tuple(hx[i].unsqueeze(0) for i in range(n))
         if self.path == "vendor":
             new = self._vendor_step(x, hs)
         else:
@@ -127,8 +137,8 @@ class Cell(CellPickling, nn.Module):
         v, H = self._vendor, self.hidden_size
         w_ih = blocks(self.weight_ih, v.ih_perm, H)
         w_hh = blocks(self.weight_hh, v.hh_perm, H)
-        b_ih = blocks(self.bias_ih, v.ih_perm, H) if "bias_ih" in self._names else None
-        b_hh = blocks(self.bias_hh, v.hh_perm, H) if "bias_hh" in self._names else None
+        # packed biases as torch's, or the cell's own ones (two to a gate) gathered into them
+        b_ih, b_hh = bias_blocks(v, {t: getattr(self, t) for t in self._names}, H) or (None, None)
         res = CELL_KERNELS[v.mode](x, hs if v.mode == "LSTM" else hs[0], w_ih, w_hh, b_ih, b_hh)
         return tuple(res) if v.mode == "LSTM" else (res,)
 

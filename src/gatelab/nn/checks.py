@@ -124,3 +124,17 @@ def check_cell_shapes(input: torch.Tensor, hx: tuple[torch.Tensor, ...], input_s
         if h.dtype != input.dtype:
             raise RuntimeError(f"hidden{i} dtype ({h.dtype}) does not match input dtype "
                                f"({input.dtype})")
+
+
+def check_hx_as_given(hx, n: int, kernel: str, position: int = 2) -> None:
+    """What torch's kernels raise when a several-state ``hx`` reaches them as given: a single
+    (stacked) tensor fails the argument parser (``TypeError``), a sequence of the wrong length
+    the kernel's own check (``RuntimeError``). torch's Python code passes ``hx`` unconverted to
+    the kernel for batched cell steps, batched layers and sorted packed input (unbatched and
+    unsorted packed input are indexed ``hx[0], hx[1]`` first, so there a stacked tensor runs)."""
+    if isinstance(hx, torch.Tensor):
+        raise TypeError(f"{kernel}(): argument 'hx' (position {position}) must be tuple of "
+                        "Tensors, not Tensor")
+    if len(hx) != n:
+        count = "two" if n == 2 else str(n)
+        raise RuntimeError(f"{kernel} expects {count} hidden states")

@@ -15,16 +15,16 @@ from torch.nn.utils.rnn import PackedSequence
 
 from ..engine.backends import run_layer
 from ..engine.vendor import flat_weights, run_vendor
-from .checks import check_hidden, check_hx_dims, check_input
+from .checks import check_hidden, check_hx_as_given, check_hx_dims, check_input
 from .packing import repack, reverse_index, time_gather, unpack
 
 
 def _states(hx, n: int) -> tuple[torch.Tensor, ...]:
-    """``hx`` as a tuple of ``n`` states, indexed as torch does (a short tuple: IndexError)."""
+    """``hx`` as a tuple of ``n`` states, indexed ``hx[0], ..., hx[n-1]`` as torch's forward
+    does (a short tuple: IndexError; extra entries are ignored here and, where torch hands
+    ``hx`` to its kernel unconverted, refused by :func:`check_hx_as_given`)."""
     if n == 1:
         return (hx,)
-    if len(hx) > n:
-        raise RuntimeError(f"expected {n} hidden states, got {len(hx)}")
     return tuple(hx[i] for i in range(n))
 
 
@@ -51,6 +51,14 @@ def layer_forward(m, input, hx):
         batch_dim = 0 if m.batch_first else 1
         x = input if is_batched else input.unsqueeze(batch_dim)
         N = x.size(batch_dim)
+    # where torch's forward hands a several-state hx to its kernel unconverted (batched input,
+    # or packed input without sorted_indices), the kernel refuses a stacked tensor or a wrong
+    # count; torch's packed LSTM path checks nothing before its kernel, so that comes first
+    as_given = n > 1 and hx is not None and (
+        is_batched if batch_sizes is None else sorted_indices is None)
+    kernel = m.mode.lower()
+    if as_given and batch_sizes is not None:
+        check_hx_as_given(hx, n, kernel, position=3)
     if hx is None:
         hs = tuple(torch.zeros(L, N, s, dtype=x.dtype, device=x.device) for s in sizes)
     else:
@@ -63,13 +71,16 @@ def layer_forward(m, input, hx):
     weights = m._flat_weights
     check_input(x, weights[0].dtype, m.input_size, batch_sizes is not None)
     check_hidden(hs, [(L, N, s) for s in sizes])
-    if m.path == "vendor":
-        per = [m.packed_params(k, d) for k in range(m.num_layers)
-               for d in range(m.num_directions)]
-        flat = flat_weights(m._vendor, per, m.hidden_size)
-        output, hidden = run_vendor(m._vendor, x, batch_sizes, hs, flat, m.bias, m.num_layers,
-                                    m.dropout, m.training, m.bidirectional, m.batch_first)
-    else:
+    if as_given:
+        check_hx_as_given(hx, n, kernel)
+    if m.path != "vendor":
+        output, hidden = _engine_forward(m, x, batch_sizes, hs)
+    elif not _compiled_autograd(x, hs, weights):
+        output, hidden = _vendor_forward(m, x, batch_sizes, hs)
+    elif m.proj_size or batch_sizes is not None:  # the engine has no projection; packed
+        # input's bookkeeping is data-dependent: run torch's kernel outside the graph
+        output, hidden = _vendor_forward_eager(m, x, batch_sizes, hs)
+    else:  # one graph, as gatelab's other cells give under torch.compile
         output, hidden = _engine_forward(m, x, batch_sizes, hs)
     if batch_sizes is not None:
         output = PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices)
@@ -78,6 +89,35 @@ def layer_forward(m, input, hx):
         hidden = tuple(h.squeeze(1) for h in hidden)
     hidden = _permute(hidden, unsorted_indices)
     return output, (hidden[0] if n == 1 else hidden)
+
+
+def _compiled_autograd(x: torch.Tensor, hs: tuple[torch.Tensor, ...],
+                       weights: list[torch.Tensor]) -> bool:
+    """Whether ``torch.compile`` (not an exporter) is tracing a call that autograd records.
+
+    There the fused kernels cannot be traced: AOT autograd's joint graph of the CPU kernel
+    (``aten.mkldnn_rnn_layer``) breaks when the input does not require grad (``aot_eager``:
+    AssertionError on saved tensors; inductor: TypeError on ``mkldnn_rnn_layer``). torch's own
+    layers never meet this only because dynamo does not trace them (``allow_rnn=False``) and
+    runs them eagerly behind a graph break. Exporters trace no backward, and inference graphs
+    trace the kernel fine, so both keep it."""
+    return (torch.compiler.is_compiling() and not torch.compiler.is_exporting()
+            and torch.is_grad_enabled()
+            and any(t.requires_grad for t in (x, *hs, *weights)))
+
+
+def _vendor_forward(m, x: torch.Tensor, batch_sizes: torch.Tensor | None,
+                    hs: tuple[torch.Tensor, ...]):
+    """torch's fused kernel over all layers (the vendor path)."""
+    per = [m.packed_params(k, d) for k in range(m.num_layers) for d in range(m.num_directions)]
+    flat = flat_weights(m._vendor, per, m.hidden_size)
+    return run_vendor(m._vendor, x, batch_sizes, hs, flat, m.bias, m.num_layers, m.dropout,
+                      m.training, m.bidirectional, m.batch_first)
+
+
+# The same, run eagerly behind a graph break under torch.compile (what torch does for its own
+# layers), for the calls the engine cannot take over (see _compiled_autograd).
+_vendor_forward_eager = torch.compiler.disable(_vendor_forward)
 
 
 def _engine_forward(m, x: torch.Tensor, batch_sizes: torch.Tensor | None,

@@ -15,8 +15,10 @@ Two ways to call it, told apart by the first argument:
 ((4, 7, 5), (2, 4, 5))
 >>> sorted(rnn.cell_params(0))[:3]
 ['U_f', 'U_n', 'W_f']
->>> gatelab.nn.RNN(3, 5, nonlinearity="relu")
-RNN(3, 5, nonlinearity='relu')
+>>> gatelab.nn.RNN(3, 5, nonlinearity="relu")  # printed as torch.nn.RNN prints it
+RNN(3, 5)
+>>> gatelab.nn.RNN(3, 5, nonlinearity="relu").nonlinearity
+'relu'
 
 Parameters are stored per layer ``k`` and direction as ``weight_ih_l{k}``, ``weight_hh_l{k}``,
 ``bias_ih_l{k}``, ``bias_hh_l{k}`` (``_reverse`` for the backward direction), laid out as
@@ -197,7 +199,9 @@ class RNN(CellPickling, nn.Module):
         """As ``torch.nn.LSTM.flatten_parameters``: on CUDA with cuDNN, the vendor path's weights
         (in torch's block order already) are packed into one buffer; a no-op elsewhere."""
         flat = self._flat_weights
-        if (self.path != "vendor" or not flat or not all(w.is_cuda for w in flat)
+        # loose biases (two to a gate) are the cell's own tensors, not torch's bias_ih/bias_hh
+        if (self.path != "vendor" or self._vendor.loose or not flat
+                or not all(w.is_cuda for w in flat)
                 or any(p != tuple(range(len(p))) for p in (self._vendor.ih_perm,
                                                            self._vendor.hh_perm))
                 or len({w.dtype for w in flat}) != 1
@@ -214,20 +218,28 @@ class RNN(CellPickling, nn.Module):
                     self.num_layers, self.batch_first, self.bidirectional)
 
     def extra_repr(self) -> str:
+        # torch's RNNBase.extra_repr, keyword for keyword and formatted as it does (str of each
+        # value); torch prints no nonlinearity, so RNN(3, 4, nonlinearity="relu") shows as
+        # "RNN(3, 4)" there and here. The cell signature names its cell first; ``backend``,
+        # gatelab's own argument, shows when it is not the default.
         if self._twin:
             s = f"{self.input_size}, {self.hidden_size}"
-            if self.proj_size:
+            if self.proj_size != 0:
                 s += f", proj_size={self.proj_size}"
         else:
             s = f"{self.cell.name!r}, {self.input_size}, {self.hidden_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
-        if getattr(self, "nonlinearity", "tanh") != "tanh":
-            s += f", nonlinearity={self.nonlinearity!r}"
-        for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0),
-                              ("bidirectional", False), ("backend", "auto")):
-            if getattr(self, name) != default:
-                s += f", {name}={getattr(self, name)!r}"
+        if self.bias is not True:
+            s += f", bias={self.bias}"
+        if self.batch_first is not False:
+            s += f", batch_first={self.batch_first}"
+        if self.dropout != 0:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional is not False:
+            s += f", bidirectional={self.bidirectional}"
+        if self.backend != "auto":
+            s += f", backend={self.backend!r}"
         return s
 
     # ---- parameters under the cell's names -----------------------------------------------------

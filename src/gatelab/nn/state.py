@@ -34,7 +34,8 @@ def cell_from_state(state: dict) -> Cell:
 
 class CellPickling:
     """Mixin for modules holding ``self.cell``: ``__getstate__``/``__setstate__`` as above; the
-    class rebuilds what :data:`DERIVED` names in ``_derive()``."""
+    class rebuilds what :data:`DERIVED` names in ``_derive()``. Also the one place that refuses
+    ``torch.jit.script`` clearly."""
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -48,3 +49,11 @@ class CellPickling:
         state["cell"] = cell_from_state(state["cell"])
         super().__setstate__(state)  # torch.nn.Module's: restores hook dictionaries
         self._derive()
+
+    def __prepare_scriptable__(self):  # noqa: ANN204 - torch.jit.script's hook
+        """``torch.jit.script`` calls this first: refuse with what works instead of a parse
+        error deep inside the module (the engine's Python control flow is not TorchScript)."""
+        raise RuntimeError(
+            f"torch.jit.script cannot compile gatelab's {type(self).__name__} (TorchScript is "
+            "deprecated in torch); use torch.jit.trace, torch.export or torch.compile, which "
+            "all run it")

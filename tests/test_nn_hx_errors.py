@@ -1,0 +1,130 @@
+"""gatelab.nn against torch.nn on malformed ``hx`` and on ``repr``.
+
+Each case runs torch's module and gatelab's twin on the same arguments; the outcome (success,
+or the exception type) must be the same. Expected outcomes are computed from torch in the test,
+never written down, so a torch upgrade that changes them shows up here as a difference.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence
+
+import gatelab.nn as gn
+
+H = 4
+
+
+def _outcome(fn) -> str:
+    """``"ok"`` or the name of the exception ``fn()`` raised."""
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - the type is what is compared
+        return type(e).__name__
+    return "ok"
+
+
+def _cell_hx(kind: str, batched: bool):
+    h = torch.randn(3, H) if batched else torch.randn(H)
+    return {"tensor": h, "stacked": torch.stack([h, h]), "stacked1": h.unsqueeze(0),
+            "stacked3": torch.stack([h, h, h]), "tuple1": (h,), "tuple2": (h, h),
+            "tuple3": (h, h, h), "list2": [h, h], "scalar": torch.tensor(1.0),
+            "with_none": (None, h)}[kind]
+
+
+CELL_KINDS = ["tensor", "stacked", "stacked1", "stacked3", "tuple1", "tuple2", "tuple3", "list2",
+              "scalar", "with_none"]
+
+
+@pytest.mark.parametrize("batched", [True, False])
+@pytest.mark.parametrize("kind", CELL_KINDS)
+@pytest.mark.parametrize("name", ["LSTMCell", "GRUCell", "RNNCell"])
+def test_cell_hx_outcome_matches_torch(name, kind, batched):
+    def run(lib):
+        torch.manual_seed(0)
+        x = torch.randn(3, 3) if batched else torch.randn(3)
+        return lambda: getattr(lib, name)(3, H)(x, _cell_hx(kind, batched))
+
+    assert _outcome(run(gn)) == _outcome(run(torch.nn))
+
+
+def test_lstmcell_single_tensor_hx_is_a_type_error():
+    # The common mistake: h passed instead of (h, c). torch's kernel refuses it by type.
+    with pytest.raises(TypeError, match="tuple of Tensors"):
+        gn.LSTMCell(3, H)(torch.randn(2, 3), torch.randn(2, H))
+    with pytest.raises(TypeError, match="tuple of Tensors"):  # not run as h=hx[0], c=hx[1]
+        gn.LSTMCell(3, H)(torch.randn(2, 3), torch.randn(2, 2, H))
+
+
+def _layer_input(mode: str):
+    return {"batched": lambda: torch.randn(5, 2, 3), "unbatched": lambda: torch.randn(5, 3),
+            "packed_sorted": lambda: pack_padded_sequence(torch.randn(5, 2, 3), [5, 3]),
+            "packed_unsorted": lambda: pack_padded_sequence(torch.randn(5, 2, 3), [3, 5],
+                                                            enforce_sorted=False)}[mode]()
+
+
+def _layer_hx(kind: str, batched: bool):
+    h = torch.randn(1, 2, H) if batched else torch.randn(1, H)
+    return {"tensor": h, "stacked": torch.stack([h, h]), "stacked1": h.unsqueeze(0),
+            "stacked3": torch.stack([h, h, h]), "tuple1": (h,), "tuple2": (h, h),
+            "tuple3": (h, h, h), "list2": [h, h],
+            "stacked_bad_batch": torch.randn(2, 1, 3, H) if batched else torch.randn(2, 1, H + 1),
+            }[kind]
+
+
+LAYER_KINDS = ["tensor", "stacked", "stacked1", "stacked3", "tuple1", "tuple2", "tuple3",
+               "list2", "stacked_bad_batch"]
+
+
+@pytest.mark.parametrize("mode", ["batched", "unbatched", "packed_sorted", "packed_unsorted"])
+@pytest.mark.parametrize("kind", LAYER_KINDS)
+@pytest.mark.parametrize("name", ["LSTM", "GRU", "RNN"])
+def test_layer_hx_outcome_matches_torch(name, kind, mode):
+    def run(lib):
+        torch.manual_seed(0)
+        x = _layer_input(mode)
+        return lambda: getattr(lib, name)(3, H)(x, _layer_hx(kind, mode != "unbatched"))
+
+    assert _outcome(run(gn)) == _outcome(run(torch.nn))
+
+
+def test_lstm_stacked_tensor_hx_is_a_type_error():
+    # torch hands a batched hx to its kernel as given; a stacked (2, L, N, H) tensor is refused
+    with pytest.raises(TypeError, match="tuple of Tensors"):
+        gn.LSTM(3, H)(torch.randn(5, 2, 3), torch.randn(2, 1, 2, H))
+
+
+# ---- repr ----------------------------------------------------------------------------------------
+LAYER_KWARGS = {"num_layers": [1, 2], "bias": [True, False], "batch_first": [False, True],
+                "dropout": [0.0, 0.5, 1], "bidirectional": [False, True]}
+OWN_KWARGS = {"LSTM": {"proj_size": [0, 2]}, "GRU": {}, "RNN": {"nonlinearity": ["tanh", "relu"]}}
+
+
+@pytest.mark.parametrize("name", ["LSTM", "GRU", "RNN"])
+def test_layer_repr_matches_torch(name):
+    grid = {**LAYER_KWARGS, **OWN_KWARGS[name]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # dropout with one layer warns, in both
+        for values in itertools.product(*grid.values()):
+            kw = dict(zip(grid, values, strict=True))
+            assert repr(getattr(gn, name)(3, H, **kw)) == repr(getattr(torch.nn, name)(3, H, **kw))
+    # positional arguments, torch's order
+    assert repr(gn.RNN(3, H, 2, "relu", False)) == repr(torch.nn.RNN(3, H, 2, "relu", False))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize(("name", "extra"), [("LSTMCell", {}), ("GRUCell", {}),
+                                             ("RNNCell", {"nonlinearity": "tanh"}),
+                                             ("RNNCell", {"nonlinearity": "relu"})])
+def test_cell_repr_matches_torch(name, extra, bias):
+    assert (repr(getattr(gn, name)(3, H, bias=bias, **extra))
+            == repr(getattr(torch.nn, name)(3, H, bias=bias, **extra)))
+
+
+def test_cell_signature_repr_names_the_cell():
+    assert repr(gn.RNN("mgu", 3, H, num_layers=2)) == "RNN('mgu', 3, 4, num_layers=2)"
+    assert repr(gn.LSTM(3, H, backend="generated")) == "LSTM(3, 4, backend='generated')"
