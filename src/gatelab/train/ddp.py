@@ -69,7 +69,7 @@ def train_ddp(config: TrainConfig, progress: bool = True, resume: bool = False) 
         raise UsageError(f"--nproc {world} on CUDA needs {world} GPUs, "
                          f"found {torch.cuda.device_count()}")
     # Resolve the folder (and refuse to overwrite) before starting any process.
-    config, out, _ = _prepare(config, resume)
+    config, out, _, _ = _prepare(config, resume)
     ctx = mp.get_context("spawn")
     errors = ctx.SimpleQueue()
     mp.start_processes(_worker, args=(world, _free_port(), config, progress, resume, errors),

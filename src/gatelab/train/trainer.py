@@ -333,6 +333,8 @@ def train_worker(config: TrainConfig, rank: int, world: int, progress: bool = Tr
         except (RuntimeError, TypeError, ValueError) as e:
             raise RunFolderError(f"{out / CHECKPOINT}: its random state cannot be restored "
                                  f"({e})") from None
+    if world > 1:  # every rank has read the folder (_prepare) before the lead writes in it
+        dist.barrier()
     if lead:  # on resume: records the new values of RESUME_MAY_CHANGE (e.g. --steps)
         write_run_files(out, config, task, param_count(model))
     if world > 1:
