@@ -22,7 +22,7 @@ from gatelab.engine.plan import is_scan_parallel, uses_layer_norm
 from gatelab.engine.pointwise import compile_pointwise, vjp
 
 ZOO = gatelab.zoo_names()
-# layer_norm is a row reduction: the generated steps (C or torch code) refuse such cells
+# layer_norm is a row reduction: the C kernels refuse such cells (generated torch code runs them)
 ELEMENTWISE = [n for n in ZOO if not uses_layer_norm(gatelab.load_cell(n))]
 F64 = torch.float64
 needs_cc = pytest.mark.skipif(cp.compiler() is None, reason="no C compiler")

@@ -35,8 +35,6 @@ def test_gradcheck_every_zoo_cell(name):
     """Analytic (generated) gradients equal finite differences for inputs, states and weights."""
     torch.manual_seed(0)
     backend = "scan" if is_scan_parallel(gatelab.load_cell(name)) else "torch"
-    if uses_layer_norm(gatelab.load_cell(name)):
-        backend = "reference"  # layer_norm: a row reduction the generated steps refuse
     i = 3 if gatelab.load_cell(name).hidden_inputs else 2  # `input x : hidden`: I == H
     model = gn.RNN(name, i, 3, backend=backend).double()
     params = [p for _, p in model.named_parameters()]
@@ -243,10 +241,10 @@ def test_generated_out_writes_equal_returned_values(name):
     from gatelab.engine.plan import has_fast_scan, scan_functions
 
     cell = gatelab.load_cell(name)
-    if uses_layer_norm(cell):  # refused with a clear message, never compiled wrongly
-        with pytest.raises(EngineError, match="layer_norm.*backend='reference'"):
-            compiled(cell, True, "torch")
-        return
+    if uses_layer_norm(cell):  # kernels refuse it with a clear message, never compile wrongly
+        for compiler in ("c", "triton"):
+            with pytest.raises(EngineError, match="layer_norm.*backend='generated'"):
+                compiled(cell, True, compiler)
     st = compiled(cell, True, "torch")
     fns = [st.final, st.final_bwd, *st.prep.values(), *st.prep_bwd.values()]
     if has_fast_scan(cell):
@@ -316,3 +314,29 @@ def test_matrix_used_outside_its_bias_sum_equals_reference(text):
     x = torch.randn(6, 2, 3, dtype=F64)
     outs = [m(x)[0] for m in models]
     assert (outs[0] - outs[1]).abs().max().item() <= 1e-12
+
+
+@pytest.mark.parametrize("kw", [{}, {"num_layers": 2, "bidirectional": True},
+                                {"batch_first": True}])
+def test_layer_norm_cell_on_the_generated_engine_equals_the_reference(kw):
+    """layer_norm (a row reduction) runs as generated torch code whose backward is torch's
+    autograd: outputs and every gradient equal the reference loop's, packed input too."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    torch.manual_seed(0)
+    ref = gn.RNN("lstm-ln", 4, 5, backend="reference", dtype=F64, **kw)
+    gen = gn.RNN("lstm-ln", 4, 5, backend="generated", dtype=F64, **kw)
+    gen.load_state_dict(ref.state_dict())
+    x = torch.randn(7, 3, 4, dtype=F64, requires_grad=True)
+    outs = [m(x)[0] for m in (ref, gen)]
+    assert (outs[0] - outs[1]).abs().max() < 1e-12
+    grads = [torch.autograd.grad(o.pow(2).sum(), [x, *m.parameters()])
+             for o, m in zip(outs, (ref, gen), strict=True)]
+    assert max((a - b).abs().max().item() for a, b in zip(*grads, strict=True)) < 1e-12
+    packed = pack_padded_sequence(torch.randn(7, 3, 4, dtype=F64), [7, 4, 2],
+                                  enforce_sorted=False)
+    if kw.get("batch_first"):
+        packed = pack_padded_sequence(torch.randn(3, 7, 4, dtype=F64), [7, 4, 2],
+                                      batch_first=True, enforce_sorted=False)
+    a, b = ref(packed)[0].data, gen(packed)[0].data
+    assert (a - b).abs().max() < 1e-12

@@ -129,8 +129,7 @@ def test_cli_says_which_path(my_lstm):
 
 
 def test_engine_path_reported_is_the_one_auto_runs_for_every_zoo_cell():
-    """analyze/engine state the path; backends.resolve is what the layer runs. They agree
-    (a layer_norm cell was reported as 'generated' while auto ran the reference loop)."""
+    """analyze/engine state the path; backends.resolve is what the layer runs. They agree."""
     from gatelab.cell.zoo import zoo_names
     from gatelab.engine.backends import resolve
 
@@ -140,4 +139,4 @@ def test_engine_path_reported_is_the_one_auto_runs_for_every_zoo_cell():
         runs = "vendor" if m.path == "vendor" else resolve(m.layout, "auto", torch.device("cpu"))
         assert said == (runs if runs != "c" else "generated"), name
     r = CliRunner().invoke(app, ["engine", "lstm-ln"])
-    assert r.exit_code == 0 and "path (backend='auto'): reference" in r.output, r.output
+    assert r.exit_code == 0 and "path (backend='auto'): generated" in r.output, r.output

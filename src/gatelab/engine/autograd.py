@@ -27,8 +27,8 @@ from torch.autograd.function import once_differentiable
 from ..cell.ir import Cell
 from .backward import NeedsGrad, Saved, backward_loop, graphed_backward_loop, weight_grads
 from .gemm import linear
-from .layout import Layout
-from .plan import Plan
+from .layout import EngineError, Layout
+from .plan import Plan, uses_layer_norm
 from .pointwise import compile_many, vjp
 
 
@@ -63,7 +63,10 @@ class CompiledStep:
                       (self._cots([v]), lambda v=v, w=self.prep_wrt[k]: vjp(self.inputs, [v],
                                                                              w)[1])]
         key = sympy.srepr((self.inputs, outs, [plan.groups[k].vector for k in preps]))
-        fns = compile_many(specs, compiler, key=key)  # "c": one library, one compiler run
+        if uses_layer_norm(plan.layout.cell):
+            fns = self._row_reduced(specs, compiler)
+        else:
+            fns = compile_many(specs, compiler, key=key)  # "c": one library, one compiler run
         self.final, self.final_bwd = fns[0], fns[1]
         for j, k in enumerate(preps):
             self.prep[k], self.prep_bwd[k] = fns[2 + 2 * j], fns[3 + 2 * j]
@@ -72,6 +75,24 @@ class CompiledStep:
         # outputs): results are then written straight into the loop's buffers.
         self.writes_out = all(getattr(f, "supports_out", False)
                               for f in (self.final, *self.prep.values()))
+
+    def _row_reduced(self, specs: list, compiler: str) -> list:
+        """A step with ``layer_norm`` (a reduction over each row's H units, so no elementwise
+        derivative for SymPy to print): the forward functions are the generated torch code,
+        which spells it ``torch.nn.functional.layer_norm``, and each backward function is that
+        code's vector-Jacobian product taken by torch's autograd."""
+        if compiler != "torch":
+            raise EngineError(
+                f"cell {self.plan.layout.cell.name!r} uses layer_norm, a reduction over the "
+                f"hidden units, which the {compiler!r} kernels do not compute; use "
+                "backend='generated' or 'reference'")
+        forwards = compile_many(specs[0::2], compiler)
+        out: list = []
+        for fwd, (_, wrt) in zip(forwards, [(None, self.final_wrt),
+                                            *[(None, w) for w in self.prep_wrt.values()]],
+                                 strict=True):
+            out += [fwd, _autograd_vjp(fwd, len(self.inputs), [self.index[w] for w in wrt])]
+        return out
 
     @property
     def graphed_forward(self):
@@ -94,6 +115,25 @@ class CompiledStep:
     def _wrt(self, outs: list[sympy.Expr]) -> list[sympy.Symbol]:
         free = set().union(*(o.free_symbols for o in outs))
         return [s for s in self.inputs if s in free]
+
+
+def _autograd_vjp(fwd, n_in: int, wrt: list[int]):
+    """``bwd(*inputs, *cotangents) -> gradients of the inputs at positions wrt`` (0.0 where an
+    input does not reach the outputs: the loop then adds nothing), by torch's autograd."""
+
+    def bwd(*args):
+        ins, cots = list(args[:n_in]), args[n_in:]
+        with torch.enable_grad():
+            for i in wrt:
+                ins[i] = ins[i].detach().requires_grad_(True)
+            pairs = [(o, c) for o, c in zip(fwd(*ins), cots, strict=True)
+                     if isinstance(o, torch.Tensor) and o.requires_grad]
+            got = torch.autograd.grad([o for o, _ in pairs], [ins[i] for i in wrt],
+                                      [c for _, c in pairs], allow_unused=True)
+        return tuple(0.0 if g is None else g for g in got)
+
+    bwd.source = "# the vector-Jacobian product of the function above, by torch.autograd\n"
+    return bwd
 
 
 @lru_cache(maxsize=256)

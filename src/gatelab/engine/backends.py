@@ -24,9 +24,9 @@ on the shared 2-core machine of benchmarks/RESULTS-speed.md they were faster at 
 slower at 2 (OpenMP regions on oversubscribed cores), so they are opt-in until measured faster.
 
 ``"auto"`` takes ``"vendor"`` where the proof holds, else ``"scan"`` where the cell allows it,
-``"reference"`` for a cell with ``layer_norm`` (a row reduction the generated elementwise steps
-do not compile), else ``"generated"`` (on CUDA too: ``"triton"`` stays opt-in, see
-:data:`TRITON_BY_DEFAULT`).
+else ``"generated"`` (on CUDA too: ``"triton"`` stays opt-in, see :data:`TRITON_BY_DEFAULT`). A
+cell with ``layer_norm`` (a row reduction) runs the generated torch code with its backward taken
+by torch's autograd; the C and Triton kernels refuse it.
 
 The generated backends' backward is first-order code; :func:`run_layer` wraps them so that a
 backward with ``create_graph=True`` (gradient penalties, Hessian-vector products) recomputes the
@@ -87,8 +87,8 @@ def resolve(layout: Layout, backend: str, device: torch.device,
         return "scan"
     from .plan import uses_layer_norm
 
-    if uses_layer_norm(layout.cell):  # the generated step is elementwise only: see Plan.of
-        return "reference"
+    if uses_layer_norm(layout.cell):  # a row reduction: torch code, not the C/Triton kernels
+        return "generated"
     if device.type == "cuda" and TRITON_BY_DEFAULT and triton_available():
         return "triton"
     if device.type == "cpu" and c_kernels_default() and c_kernels_ok(dtype):

@@ -106,11 +106,6 @@ def register(app: typer.Typer) -> None:
         where = explain_path(c)
         console.print(f"path (backend='auto'): {where['path']}: {where['reason']}",
                       highlight=False, markup=False)
-        if where["path"] == "reference":  # nothing generated to show (layer_norm)
-            if code:
-                console.print("no generated code: the reference evaluator runs this cell",
-                              highlight=False, markup=False)
-            return
         step = compiled(c, True, "torch")  # an EngineError goes to gatelab.cli's handler
         console.print("gatelab's own engine (backend='generated' forces it):")
         plan = step.plan

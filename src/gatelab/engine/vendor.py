@@ -326,7 +326,7 @@ def run_vendor(match: VendorMatch, x: torch.Tensor, batch_sizes: torch.Tensor | 
 
 def explain_path(cell: Cell) -> dict:
     """Which path ``backend="auto"`` takes for ``cell`` on the CPU, and why (plain data:
-    ``{"path": "vendor"|"scan"|"reference"|"generated"|None, "torch": mode or None,
+    ``{"path": "vendor"|"scan"|"generated"|None, "torch": mode or None,
     "reason": str}``).
 
     >>> from gatelab import load_cell
@@ -343,10 +343,10 @@ def explain_path(cell: Cell) -> dict:
         Layout.of(cell)
     except EngineError as e:
         return {"path": None, "torch": None, "reason": f"the engine cannot run it: {e}"}
-    if uses_layer_norm(cell):  # as backends.resolve: the generated steps are elementwise
-        return {"path": "reference", "torch": None,
-                "reason": "gatelab's reference evaluator: layer_norm reduces over the hidden "
-                          f"units, which the generated steps do not compile; not torch's: "
+    if uses_layer_norm(cell):  # as backends.resolve: torch code, not the C/Triton kernels
+        return {"path": "generated", "torch": None,
+                "reason": "gatelab's generated engine, layer_norm's backward by torch's "
+                          f"autograd (a reduction over the hidden units); not torch's: "
                           f"{m.reason}"}
     if is_scan_parallel(cell):
         return {"path": "scan", "torch": None,
