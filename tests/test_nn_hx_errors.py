@@ -73,11 +73,12 @@ def _layer_hx(kind: str, batched: bool):
             "stacked3": torch.stack([h, h, h]), "tuple1": (h,), "tuple2": (h, h),
             "tuple3": (h, h, h), "list2": [h, h],
             "stacked_bad_batch": torch.randn(2, 1, 3, H) if batched else torch.randn(2, 1, H + 1),
+            "numpy": h.numpy(), "numpy_stacked": torch.stack([h, h]).numpy(),
             }[kind]
 
 
 LAYER_KINDS = ["tensor", "stacked", "stacked1", "stacked3", "tuple1", "tuple2", "tuple3",
-               "list2", "stacked_bad_batch"]
+               "list2", "stacked_bad_batch", "numpy", "numpy_stacked"]
 
 
 @pytest.mark.parametrize("mode", ["batched", "unbatched", "packed_sorted", "packed_unsorted"])
@@ -88,6 +89,21 @@ def test_layer_hx_outcome_matches_torch(name, kind, mode):
         torch.manual_seed(0)
         x = _layer_input(mode)
         return lambda: getattr(lib, name)(3, H)(x, _layer_hx(kind, mode != "unbatched"))
+
+    assert _outcome(run(gn)) == _outcome(run(torch.nn))
+
+
+@pytest.mark.parametrize("mode", ["batched", "unbatched", "packed_sorted", "packed_unsorted"])
+@pytest.mark.parametrize("name", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_input_dtype_mismatch_outcome_matches_torch(name, mode, dtype):
+    """torch's packed LSTM checks nothing before its kernel (RuntimeError from the GEMM); its
+    other paths raise check_input's ValueError. Each outcome must be torch's."""
+    def run(lib):
+        torch.manual_seed(0)
+        x = _layer_input(mode)
+        x = x._replace(data=x.data.to(dtype)) if hasattr(x, "batch_sizes") else x.to(dtype)
+        return lambda: getattr(lib, name)(3, H)(x)
 
     assert _outcome(run(gn)) == _outcome(run(torch.nn))
 

@@ -57,9 +57,14 @@ def check_sizes(input_size, hidden_size) -> None:
 
 
 def check_input(input: torch.Tensor, weight_dtype: torch.dtype, input_size: int,
-                packed: bool) -> None:
-    """``torch.nn.RNNBase.check_input``: dtype, dimensions and feature size."""
+                packed: bool, kernel_dtype_error: bool = False) -> None:
+    """``torch.nn.RNNBase.check_input``: dtype, dimensions and feature size. With
+    ``kernel_dtype_error`` a dtype mismatch is the RuntimeError torch's kernel raises (where
+    torch's forward does not check first: packed LSTM input)."""
     if input.dtype != weight_dtype and not torch._C._is_any_autocast_enabled():
+        if kernel_dtype_error:
+            raise RuntimeError(f"mat1 and mat2 must have the same dtype, but got "
+                               f"{_scalar_name(input.dtype)} and {_scalar_name(weight_dtype)}")
         raise ValueError(f"RNN input dtype ({input.dtype}) does not match weight dtype "
                          f"({weight_dtype}). Convert input: input.to({weight_dtype}), or "
                          f"convert model: model.to({input.dtype})")
@@ -69,6 +74,13 @@ def check_input(input: torch.Tensor, weight_dtype: torch.dtype, input_size: int,
     if input_size != input.size(-1):
         raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected {input_size}, "
                            f"got {input.size(-1)}")
+
+
+def _scalar_name(dtype: torch.dtype) -> str:
+    """c10's name of a dtype, as torch's kernel messages print it (``Double``, ``Float``)."""
+    return {torch.float64: "Double", torch.float32: "Float", torch.float16: "Half",
+            torch.bfloat16: "BFloat16", torch.int64: "Long", torch.int32: "Int"}.get(
+        dtype, str(dtype).removeprefix("torch."))
 
 
 def check_hidden(hx: tuple[torch.Tensor, ...], expected: list[tuple[int, int, int]]) -> None:
@@ -132,9 +144,9 @@ def check_hx_as_given(hx, n: int, kernel: str, position: int = 2) -> None:
     the kernel's own check (``RuntimeError``). torch's Python code passes ``hx`` unconverted to
     the kernel for batched cell steps, batched layers and sorted packed input (unbatched and
     unsorted packed input are indexed ``hx[0], hx[1]`` first, so there a stacked tensor runs)."""
-    if isinstance(hx, torch.Tensor):
+    if not isinstance(hx, (tuple, list)):  # a stacked tensor, a numpy array, ...
         raise TypeError(f"{kernel}(): argument 'hx' (position {position}) must be tuple of "
-                        "Tensors, not Tensor")
+                        f"Tensors, not {type(hx).__name__}")
     if len(hx) != n:
         count = "two" if n == 2 else str(n)
         raise RuntimeError(f"{kernel} expects {count} hidden states")

@@ -25,6 +25,7 @@ def _states(hx, n: int) -> tuple[torch.Tensor, ...]:
     ``hx`` to its kernel unconverted, refused by :func:`check_hx_as_given`)."""
     if n == 1:
         return (hx,)
+    hx[0].dim()  # torch's forward asks hx[0] first: a non-tensor (numpy) is AttributeError
     return tuple(hx[i] for i in range(n))
 
 
@@ -69,7 +70,9 @@ def layer_forward(m, input, hx):
                 hs = tuple(h.unsqueeze(1) for h in hs)
         hs = _permute(hs, sorted_indices)
     weights = m._flat_weights
-    check_input(x, weights[0].dtype, m.input_size, batch_sizes is not None)
+    # torch's packed LSTM checks nothing itself: its kernel's GEMM reports a dtype mismatch
+    check_input(x, weights[0].dtype, m.input_size, batch_sizes is not None,
+                kernel_dtype_error=batch_sizes is not None and m.mode == "LSTM")
     check_hidden(hs, [(L, N, s) for s in sizes])
     if as_given:
         check_hx_as_given(hx, n, kernel)
