@@ -166,3 +166,81 @@ def test_page_data_follows_the_analysis() -> None:
         mode = reduce_setting(a, setting).to_dict()
         assert entry["kind"] == mode["kind"] and entry["updates"] == mode["updates"]
         assert 'data-gate="f"' in entry["svg"]
+
+
+# ---- the same circuit however the cell is written (probe defects D1-D4) ----------------------
+
+LSTM_HEAD = """input x
+state h, c
+gate i = sigmoid(W_i @ x + U_i @ h + b_i)
+gate f = sigmoid(W_f @ x + U_f @ h + b_f)
+let g = tanh(W_g @ x + U_g @ h + b_g)
+gate o = sigmoid(W_o @ x + U_o @ h + b_o)
+let c_new = f * c + i * g
+next c = c_new
+"""
+GRU_TORCH_HEAD = """input x
+state h
+gate r = sigmoid(W_r @ x + U_r @ h + b_r)
+gate z = sigmoid(W_z @ x + U_z @ h + b_z)
+"""
+MINLSTM_HEAD = """input x
+state h
+gate f = sigmoid(W_f @ x + b_f)
+gate i = sigmoid(W_i @ x + b_i)
+"""
+SERIES_HEAD = "input x\nstate c\n" + "".join(
+    f"gate g{k} = sigmoid(W{k} @ x + U{k} @ c)\n" for k in (0, 1)
+) + "let a = tanh(Wa @ x + Ua @ c)\n"
+SAME_CIRCUIT = [  # (zoo cell or None, writings that must all draw the same circuit)
+    # D2: an output written as a let that is exactly a state's new value is drawn once
+    ("lstm", [LSTM_HEAD + "let hh = o * tanh(c_new)\nnext h = hh\noutput hh\n"]),
+    ("indrnn", ["input x\nstate h\nlet y = relu(W @ x + u * h + b)\nnext h = y\noutput y\n"]),
+    # D1: torch's GRU with r distributed over its map and bias is one r switch
+    ("gru-torch", [GRU_TORCH_HEAD + f"let n = tanh(W_n @ x + b_in + {rn})\n"
+                   "next h = (1 - z) * n + z * h\n"
+                   for rn in ("r * (U_n @ h) + r * b_hn", "r * b_hn + (U_n @ h) * r")]),
+    # D3: minLSTM's normalised gates, with lets or as one quotient
+    ("minlstm", [MINLSTM_HEAD + "let n = W_n @ x + b_n\nlet fp = f / (f + i)\n"
+                 "let ip = i / (f + i)\nnext h = fp * h + ip * n\n",
+                 MINLSTM_HEAD + "next h = (f * h + i * (W_n @ x + b_n)) / (i + f)\n"]),
+    # D4: nested selects, with the inner select as a let or spelled out
+    (None, [SERIES_HEAD + "let e1 = g0 * c + (1 - g0) * a\nnext c = g1 * e1 + (1 - g1) * a\n",
+            SERIES_HEAD + "next c = g1 * (g0 * c + (1 - g0) * a) + (1 - g1) * a\n"]),
+]
+
+
+def drawn(circuit) -> tuple:
+    """What must not depend on the writing: the trees, the switch labels, the ganged gates."""
+    return ({k: shape(v) for k, v in circuit.roots.items()},
+            sorted((p.kind, p.label) for p in circuit.switches()), circuit.ganged())
+
+
+@pytest.mark.parametrize(("zoo", "texts_"), SAME_CIRCUIT, ids=[
+    z or "nested" for z, _ in SAME_CIRCUIT])
+def test_writings_draw_the_same_circuit(zoo: str | None, texts_: list[str]) -> None:
+    circuits = [build_circuit(analyze(parse_cell(t, default_name="variant"))) for t in texts_]
+    ref = drawn(build_circuit(analyze(zoo))) if zoo else drawn(circuits[0])
+    for c in circuits:
+        assert drawn(c) == ref
+        # each gate the analysis calls spst/spdt at one place is one switch, never ganged
+        for sw in c.analysis.switches:
+            if sw.type in ("spst", "spdt"):
+                assert len(c.switches(sw.gate)) == 1 and sw.gate not in c.ganged()
+
+
+def test_normalised_gates_are_drawn_as_their_quotients() -> None:
+    """minLSTM's f and i are ``other`` in the analysis: drawn as the quotients ``f/(f+i)``,
+    ``i/(f+i)``, never as plain 0/1 switches ``f``, ``i`` nor as a ``1/(f+i)`` switch."""
+    text = MINLSTM_HEAD + "next h = (f * h + i * (W_n @ x + b_n)) / (i + f)\n"
+    c = build_circuit(analyze(parse_cell(text, default_name="minlstm-quotient")))
+    assert sorted(p.label for p in c.switches()) == ["f/(f+i)", "i/(f+i)"]
+
+
+def test_nested_selects_are_drawn_as_the_analysis_places_them() -> None:
+    """g1 picks ``e1`` or ``a``, g0 inside ``e1`` picks ``c`` or ``a``: g1 is the outer
+    selector, although the update's polynomial is symmetric in g0 and g1."""
+    text = SERIES_HEAD + "let e1 = g0 * c + (1 - g0) * a\nnext c = g1 * e1 + (1 - g1) * a\n"
+    root = build_circuit(analyze(parse_cell(text, default_name="nested"))).roots["c"]
+    assert (root.kind, root.label, root.children[0].kind, root.children[0].label) == (
+        "select", "g1", "select", "g0")

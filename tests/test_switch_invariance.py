@@ -15,7 +15,8 @@ import sympy
 
 import gatelab
 from gatelab.analysis import analyze
-from gatelab.analysis.canon import canonical
+from gatelab.analysis.canon import Masked, canonical
+from gatelab.analysis.symbols import as_switches
 from gatelab.diagram.circuit import build_circuit
 
 
@@ -129,3 +130,56 @@ def test_a_candidate_written_twice_is_one_core_block() -> None:
     text = "input v\nstate s\n" + GRU_GATES + f"let n = {GRU_N}\nnext s = n + u * (s - n)\n"
     blocks = analyze(gatelab.parse_cell(text, default_name="gru-lerp")).core["s"]
     assert [(b.act, b.input_maps, b.recurrent_maps) for b in blocks] == [("tanh", ("E",), ("F",))]
+
+
+# ---- a place's at_1 / at_0 are its term at g = 1 / g = 0 (probe defect D4) ---------------------
+
+SERIES = "input x\nstate c\n" + "".join(
+    f"gate g{k} = sigmoid(W{k} @ x + U{k} @ c)\n" for k in (0, 1)
+) + "let a = tanh(Wa @ x + Ua @ c)\n"
+NESTED = [  # g1 selects e1 or a, g0 inside e1 selects c or a: written three ways
+    SERIES + "let e1 = g0 * c + (1 - g0) * a\nnext c = g1 * e1 + (1 - g1) * a\n",
+    SERIES + "next c = g1 * (g0 * c + (1 - g0) * a) + (1 - g1) * a\n",
+    SERIES + "let e1 = a + g0 * (c - a)\nnext c = a + g1 * (e1 - a)\n",
+]
+
+
+def check_places(cell: gatelab.Cell) -> None:
+    """Every place: ``at_1``/``at_0`` equal its term with the gate set to 1/0 (lets inlined,
+    compared canonically), and its type and signals say the same thing."""
+    gates = {cell.sym(g) for g in cell.gates}
+    keep = set(cell.gates)
+
+    def key(e: sympy.Expr) -> sympy.Expr:
+        return canonical(as_switches(cell.inline(e, keep=keep), gates), gates)
+
+    for sw in analyze(cell).switches:
+        g = cell.sym(sw.gate)
+        for p in sw.where:
+            # outside atoms only: a gate inside a map (MGU's U·(f ⊙ h)) is a place of its own
+            m = Masked(as_switches(cell.inline(p.term, keep=keep), gates), gates)
+            at = {v: key(m.unmask(m.expr.xreplace({g: sympy.Integer(v)}))) for v in (0, 1)}
+            assert (at[1], at[0]) == (key(p.at_1), key(p.at_0)), (sw.gate, p)
+            if p.type == "spst":
+                assert at[1 - p.closed_at] == 0 and key(p.signals[0]) == at[p.closed_at], p
+            if p.type == "spdt":
+                assert tuple(key(s) for s in p.signals) == (at[1], at[0]) and 0 not in at.values()
+
+
+@pytest.mark.parametrize("text", [t for _, _, t in REWRITINGS] + NESTED)
+def test_places_are_their_term_at_0_and_1_rewritten(text: str) -> None:
+    check_places(gatelab.parse_cell(text, default_name="rewritten"))
+
+
+@pytest.mark.parametrize("name", gatelab.zoo_names())
+def test_places_are_their_term_at_0_and_1_zoo(name: str) -> None:
+    check_places(gatelab.load_cell(name))
+
+
+@pytest.mark.parametrize("text", NESTED[:2])
+def test_nested_selects_are_two_spdt(text: str) -> None:
+    a = analyze(gatelab.parse_cell(text, default_name="series"))
+    places = {sw.gate: [(p.type, p.at_1, p.at_0) for p in sw.where] for sw in a.switches}
+    c, a_, e1 = sympy.symbols("c a e1")
+    assert places["g0"] == [("spdt", c, a_)]
+    assert places["g1"][0][0] == "spdt" and places["g1"][0][2] == a_

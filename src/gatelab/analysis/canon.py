@@ -108,10 +108,18 @@ class Split:
     common: tuple[sympy.Expr, ...]
     switched: bool  # False: g cancels outside atoms (or is absent there)
     atoms: tuple[sympy.Expr, ...]  # every atom of e, as written
+    # with another gate in series: the switched part without it, which is what g = 1 / g = 0
+    # turn into ``a`` / ``b`` (the written expression still holds the series gate); else None
+    term: sympy.Expr | None = None
 
 
 def _terms(e: sympy.Expr) -> list[sympy.Expr]:
     return [] if e == 0 else list(sympy.Add.make_args(e))
+
+
+def _signal(t: sympy.Expr, gates: set[sympy.Symbol]) -> sympy.Expr:
+    """A term of the expanded polynomial without its numbers and gate factors."""
+    return sympy.Mul(*[f for f in sympy.Mul.make_args(t) if not f.is_Number and f not in gates])
 
 
 def polynomial(m: Masked, g: sympy.Symbol) -> sympy.Expr | None:
@@ -148,6 +156,12 @@ def split(e: sympy.Expr, g: sympy.Symbol, gates: set[sympy.Symbol], series: bool
     common = [t for t in at1 if t in at0]
     one = [t for t in at1 if t not in common]
     zero = [t for t in at0 if t not in common]
+    # A signal that passes at both settings but also appears switched (g1 ⊙ (g0 ⊙ c + (1 - g0)
+    # ⊙ a) + (1 - g1) ⊙ a: ``a`` at g1 = 0, ``g0 ⊙ c + (1 - g0) ⊙ a`` at g1 = 1) is part of what
+    # g selects: taking it out would leave a and b that are not the term at g = 1 and g = 0.
+    shared = {_signal(t, gates) for t in common} & {_signal(t, gates) for t in one + zero}
+    if shared:
+        one, zero, common = at1, at0, []
     # Another gate multiplying every switched term is a switch in series (its own place):
     # o ⊙ (f ⊙ c + (1 - f) ⊙ z) and o⊙f⊙c + o⊙z - o⊙f⊙z both have f select c or z.
     series = set.intersection(*[set(sympy.Mul.make_args(t)) & gates for t in one + zero]) \
@@ -156,7 +170,9 @@ def split(e: sympy.Expr, g: sympy.Symbol, gates: set[sympy.Symbol], series: bool
     one, zero = [t / scale for t in one], [t / scale for t in zero]
     a, b = m.unmask(sympy.Add(*one)), m.unmask(sympy.Add(*zero))
     switched = bool(one or zero)
-    return Split(a, b, tuple(m.unmask(t) for t in common), switched, atoms)
+    term = None if scale == 1 else m.unmask(reduce_powers(sympy.expand(
+        (poly - sympy.Add(*common)) / scale), gates))
+    return Split(a, b, tuple(m.unmask(t) for t in common), switched, atoms, term)
 
 
 def top_level(e: sympy.Expr, g: sympy.Symbol, gates: set[sympy.Symbol]) -> bool:

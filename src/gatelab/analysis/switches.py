@@ -119,6 +119,9 @@ class _Finder:
         if e == g:
             self.found.append((in_name, ("value", e, (), inside)))
             return
+        if (inner := self._confined(e)) is not None:
+            self.search(inner, in_name, inside)
+            return
         if not is_poly_node(e):
             # an atom (a map, a function): the gate acts inside it, on its arguments
             wrap = e if isinstance(e, MatVec) or function_name(e) else inside
@@ -135,11 +138,30 @@ class _Finder:
             kept = [t for t in sympy.Add.make_args(e) if top_level(t, g, self.gates)
                     or not key_terms(t, self.gates) <= common]
             term = sympy.Add(*kept) if isinstance(e, sympy.Add) else e
+            if sp.term is not None:  # a gate in series: the place is the part it multiplies
+                term = sp.term
             typ = "spdt" if sp.a != 0 and sp.b != 0 else "spst"
             signals = (sp.a, sp.b) if typ == "spdt" else (sp.a if sp.a != 0 else sp.b,)
             self.found.append((in_name, (typ, term, signals, inside, sp.a, sp.b)))
         for atom in sp.atoms if sp is not None else Masked(e, self.gates).atoms.values():
             self.search(atom, in_name, inside)
+
+    def _confined(self, e: sympy.Expr) -> sympy.Expr | None:
+        """The written sum that holds every use of the gate in ``e``, when ``e`` only scales
+        it or adds other terms to it: ``o ⊙ (g ⊙ c + (1 - g) ⊙ z)`` -> the sum,
+        ``g1 ⊙ (g ⊙ c + (1 - g) ⊙ a) + (1 - g1) ⊙ a`` -> the same (a select nested in another
+        is read where it is written, so its term at g = 0/1 is what it selects). None where the
+        gate is a factor of ``e`` itself (``h + g ⊙ (n - h)`` is read whole)."""
+        holders = [a for a in e.args if self.g in a.free_symbols]
+        if len(holders) != 1:
+            return None
+        (k,) = holders
+        if isinstance(e, sympy.Mul):
+            # a gate-only factor (1 - g) is the switch itself, not a sum to read inside
+            return k if isinstance(k, sympy.Add) and not k.free_symbols <= self.gates else None
+        if isinstance(e, sympy.Add) and isinstance(k, sympy.Mul) and self._confined(k):
+            return k
+        return None
 
 
 def _roots(cell: Cell, gates: set[sympy.Symbol]) -> list[tuple[str, sympy.Expr]]:

@@ -99,12 +99,13 @@ def drawn_expressions(analysis: Analysis) -> dict[str, sympy.Expr]:
 # ---- expression -> parts ------------------------------------------------------------------------
 
 class _Reader:
-    def __init__(self, cell: Cell, sources: list[str]):
+    def __init__(self, cell: Cell, sources: list[str], outer: dict[str, int] | None = None):
         self.cell = cell
         self.gates = {sympy.Symbol(g) for g in cell.gates}
         self.sources = set(sources)
         self.vectors = {sympy.Symbol(v) for v in cell.vectors}
         self.ids = count(1)
+        self.outer = outer or {}  # gate -> rank: lower is read first (the outer selector)
 
     def part(self, kind: str, label: str, children=(), **kw) -> Part:
         return Part(kind, label, list(children), id=next(self.ids), **kw)
@@ -125,6 +126,8 @@ class _Reader:
         if isinstance(e, sympy.Add):
             return self.read_sum(e)
         if isinstance(e, sympy.Mul):
+            if (spread := self.spread(e)) is not None:
+                return self.read(spread)
             return self.read_product(e)
         if isinstance(e, sympy.Pow):
             base, power = e.args
@@ -145,8 +148,23 @@ class _Reader:
                 rest *= f
         return num, gate, rest
 
+    def spread(self, e: sympy.Expr) -> sympy.Expr | None:
+        """A gate quotient over a sum, ``(f ⊙ h + i ⊙ n) / (f + i)``, as the sum of its
+        terms each over the quotient (``f/(f+i) ⊙ h + i/(f+i) ⊙ n``, minLSTM written with lets
+        ``f/(f+i)``): the analysis reads a gate in a denominator the same however it is split
+        (``other``), so the drawing does too. None for anything else (``o ⊙ (f ⊙ c + …)`` stays
+        a switch in series with the sum)."""
+        num, gate, rest = self.split(e)
+        if not isinstance(rest, sympy.Add) or not (sympy.denom(gate).free_symbols & self.gates):
+            return None
+        return sympy.Add(*[num * gate * t for t in rest.args])
+
+    def is_bias(self, t: sympy.Expr) -> bool:
+        """A bias, alone or gated (torch's GRU ``r ⊙ b_hn``): left out, as in the article."""
+        return self.split(t)[2] in self.vectors
+
     def read_sum(self, e: sympy.Expr) -> Part:
-        terms = [t for t in sympy.Add.make_args(e) if t not in self.vectors]  # no biases
+        terms = [t for t in sympy.Add.make_args(e) if not self.is_bias(t)]  # no biases
         terms = [t for t in terms if not t.is_Number] or terms
         if not terms:
             return self.part("const", "b")
@@ -167,9 +185,18 @@ class _Reader:
                 a, b = self.split(one[0])[2], self.split(zero[0])[2]
                 children.append(self.part("select", g.name, [self.read(a), self.read(b)],
                                           gate=g.name))
+        # Terms switched by one gate factor are one switch over their sum, as the analysis
+        # reads them (one place): ``r ⊙ (W·h) + r ⊙ (V·x)`` is r switching ``W·h + V·x``.
+        groups: dict[sympy.Expr, list[sympy.Expr]] = {}
         for t in terms:
             if t not in used:
-                children.append(self.read_term(t))
+                groups.setdefault(self.split(t)[1], []).append(t)
+        for gate, ts in groups.items():
+            if gate == 1 or len(ts) == 1:
+                children.extend(self.read_term(t) for t in ts)
+            else:
+                rest = sympy.Add(*[t / gate for t in ts])
+                children.append(self.switch(gate, self.read(rest)))
         if len(children) == 1:
             return children[0]
         return self.part("sum", "+", children)
@@ -179,7 +206,8 @@ class _Reader:
         (``g ⊙ a + (1 - g) ⊙ b``, ``b + g ⊙ (a - b)``, ``b - g ⊙ b + g ⊙ a``): one selector,
         as the analysis reads it (:func:`~gatelab.analysis.canon.split`), plus the terms that
         pass at both settings. None when no gate mixes this sum."""
-        for g in sorted(self.gates & e.free_symbols, key=str):
+        for g in sorted(self.gates & e.free_symbols,
+                        key=lambda g: (self.outer.get(g.name, 0), str(g))):
             sp = split(e, g, self.gates, series=False)
             if sp is None or not sp.switched or sp.a == 0 or sp.b == 0:
                 continue
@@ -225,6 +253,15 @@ class _Reader:
         return inner
 
 
+def _is_new_state(cell: Cell, name: str) -> bool:
+    """Whether the let ``name`` is exactly some state's new value (LSTM's ``let hh = o ⊙
+    tanh(c')``, ``next h = hh``, ``output hh``): that state is already drawn (or left out) as
+    a state output would be, so a second tree would only repeat it, with its gates ganged."""
+    keep = set(cell.gates)
+    mine = cell.inline(cell.definition(name), keep=keep)
+    return any(sympy.expand(cell.inline(e, keep=keep) - mine) == 0 for e in cell.nexts.values())
+
+
 def drawn_readouts(analysis: Analysis, drawn_gates: set[str]) -> dict[str, sympy.Expr]:
     """Readouts drawn as trees of their own, in the new memory ``c'`` (a source on the left):
     those that never feed back (QRNN's ``h' = o ⊙ c'``, SRU's ``h``), those holding a gate
@@ -238,12 +275,23 @@ def drawn_readouts(analysis: Analysis, drawn_gates: set[str]) -> dict[str, sympy
         if r not in fed_back or names & (set(analysis.gates) - drawn_gates):
             out[r] = as_switches(ro.expr, gates)
     cell, mem = analysis.cell, analysis.memory
-    if cell.output not in cell.states:  # an output written as a let: a readout by another name
+    if cell.output not in cell.states and not _is_new_state(cell, cell.output):
+        # an output written as a let: a readout by another name
         new = {mem.original[m]: sympy.Symbol(f"{m}'") for m in analysis.memory_states}
         expr = cell.inline(cell.definition(cell.output), keep=set(cell.gates)).xreplace(new)
         out[cell.output] = as_switches(expr.xreplace(
             {cell.sym(r): ro.previous for r, ro in mem.readouts.items()}), gates)
     return out
+
+
+def outer_rank(analysis: Analysis) -> dict[str, int]:
+    """Selects nested in one another (``g1 ⊙ (g0 ⊙ c + (1 - g0) ⊙ a) + (1 - g1) ⊙ a``) add up
+    to a polynomial symmetric in the gates; draw them nested as the analysis places them: the
+    gate whose place holds more other gates is the outer selector (sort key, lower first)."""
+    cell, keep = analysis.cell, set(analysis.cell.gates)
+    gates = {cell.sym(g) for g in cell.gates}
+    return {sw.gate: -max((len(cell.inline(p.term, keep=keep).free_symbols & gates)
+                           for p in sw.where), default=0) for sw in analysis.switches}
 
 
 def build_circuit(analysis: Analysis) -> Circuit:
@@ -260,7 +308,7 @@ def build_circuit(analysis: Analysis) -> Circuit:
     states = [s for s in cell.states if s in memory or s in used_names]
     new = [f"{m}'" for m in memory if f"{m}'" in used_names]
     sources = states + new + [x for x in cell.inputs if x in used_names]
-    reader = _Reader(cell, sources)
+    reader = _Reader(cell, sources, outer_rank(analysis))
     roots = {m: reader.read(e) for m, e in exprs.items()}
     circuit = Circuit(cell, roots, sources, analysis, [])
     drawn = {p.gate for p in circuit.switches()}
