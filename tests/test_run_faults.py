@@ -65,6 +65,7 @@ CONFIG_FAULTS = {
     "cell text swapped": lambda: ("cell_text", "input x\nstate h\nnext h = tanh(W @ x + U @ h)"),
     "nested too deeply": "[" * 100000 + "]" * 100000,
     "lone surrogate": lambda: ("cell", "\ud800"),
+    "integer too large for a float": lambda: ("hidden", 10**400),
 }
 
 
@@ -91,7 +92,49 @@ CHECKPOINT_FAULTS = {
     "wrong shape": lambda data: _reshaped(data),
     "no model": lambda _: _saved({"step": 3}),
     "plain list": lambda _: _saved([1, 2, 3]),
+    "nan weights": lambda data: _edited(data, _nan_weights),
 }
+
+
+def _edited(data: bytes, change) -> bytes:
+    import io
+
+    state = torch.load(io.BytesIO(data), weights_only=True)
+    change(state)
+    return _saved(state)
+
+
+def _nan_weights(state) -> None:
+    for t in state["model"].values():
+        t.fill_(float("nan"))
+
+
+def _adam_buffers_resized(state) -> None:
+    for per_param in state["optim"]["state"].values():
+        per_param["exp_avg"] = torch.zeros(7)
+
+
+# read only by --resume (load_run reads the weights alone): rows and the optimiser's state
+RESUME_FAULTS = {
+    "rows of text": lambda s: s.update(rows=["x"]),
+    "empty row": lambda s: s.update(rows=[{}]),
+    "row of text values": lambda s: s.update(rows=[{"step": "a", "metric": "zz"}]),
+    "lr text": lambda s: s["optim"]["param_groups"][0].update(lr="x"),
+    "betas one number": lambda s: s["optim"]["param_groups"][0].update(betas=0.9),
+    "optimiser buffers resized": _adam_buffers_resized,
+}
+
+
+@pytest.mark.parametrize("fault", list(RESUME_FAULTS))
+def test_checkpoint_contents_resume_reads_are_checked_before_anything_is_written(
+        run_folder, tmp_path, fault):
+    folder = _corrupt(run_folder, tmp_path, "checkpoint.pt",
+                      lambda data: _edited(data, RESUME_FAULTS[fault]))
+    before = _snapshot(folder)
+    r = runner.invoke(app, ["train", "adding", "--out", str(folder), "--resume", "--steps", "4"])
+    assert r.exit_code == 2 and "checkpoint.pt" in r.output and "Traceback" not in r.output, \
+        r.output
+    assert len(r.output.strip().splitlines()) == 1 and _snapshot(folder) == before
 
 
 def _saved(obj) -> bytes:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import pickle
 import zipfile
 from dataclasses import dataclass
@@ -90,6 +91,12 @@ def check_resumable(state: dict[str, Any], path: Path) -> None:
                                  "the wrong type")
     if state["step"] < 0 or not torch.is_tensor(state["rng"].get("torch")):
         raise RunFolderError(f"{path} cannot be resumed: its step or random state is invalid")
+    for row in state["rows"]:  # the metrics so far: rewritten to metrics.csv and printed
+        if not isinstance(row, dict) or not all(
+                isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool)
+                for k in COLUMNS):
+            raise RunFolderError(f"{path} cannot be resumed: its metric rows are not rows of "
+                                 f"numbers ({', '.join(COLUMNS)})")
 
 
 def _first_line(e: BaseException) -> str:
@@ -129,7 +136,7 @@ def read_config(folder: Path) -> dict[str, Any]:
             raise ValueError("its 'model' entry is missing or has sizes of the wrong type")
         if not isinstance(spec.get("per_step"), bool) or not data.get("cell_text"):
             raise ValueError("its 'model.per_step' or 'cell_text' entry is missing")
-    except (FileProblem, UnicodeError, json.JSONDecodeError, ValueError) as e:
+    except (FileProblem, UnicodeError, json.JSONDecodeError, ValueError, OverflowError) as e:
         raise RunFolderError(f"{path}: not a valid run config ({_first_line(e)})") from None
     except RecursionError:
         raise RunFolderError(f"{path}: not a valid run config (nested too deeply)") from None
@@ -156,6 +163,36 @@ def load_weights(module: torch.nn.Module, weights: dict, path: Path, what: str =
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
         raise RunFolderError(f"{path}: its {what} does not fit the run's {CONFIG} (another "
                              f"cell or other sizes): {_first_line(e)}") from None
+    if isinstance(module, torch.optim.Optimizer):
+        _check_optimiser(module, path)
+    else:  # gatelab never saves non-finite weights (trainer.TrainingDiverged): a damaged file
+        for name, p in module.state_dict().items():
+            if p.is_floating_point() and not bool(torch.isfinite(p).all()):
+                raise RunFolderError(f"{path}: its weight {name} holds NaN or inf, which "
+                                     "gatelab never saves; the file was damaged")
+
+
+def _check_optimiser(optim: torch.optim.Optimizer, path: Path) -> None:
+    """What ``load_state_dict`` does not check and ``step()`` would trip on later: numeric
+    hyperparameters, and per-parameter buffers shaped like their parameter."""
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    for group in optim.param_groups:
+        for key in ("lr", "eps", "weight_decay"):
+            if key in group and not number(group[key]):
+                raise RunFolderError(f"{path}: its optimiser state has an invalid {key!r} "
+                                     f"({group[key]!r})")
+        betas = group.get("betas", (0.9, 0.999))
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2
+                and all(number(b) for b in betas)):
+            raise RunFolderError(f"{path}: its optimiser state has invalid betas ({betas!r})")
+        for p in group["params"]:
+            for key, v in optim.state.get(p, {}).items():
+                if torch.is_tensor(v) and v.dim() > 0 and v.shape != p.shape:
+                    raise RunFolderError(f"{path}: its optimiser buffer {key!r} has shape "
+                                         f"{tuple(v.shape)}, not its parameter's "
+                                         f"{tuple(p.shape)}")
 
 
 def load_vocab(folder: Path) -> Vocab | None:
