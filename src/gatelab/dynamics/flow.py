@@ -175,9 +175,9 @@ def _refuse_non_finite(cell: Cell, trail: list[dict[str, torch.Tensor]]) -> None
             if not bool(torch.isfinite(v).all()):
                 raise NonFiniteStates(
                     f"cell {cell.name!r}: state {s} is not finite from step {k} of "
-                    f"{len(trail) - 1} (it overflows, or leaves a function's domain such as sqrt's or "
-                    "log's, at these settings), so its "
-                    "gradients through time cannot be measured; try fewer --steps or other "
+                    f"{len(trail) - 1} (it overflows, or leaves a function's domain such as "
+                    "sqrt's or log's, at these settings), so its gradients through time "
+                    "cannot be measured; try fewer --steps or other "
                     "--set gate values")
 
 
