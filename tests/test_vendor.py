@@ -140,3 +140,35 @@ def test_engine_path_reported_is_the_one_auto_runs_for_every_zoo_cell():
         assert said == (runs if runs != "c" else "generated"), name
     r = CliRunner().invoke(app, ["engine", "lstm-ln"])
     assert r.exit_code == 0 and "path (backend='auto'): generated" in r.output, r.output
+
+
+OUTPUT_LET = {
+    "lstm": ("input u\nstate y, m\ngate a = sigmoid(P @ u + Q @ y + p)\n"
+             "gate b = sigmoid(R @ u + S @ y + q)\nlet g = tanh(T @ u + V @ y + r)\n"
+             "gate e = sigmoid(X @ u + Y @ y + s)\nlet m2 = b * m + a * g\nnext m = m2\n"
+             "let out = e * tanh(m2)\nnext y = out\noutput out\n"),
+    "gru": ("input u\nstate y\ngate r = sigmoid(A @ u + B @ y + a)\n"
+            "gate z = sigmoid(C @ u + D @ y + c)\n"
+            "let n = tanh(E @ u + e + r * (F @ y + f))\nlet y2 = n + z * (y - n)\n"
+            "next y = y2\noutput y2\n"),
+}
+
+
+@pytest.mark.parametrize("name", list(OUTPUT_LET))
+def test_output_written_as_a_let_equal_to_a_state_keeps_the_vendor_path(name):
+    """`let out = ...; next y = out; output out` is the same readout as `output y`: the proof
+    accepts it, and torch's kernels give the reference loop's numbers."""
+    cell = gatelab.parse_cell(OUTPUT_LET[name])
+    assert vendor_match(cell).mode == name.upper()
+    torch.manual_seed(0)
+    fast = gn.RNN(cell, 3, 4, num_layers=2, bidirectional=True, dtype=torch.float64)
+    ref = gn.RNN(cell, 3, 4, num_layers=2, bidirectional=True, dtype=torch.float64,
+                 backend="reference")
+    ref.load_state_dict(fast.state_dict())
+    assert fast.path == "vendor"
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    (o1, h1), (o2, h2) = fast(x), ref(x)
+    assert (o1 - o2).abs().max() < 1e-12
+    for a, b in zip(h1 if isinstance(h1, tuple) else (h1,), h2 if isinstance(h2, tuple)
+                    else (h2,), strict=True):
+        assert (a - b).abs().max() < 1e-12

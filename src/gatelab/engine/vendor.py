@@ -116,8 +116,8 @@ def _match(cell: Cell, layout: Layout, mode: str) -> tuple[int, VendorMatch]:
     if (len(layout.ih), len(layout.hh)) != (len(tl.ih), len(tl.hh)):
         return 1, VendorMatch(None, f"{what} has {len(tl.ih)}+{len(tl.hh)} weight blocks, "
                                  f"the cell {len(layout.ih)}+{len(layout.hh)}")
-    if len(layout.groups) != 1 or cell.output not in cell.states \
-            or layout.groups[0][0] != Cell.sym(cell.output):
+    output = output_state(cell)
+    if len(layout.groups) != 1 or output is None or layout.groups[0][0] != Cell.sym(output):
         return 2, VendorMatch(None, f"{what}'s recurrent matrices all multiply the output "
                                     "state alone (here: " + ", ".join(
                                         f"{' '.join(ws)} @ {v}" for v, ws in layout.groups) + ")")
@@ -128,7 +128,7 @@ def _match(cell: Cell, layout: Layout, mode: str) -> tuple[int, VendorMatch]:
     if loose is None and len(layout.pairs) != len(tl.pairs):
         return 3, VendorMatch(None, f"{what}: biases are not split over the weight blocks as "
                                     "torch's bias_ih/bias_hh")
-    others = [s for s in cell.states if s != cell.output]
+    others = [s for s in cell.states if s != output]
     t_others = [s for s in tpl.states if s != tpl.output]
     nexts = {s: cell.inline(cell.nexts[s]) for s in cell.states}
     t_nexts = {s: tpl.inline(tpl.nexts[s]) for s in tpl.states}
@@ -141,7 +141,7 @@ def _match(cell: Cell, layout: Layout, mode: str) -> tuple[int, VendorMatch]:
                                   for b, p in tl.pairs.items()})
                    for s, e in t_nexts.items()}
     for state_perm in itertools.permutations(others):
-        smap = {cell.output: tpl.output, **dict(zip(state_perm, t_others, strict=True))}
+        smap = {output: tpl.output, **dict(zip(state_perm, t_others, strict=True))}
         for ih_perm in itertools.permutations(range(len(tl.ih))):
             for hh_perm in itertools.permutations(range(len(tl.hh))):
                 if loose is None:
@@ -174,6 +174,19 @@ def _match(cell: Cell, layout: Layout, mode: str) -> tuple[int, VendorMatch]:
                                           order, ih_bias, hh_bias)
     return 4, VendorMatch(None, f"{what}: the equations differ under every matching of names "
                                 "and weight blocks")
+
+
+def output_state(cell: Cell) -> str | None:
+    """The state the cell emits: its output when that is a state, or the state whose new value
+    the output is (``let y = o * tanh(c')``, ``next h = y``, ``output y``: the same readout by
+    another name), else None."""
+    if cell.output in cell.states:
+        return cell.output
+    value = cell.inline(cell.definition(cell.output))
+    for s in cell.states:
+        if sympy.expand(cell.inline(cell.nexts[s]) - value) == 0:
+            return s
+    return None
 
 
 def _renaming(cell: Cell, layout: Layout, tl: Layout, t_pairs: dict, smap: dict,
