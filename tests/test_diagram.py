@@ -244,3 +244,77 @@ def test_nested_selects_are_drawn_as_the_analysis_places_them() -> None:
     root = build_circuit(analyze(parse_cell(text, default_name="nested"))).roots["c"]
     assert (root.kind, root.label, root.children[0].kind, root.children[0].label) == (
         "select", "g1", "select", "g0")
+
+
+# ---- odd cells: gates in denominators, deep nesting ----------------------------------------
+
+DENOM_HEAD = "input x\nstate h\ngate f = sigmoid(W_f @ x + U_f @ h)\n"
+DENOMINATORS = {
+    # f ⊙ (1 - f) is 0 at both settings: the canonical reading once divided by that 0 (zoo)
+    "one-minus": DENOM_HEAD + "next h = h / f + tanh(V @ x) / (1 - f)\n",
+    "minus-one": DENOM_HEAD + "next h = h / f + tanh(V @ x) / (f - 1)\n",
+    "two-gates": DENOM_HEAD + "gate g = sigmoid(W_g @ x + U_g @ h)\n"
+                 "next h = h/(f-g) + tanh(V@x)/(1-f)/(f*g-1+g)\n",
+}
+
+
+@pytest.mark.parametrize("text", DENOMINATORS.values(), ids=DENOMINATORS.keys())
+def test_gates_in_denominators_draw(text: str, tmp_path: Path) -> None:
+    """A cell that passes ``check`` draws: a gate in a denominator is a quotient switch."""
+    path, out = tmp_path / "denom.cell", tmp_path / "denom.svg"
+    path.write_text(text, encoding="utf-8")
+    assert runner.invoke(app, ["check", str(path)]).exit_code == 0
+    r = runner.invoke(app, ["diagram", str(path), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert ET.fromstring(out.read_text()).tag == NS + "svg"
+    c = build_circuit(analyze(parse_cell(text, default_name="denom")))
+    shown = {str(s) for p in c.switches() for s in (p.coef.free_symbols if p.coef is not None
+                                                    else {p.gate})}
+    assert shown == set(c.cell.gates)
+
+
+def test_reader_takes_any_leaf_or_node() -> None:
+    """Whatever SymPy makes of an update (zoo, nan, pi, a negative power, a two-argument
+    function) is drawn as a constant or a block, never an IndexError."""
+    import sympy
+
+    from gatelab.diagram.circuit import _Reader
+
+    cell = parse_cell(DENOM_HEAD + "next h = f * h\n", default_name="leaves")
+    reader = _Reader(cell, ["h", "x"])
+    h, x = sympy.symbols("h x")
+    for e in (sympy.zoo, sympy.nan, sympy.pi, sympy.Rational(1, 3), h ** -2,
+              sympy.Max(h, x), sympy.zoo * h + x):
+        assert reader.read(e).kind in ("const", "func", "sum", "product", "scale")
+
+
+def _nested(kind: str, n: int) -> str:
+    core = "U @ h + W @ x"
+    if kind == "lets":
+        lets = [f"let l0 = tanh({core})"] + [f"let l{k} = tanh(l{k - 1} + l{k - 1})"
+                                              for k in range(1, n)]
+        return "input x\nstate h\n" + "\n".join(lets) + f"\nnext h = l{n - 1}\n"
+    names = ["exp"] if kind == "exp" else ["tanh", "softplus", "abs", "log", "exp", "sigmoid"]
+    body = core
+    for k in range(n):
+        body = f"{names[k % len(names)]}({body})"
+    return f"input x\nstate h\nnext h = {body}\n"
+
+
+@pytest.mark.parametrize(("kind", "n"), [("exp", 31), ("lets", 60), ("mix", 31)])
+def test_deeply_nested_cells_draw(kind: str, n: int) -> None:
+    """Ordering a part's children once read its whole subtree again at every level (2^n work:
+    half a minute at 20 levels); each must now draw well within the hang bound."""
+    import signal
+
+    def hang(*_):
+        raise TimeoutError(f"{kind}{n} did not draw within the bound")
+
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(60)
+    try:
+        svg = draw(parse_cell(_nested(kind, n), default_name=f"{kind}{n}"))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert ET.fromstring(svg).tag == NS + "svg"

@@ -131,7 +131,9 @@ def polynomial(m: Masked, g: sympy.Symbol) -> sympy.Expr | None:
         if den.free_symbols & m.gates:
             # a gate in a denominator: reduce powers there too before deciding
             den = reduce_powers(sympy.expand(den), m.gates)
-        if g in den.free_symbols:
+        # ``h / f + n / (1 - f)``: the denominator f ⊙ (1 - f) is 0 at every setting, so it
+        # reduces to 0 and holds no gate; dividing by it would give zoo (no switch reading)
+        if g in den.free_symbols or den == 0:
             return None
         e = num / den
     return reduce_powers(sympy.expand(e), m.gates)

@@ -98,6 +98,15 @@ def drawn_expressions(analysis: Analysis) -> dict[str, sympy.Expr]:
 
 # ---- expression -> parts ------------------------------------------------------------------------
 
+def _label(e: sympy.Expr, unicode: bool = False) -> str:
+    """A constant's text: the cell syntax where it has one; SymPy's own name for what the
+    algebra alone makes (``zoo`` from a denominator that is 0 at every gate setting)."""
+    try:
+        return expr_text(e, unicode=unicode)
+    except TypeError:
+        return str(e)
+
+
 class _Reader:
     def __init__(self, cell: Cell, sources: list[str], outer: dict[str, int] | None = None):
         self.cell = cell
@@ -120,7 +129,7 @@ class _Reader:
                 return self.part("source", name, name=name)
             return self.part("const", name)
         if e.is_Number:
-            return self.part("const", expr_text(e))
+            return self.part("const", _label(e))
         if isinstance(e, MatVec):
             return self.part("map", str(e.matrix), [self.read(e.vector)])
         if isinstance(e, sympy.Add):
@@ -131,10 +140,12 @@ class _Reader:
             return self.read_product(e)
         if isinstance(e, sympy.Pow):
             base, power = e.args
-            return self.part("func", f"(·)^{expr_text(power)}", [self.read(base)])
+            return self.part("func", f"(·)^{_label(power)}", [self.read(base)])
+        if not e.args:  # zoo, nan, pi, E...: any leaf the algebra can make is a constant
+            return self.part("const", _label(e))
         fn = by_class(e)
         label = fn.unicode if fn is not None else type(e).__name__.lower()
-        return self.part("func", label, [self.read(e.args[0])])
+        return self.part("func", label, [self.read(a) for a in e.args])
 
     def split(self, term: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr, sympy.Expr]:
         """``term = number * gate_coef * rest``."""
@@ -228,13 +239,13 @@ class _Reader:
         if gate != 1:
             inner = self.switch(gate, inner)
         if num != 1:
-            inner = self.part("scale", expr_text(num, unicode=True), [inner])
+            inner = self.part("scale", _label(num, unicode=True), [inner])
         return inner
 
     def switch(self, coef: sympy.Expr, inner: Part) -> Part:
         gates = sorted(coef.free_symbols, key=str)
         gate = gates[0].name if len(gates) == 1 else None
-        label = expr_text(coef, unicode=True).replace(" ", "")
+        label = _label(coef, unicode=True).replace(" ", "")
         return self.part("switch", label, [inner], gate=gate if gate else label, coef=coef)
 
     def read_product(self, e: sympy.Expr) -> Part:

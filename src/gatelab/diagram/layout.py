@@ -127,25 +127,49 @@ def part_width(p: Part) -> float:
     return max(1.0, text_size(math_label(p.label) if p.kind == "map" else p.label)[0] + 0.4)
 
 
-def _order(p: Part, rank: dict[str, int]) -> list[Part]:
-    """Children top to bottom: uses of memory states before inputs, shorter paths first."""
-    def key(c: Part) -> tuple:
-        first = next((q for q in _ordered_walk(c, rank) if q.kind == "source"), None)
-        r = rank.get(first.name, 99) if first else 99
-        return (r, sum(1 for _ in c.walk()))
-    return sorted(p.children, key=key)
+class _Order:
+    """Children top to bottom: uses of memory states before inputs, shorter paths first.
 
+    Each part's order, first source and size are kept: a child's sort key reads its whole
+    subtree in order, so recomputing it at every level doubled the work per nesting level
+    (a 20-deep ``exp(exp(...))`` took half a minute)."""
 
-def _ordered_walk(p: Part, rank: dict[str, int]):
-    yield p
-    for c in _order(p, rank):
-        yield from _ordered_walk(c, rank)
+    def __init__(self, rank: dict[str, int]) -> None:
+        self.rank = rank
+        self._kids: dict[Part, list[Part]] = {}
+        self._first: dict[Part, Part | None] = {}
+        self._size: dict[Part, int] = {}
+
+    def __call__(self, p: Part) -> list[Part]:
+        if p not in self._kids:
+            self._kids[p] = sorted(p.children, key=self._key)
+        return self._kids[p]
+
+    def _key(self, c: Part) -> tuple:
+        first = self.first_source(c)
+        return (self.rank.get(first.name, 99) if first else 99, self.size(c))
+
+    def first_source(self, p: Part) -> Part | None:
+        """The first source met walking ``p`` parents first, children in this order."""
+        if p not in self._first:
+            found = p if p.kind == "source" else None
+            for c in ([] if found else self(p)):
+                if (found := self.first_source(c)) is not None:
+                    break
+            self._first[p] = found
+        return self._first[p]
+
+    def size(self, p: Part) -> int:
+        if p not in self._size:
+            self._size[p] = 1 + sum(self.size(c) for c in p.children)
+        return self._size[p]
 
 
 def layout(circuit: Circuit) -> Layout:
     """Place every part of ``circuit``; see the module docstring for the rules."""
     lay = Layout(circuit)
     rank = {s: i for i, s in enumerate(circuit.sources)}
+    order = _Order(rank)
     depth: dict[int, int] = {}
 
     def set_depth(p: Part, d: int) -> None:
@@ -172,7 +196,7 @@ def layout(circuit: Circuit) -> Layout:
     y_of: dict[int, float] = {}
 
     def place(p: Part) -> float:
-        kids = _order(p, rank)
+        kids = order(p)
         if not kids:
             y = -next_row[0] * ROW
             next_row[0] += 1
@@ -187,7 +211,7 @@ def layout(circuit: Circuit) -> Layout:
     for root in circuit.roots.values():
         place(root)
 
-    _wire_up(lay, circuit, rank, bus_x, y_of)
+    _wire_up(lay, circuit, order, bus_x, y_of)
     _label_parts(lay)
     _cores(lay, circuit)
     x_out = max(pl.x + pl.w for pl in lay.placed.values()) + 1.0 if lay.placed else 3.0
@@ -206,7 +230,7 @@ def layout(circuit: Circuit) -> Layout:
     return lay
 
 
-def _wire_up(lay: Layout, circuit: Circuit, rank: dict[str, int], bus_x: dict[str, float],
+def _wire_up(lay: Layout, circuit: Circuit, order: _Order, bus_x: dict[str, float],
              y_of: dict[int, float]) -> None:
     """Wires from each part's output (or a source's bus) into its parent's port."""
     uses: dict[str, list[Part]] = {}
@@ -240,16 +264,12 @@ def _wire_up(lay: Layout, circuit: Circuit, rank: dict[str, int], bus_x: dict[st
             head = [lay.placed[p.id].out]
         pts = head + _entry(lay, parent, port, p, head[-1], y_of)
         lay.wires.append(Wire(_simplify(pts), parent, port, p if p.kind == "source" else None))
-        if parent.kind in ("sum", "product") and _order_index(parent, p, rank) > 0:
+        if parent.kind in ("sum", "product") and order(parent).index(p) > 0:
             merged.setdefault(parent.id, []).append(y_of[p.id])
     for pid, ys in merged.items():  # inputs joining below a sum share one vertical: junctions
         pl = lay.placed[pid]
         for y in sorted(ys)[1:]:
             lay.dots.append((pl.x + R_SUM, y, pid))
-
-
-def _order_index(parent: Part, child: Part, rank: dict[str, int]) -> int:
-    return [c.id for c in _order(parent, rank)].index(child.id)
 
 
 def _entry(lay: Layout, parent: Part, port: int, child: Part, start: tuple[float, float],
