@@ -152,6 +152,41 @@ def test_abs_cell_on_default_backend():
         assert torch.allclose(a, b, atol=1e-8)
 
 
+@pytest.mark.parametrize("fn", sorted(set(NAMES) - REDUCTIONS))
+def test_abs_of_and_inside_every_function(fn):
+    """``abs`` around a function SymPy cannot prove real (``sigmoid``, ``exp``, ``log``...) and
+    inside one, on the default backend: equal to the reference loop, values and gradients.
+    SymPy's own ``Abs`` differentiated ``|sigmoid(v)|`` into ``re``/``im`` parts the generated
+    code could not print, and folded ``|exp(v)|`` to ``exp(re(v))``, which ``check`` refused."""
+    pre = "W_n @ x + U_n @ h + b_n"
+    inner = f"abs({fn}(2 + tanh({pre})))" if fn in POSITIVE else f"abs({fn}({pre}))"
+    outer = f"{fn}(abs({pre}) + 0.5)"
+    cell = parse_cell(f"name   abs_{fn}\ninput  x\nstate  h\n"
+                      f"gate   z = sigmoid(W_z @ x + U_z @ h + b_z)\n"
+                      f"next   h = z*h + (1 - z)*tanh({inner} - {outer})\noutput h\n")
+    assert not any(e.has(sympy.re, sympy.im) for e in cell.nexts.values())
+    ref, others = _models(cell, F64, ("torch",))
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(T, N, I, generator=g, dtype=F64).requires_grad_()
+    h0 = torch.randn(1, N, H, generator=g, dtype=F64).requires_grad_()
+    out_r, h_r, grads_r = _run(ref, x, h0)
+    out, h_n, grads = _run(others["torch"], x, h0)
+    assert torch.allclose(out, out_r, atol=1e-10) and torch.allclose(h_n, h_r, atol=1e-10)
+    for a, b in zip(grads, grads_r, strict=True):
+        assert torch.allclose(a, b, atol=1e-8)
+
+
+def test_cell_abs_stays_as_written():
+    """``|x|`` of a real signal: folded only where that is exact, derivative ``sign(x) x'``."""
+    from gatelab.cell.functions import Abs, sigmoid
+
+    v = sympy.Symbol("v")
+    assert Abs(-3) == 3 and Abs(-v) == Abs(v) and Abs(Abs(v)) == Abs(v)
+    assert Abs(sympy.exp(v)).args == (sympy.exp(v),)  # not exp(re(v))
+    assert Abs(sigmoid(v)).diff(v) == sympy.sign(sigmoid(v)) * sigmoid(v).diff(v)
+    assert by_class(sympy.Abs(v)) is by_class(Abs(v)) is not None
+
+
 def test_cell_tanh_agrees_with_sympys_and_stays_cheap_when_nested():
     """The cell language's tanh is SymPy's with cheap assumptions: same values, same derivative,
     odd, and a 30-deep nest of it over a sum of matrix products builds and differentiates

@@ -97,6 +97,30 @@ class tanh(sympy.tanh):  # noqa: N801
         return self.args[0].is_zero
 
 
+class Abs(sympy.Abs):
+    """``|x|`` of a real signal. SymPy's own class treats an argument it cannot prove real as
+    complex: it folds ``|exp(v)|`` to ``exp(re(v))`` and differentiates ``|sigmoid(v)|`` into
+    ``re``/``im`` parts no printer can spell (and deep nests of them take minutes). Every
+    signal of a cell is real, so this one keeps ``|x|`` as written and its derivative is
+    ``sign(x) * x'``."""
+
+    @classmethod
+    def eval(cls, x: sympy.Expr):
+        if x.is_Number:
+            return sympy.Abs(x)
+        if x.could_extract_minus_sign():  # even: |-v| = |v|
+            return cls(-x)
+        if isinstance(x, sympy.Abs):  # ||v|| = |v|
+            return x
+        return None
+
+    def _eval_derivative(self, s: sympy.Symbol) -> sympy.Expr:
+        return sympy.sign(self.args[0]) * self.args[0].diff(s)
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return sympy.sign(self.args[0])
+
+
 class relu(sympy.Function):  # noqa: N801
     """``max(x, 0)``; its derivative is the Heaviside step (0 at 0, as torch's relu backward)."""
 
@@ -181,7 +205,7 @@ REGISTRY: tuple[Fn, ...] = (
        r"\log{{\left({x} \right)}}", "log", c="LOG({x})"),
     Fn("sqrt", sympy.sqrt, None, "torch.sqrt", True, "tl.sqrt({x})", r"\sqrt{{{x}}}", "sqrt",
        c="SQRT({x})"),
-    Fn("abs", sympy.Abs, sympy.Abs, "torch.abs", True, "tl.abs({x})",
+    Fn("abs", Abs, Abs, "torch.abs", True, "tl.abs({x})",
        r"\left|{{{x}}}\right|", "abs", c="FABS({x})"),
     # A row reduction, not elementwise: the reference evaluator and the torch printer spell it
     # themselves (_print_layer_norm: normalised over the last axis), the Triton printer refuses
@@ -203,6 +227,7 @@ FUNCTION_ALIASES = {f.unicode: f.name for f in REGISTRY if f.cell and f.unicode 
 BY_NAME = {f.name: f for f in REGISTRY}
 _BY_CLASS = {f.cls: f for f in REGISTRY if f.cls is not None}
 _BY_CLASS[sympy.tanh] = BY_NAME["tanh"]  # SymPy's own, as written by hand in Python
+_BY_CLASS[sympy.Abs] = BY_NAME["abs"]
 
 
 def by_class(expr: sympy.Basic) -> Fn | None:
