@@ -52,6 +52,26 @@ def test_gradcheck_every_zoo_cell(name):
 
 
 @pytest.mark.parametrize("name", ZOO)
+def test_gradgradcheck_every_zoo_cell_default_backend(name):
+    """Second derivatives on the default backend (``auto``: torch's kernels, the scan or the
+    generated engine) equal finite differences of the first: gradient penalties and
+    Hessian-vector products get exact numbers, never a detached or first-order-only graph."""
+    torch.manual_seed(0)
+    cell = gatelab.load_cell(name)
+    i = 2 if cell.hidden_inputs else 1  # `input x : hidden`: I == H
+    model = gn.RNN(name, i, 2).double()
+    params = [p for _, p in model.named_parameters()]
+    names = [n for n, _ in model.named_parameters()]
+    x = torch.randn(2, 1, i, dtype=F64, requires_grad=True)
+
+    def f(x, *ps):
+        out, hn = torch.func.functional_call(model, dict(zip(names, ps, strict=True)), (x,))
+        return _loss(out, hn)
+
+    assert torch.autograd.gradgradcheck(f, (x, *params), eps=1e-6, atol=1e-5, fast_mode=True)
+
+
+@pytest.mark.parametrize("name", ZOO)
 def test_generated_step_equals_reference_loop(name):
     """Outputs, final states and every gradient of the fused path equal the reference step,
     with two bidirectional layers and a packed batch of unsorted lengths."""
