@@ -144,3 +144,52 @@ def test_cell_repr_matches_torch(name, extra, bias):
 def test_cell_signature_repr_names_the_cell():
     assert repr(gn.RNN("mgu", 3, H, num_layers=2)) == "RNN('mgu', 3, 4, num_layers=2)"
     assert repr(gn.LSTM(3, H, backend="generated")) == "LSTM(3, 4, backend='generated')"
+
+
+# Constructor calls written for torch, positional arguments included (torch's RNN takes the
+# nonlinearity 4th; RNN and GRU take proj_size after bidirectional, as RNNBase does).
+CTOR_CASES = [
+    ("GRU", (4, 6, 1, True, False, 0.0, False, 0), {}),
+    ("GRU", (4, 6, 1, True, False, 0.0, False, 0, "cpu", torch.float64), {}),
+    ("GRU", (4, 6, 1, True, False, 0.0, False, 0, "cpu", torch.float64, 5), {}),
+    ("GRU", (4, 6), {"proj_size": 0}),
+    ("GRU", (4, 6), {"foo": 1}),
+    ("RNN", (4, 6, 1, "relu", True, False, 0.0, False, 0, "cpu"), {}),
+    ("RNN", (4, 6, 1, "tanh", True, False, 0.0, False, "cpu"), {}),
+    ("RNN", (4, 6, 1, "sigmoid"), {}),
+    ("RNN", ("4", 6, 2), {}),
+    ("RNN", (4, 6), {"proj_size": 0}),
+    ("LSTM", (4, 6, 1, True, False, 0.0, False, 0, "cpu", torch.float32, 1), {}),
+    ("LSTM", (4, 6, 1, True, False, 0.0, False, 2, "cpu", torch.float64), {}),
+]
+
+
+@pytest.mark.parametrize("name,args,kwargs", CTOR_CASES,
+                         ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(CTOR_CASES)])
+def test_constructor_outcome_matches_torch(name, args, kwargs):
+    """The same positional and keyword arguments: the same module (its repr and parameter
+    shapes and dtypes) or the same exception type."""
+    def build(lib):
+        m = getattr(lib, name)(*args, **kwargs)
+        return repr(m), [(n, p.shape, p.dtype) for n, p in m.named_parameters()]
+
+    want = _outcome(lambda: build(torch.nn))
+    assert _outcome(lambda: build(gn)) == want
+    if want == "ok":
+        assert build(gn) == build(torch.nn)
+
+
+def test_gru_positional_projection_is_refused():
+    """torch builds ``GRU(..., bidirectional, 2)`` (a projected GRU) that no forward call can
+    run; gatelab refuses it at construction, with torch's message for ``proj_size=``."""
+    with pytest.raises(ValueError, match="only supported for LSTM"):
+        gn.GRU(4, 6, 1, True, False, 0.0, False, 2)
+    with pytest.raises(RuntimeError):
+        torch.nn.GRU(4, 6, 1, True, False, 0.0, False, 2)(torch.randn(3, 1, 4))
+
+
+def test_all_weights_names_match_torch():
+    """``_all_weights`` (names per layer and direction), which weight-drop helpers walk."""
+    for cls in ("LSTM", "GRU", "RNN"):
+        ours = getattr(gn, cls)(3, 4, 2, bidirectional=True)._all_weights
+        assert ours == getattr(torch.nn, cls)(3, 4, 2, bidirectional=True)._all_weights

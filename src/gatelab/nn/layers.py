@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .rnn import RNN
+from .rnn import RNN, no_projection
 
 
 class LSTM(RNN):
@@ -27,7 +27,7 @@ class LSTM(RNN):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, proj_size: int = 0, device=None, dtype=None,
-                 backend: str = "auto") -> None:
+                 *, backend: str = "auto") -> None:
         nn.Module.__init__(self)
         self._build("lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout,
                     bidirectional, backend, device, dtype, proj_size=proj_size)
@@ -35,35 +35,27 @@ class LSTM(RNN):
 
 class GRU(RNN):
     """Drop-in ``torch.nn.GRU(input_size, hidden_size, num_layers=1, bias=True,
-    batch_first=False, dropout=0.0, bidirectional=False, device=None, dtype=None)`` (plus
-    ``backend``): the zoo cell ``gru-torch`` (torch/cuDNN convention), blocks ``r, z, n``."""
+    batch_first=False, dropout=0.0, bidirectional=False, device=None, dtype=None)`` (in torch's
+    positions: ``proj_size`` after ``bidirectional``, 0 only; plus the keyword ``backend``):
+    the zoo cell ``gru-torch`` (torch/cuDNN convention), blocks ``r, z, n``."""
 
     _torch_name = "GRU"
     _twin = True
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
-                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, device=None, dtype=None, backend: str = "auto",
-                 **unknown) -> None:
-        if "proj_size" in unknown:
-            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
-        if unknown:
-            raise TypeError(f"GRU got unexpected keyword argument(s) {', '.join(unknown)}")
+    def __init__(self, *args, backend: str = "auto", **kwargs) -> None:
         nn.Module.__init__(self)
-        self._build("gru-torch", input_size, hidden_size, num_layers, bias, batch_first,
-                    dropout, bidirectional, backend, device, dtype)
+        no_projection(kwargs, args)
+        self._build_torch("gru-torch", backend, *args, **kwargs)
 
 
 class MGU(RNN):
-    """Minimal Gated Unit layer (zoo cell ``mgu``) with ``torch.nn.GRU``'s constructor."""
+    """Minimal Gated Unit layer (zoo cell ``mgu``) with ``torch.nn.GRU``'s constructor (the
+    same arguments, in the same positions)."""
 
     _torch_name = "MGU"
     _twin = True
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
-                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, device=None, dtype=None,
-                 backend: str = "auto") -> None:
+    def __init__(self, *args, backend: str = "auto", **kwargs) -> None:
         nn.Module.__init__(self)
-        self._build("mgu", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                    bidirectional, backend, device, dtype)
+        no_projection(kwargs, args)
+        self._build_torch("mgu", backend, *args, **kwargs)

@@ -62,6 +62,31 @@ def _cell_first(args: tuple, kwargs: dict) -> bool:
     return bool(args) and isinstance(args[0], str) and given >= 3
 
 
+def _names_a_cell(name: str) -> None:
+    """A string first names a cell (built-in or ``.cell`` file); a string that names neither,
+    followed by two sizes, is torch's signature with a size of the wrong type: torch's
+    ``TypeError``, saying what else was tried."""
+    from ..cell.zoo import zoo_names
+
+    if name in zoo_names() or name.endswith(".cell") or Path(name).exists():
+        return
+    raise TypeError(f"input_size should be of type int, got: str ({name!r} is not a built-in "
+                    "cell or a .cell file either)")
+
+
+def no_projection(kwargs: dict, args: tuple = (), at: int = 7) -> None:
+    """torch's RNN and GRU refuse ``proj_size=`` as a keyword (even 0); positionally (after
+    ``bidirectional``, index ``at``) it passes torch's checks, and only 0 means anything."""
+    if "proj_size" in kwargs:
+        raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+    if len(args) > at:
+        proj_size = args[at]
+        if not isinstance(proj_size, int) or isinstance(proj_size, bool):
+            raise TypeError(f"proj_size should be of type int, got: {type(proj_size).__name__}")
+        if proj_size != 0:
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+
+
 class RNN(CellPickling, nn.Module):
     """A recurrent layer running a cell; see the module docstring for the two signatures.
 
@@ -84,32 +109,42 @@ class RNN(CellPickling, nn.Module):
     @overload
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
-                 dropout: float = 0.0, bidirectional: bool = False, device=None, dtype=None,
-                 backend: str = "auto") -> None: ...
+                 dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
+                 device=None, dtype=None, *, backend: str = "auto") -> None: ...
 
     def __init__(self, *args, **kwargs) -> None:
         nn.Module.__init__(self)
         if _cell_first(args, kwargs):
+            if isinstance(args[0] if args else kwargs["cell"], str):
+                _names_a_cell(args[0] if args else kwargs["cell"])
             self._build(*args, **kwargs)
         else:
             self._build_elman(*args, **kwargs)
 
-    def _build_elman(self, input_size: int, hidden_size: int, num_layers: int = 1,
-                     nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
-                     dropout: float = 0.0, bidirectional: bool = False, device=None, dtype=None,
-                     backend: str = "auto", **unknown) -> None:
-        if "proj_size" in unknown:
-            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
-        if unknown:
-            raise TypeError(f"RNN got unexpected keyword argument(s) {', '.join(unknown)}")
+    def _build_torch(self, cell: str | Path, backend: str, input_size: int, hidden_size: int,
+                     num_layers: int = 1, bias: bool = True, batch_first: bool = False,
+                     dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
+                     device=None, dtype=None) -> None:
+        """torch's ``RNNBase`` positional order for a class without projections (GRU, the
+        Elman RNN once ``nonlinearity`` is taken out); ``proj_size`` is checked by
+        :func:`no_projection` before."""
+        self._build(cell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                    bidirectional, backend, device, dtype)
+
+    def _build_elman(self, *args, backend: str = "auto", **kwargs) -> None:
+        # torch's RNN.__init__: the 4th positional argument is the nonlinearity
+        no_projection(kwargs, args, at=8)
+        if len(args) > 3:
+            nonlinearity, args = args[3], args[:3] + args[4:]
+        else:
+            nonlinearity = kwargs.pop("nonlinearity", "tanh")
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or "
                              "'relu'.")
         self.nonlinearity = nonlinearity
         self._twin = True
         cell = "rnn" if nonlinearity == "tanh" else template_path("RNN_RELU")
-        self._build(cell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                    bidirectional, backend, device, dtype)
+        self._build_torch(cell, backend, *args, **kwargs)
 
     def _build(self, cell: str | Path | CellIR, input_size: int, hidden_size: int,
                num_layers: int = 1, bias: bool = True, batch_first: bool = False,
@@ -190,6 +225,11 @@ class RNN(CellPickling, nn.Module):
     @property
     def _flat_weights_names(self) -> list[str]:
         return [a for per_dir in self._flat for names in per_dir for a in names.values()]
+
+    @property
+    def _all_weights(self) -> list[list[str]]:
+        """Parameter names per layer and direction, as ``torch.nn.LSTM._all_weights``."""
+        return [list(names.values()) for per_dir in self._flat for names in per_dir]
 
     @property
     def _flat_weights(self) -> list[nn.Parameter]:
