@@ -95,6 +95,22 @@ output hid
 """, ("cel",), ("hid",), {
         "og=1, fg=1": ("hold", True), "og=0, fg=0": ("feedforward", False),
     }, {"og": "spst", "fg": "spdt"}, True),
+    # QRNN of filter width 2 (the paper's usual setting): the previous input is kept as a
+    # readout state, and the gates read it. Gates are functions of x_t and x_{t-1}: still a scan.
+    "qrnn2": ("""\
+input q : hidden
+state hid, cel, qprev
+gate  og = sigmoid(K_o @ q + L_o @ qprev + d_o)
+let   cel_new = fg * cel + (1 - fg) * zz
+next  hid = og * cel_new
+let   zz = tanh(K_z @ q + L_z @ qprev + d_z)
+gate  fg = sigmoid(K_f @ q + L_f @ qprev + d_f)
+next  qprev = q
+next  cel = cel_new
+output hid
+""", ("cel",), ("hid", "qprev"), {
+        "og=1, fg=1": ("hold", True), "og=0, fg=0": ("feedforward", False),
+    }, {"og": "spst", "fg": "spdt"}, True),
     # IndRNN: the elementwise recurrence is the diagonal linear map diag(w_self).
     "indrnn": ("""\
 input z
@@ -109,6 +125,20 @@ gate  mix = sigmoid(Wd @ e + bm)
 next  st = mix * st + (1 - mix) * inner
 let   inner = tanh(al * (Vd @ st) * (Wd @ e) + be1 * (Vd @ st) + be2 * (Wd @ e) + bz)
 """, ("st",), (), {"mix=1": ("hold", True), "mix=0": ("rnn", False)}, {"mix": "spdt"}, False),
+    # The same Delta-RNN with the multiplicative integration factored: W·x ⊙ (α ⊙ V·h + β₂).
+    "delta-factored": ("""\
+input e
+state st
+gate  mix = sigmoid(Wd @ e + bm)
+next  st = mix * st + (1 - mix) * inner
+let   inner = tanh((Wd @ e) * (al * (Vd @ st) + be2) + be1 * (Vd @ st) + bz)
+""", ("st",), (), {"mix=1": ("hold", True), "mix=0": ("rnn", False)}, {"mix": "spdt"}, False),
+    # An RNN normalised over the summed pre-activation (LN(W·x + U·h), one normalisation).
+    "ln-rnn": ("""\
+input x
+state s
+next  s = tanh(gn * layer_norm(Wx @ x + Us @ s) + bn)
+""", ("s",), (), {"(no gates)": ("rnn", False)}, {}, False),
     # JANET: two gates from one pre-activation, each a single-throw switch.
     "janet": ("""\
 input xi
@@ -180,6 +210,48 @@ def test_elementwise_recurrence_is_the_cores_recurrent_map():
     assert a.modes[0].kinds["a"].rnn.recurrent_maps == ("diag(w_self)",)
     delta = analyze(_cell("delta")).mode(mix=0).kinds["st"].rnn
     assert delta.act == "tanh" and "Vd" in " ".join(delta.recurrent_maps)
+
+
+def test_kind_does_not_depend_on_how_a_product_is_written():
+    """Delta-RNN factored or multiplied out: the same recurrent maps; its drawing keeps every
+    path (the bias inside a factor, β₂ ⊙ W·x, is a path, not a shift to leave out)."""
+    factored = analyze(_cell("delta-factored"))
+    spread = analyze(_cell("delta"))
+    maps = [set(a.mode(mix=0).kinds["st"].rnn.recurrent_maps) for a in (factored, spread)]
+    assert maps[0] == {"diag(be1)·Vd", "diag(al ⊙ Wd·e)·Vd"} and len(maps[1]) == 2
+    labels = {p.label for p in build_circuit(factored).parts()}
+    assert {"al", "be1", "be2", "Wd", "Vd"} <= labels
+    ln = analyze(_cell("ln-rnn")).modes[0].kinds["s"].rnn
+    assert ln.recurrent_maps == ("diag(gn)·layer_norm∘Us",) and ln.input_maps == ("Wx",)
+
+
+def test_width_two_qrnn_scans_equal_to_the_loop():
+    """The readout holding x_{t-1} is read by the gates: the scan (what auto takes) equals the
+    reference loop in float64 on a packed batch, outputs and gradients."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    import gatelab.nn as gn
+
+    cell = _cell("qrnn2")
+    assert resolve(Layout.of(cell), "auto", torch.device("cpu")) == "scan"
+    torch.manual_seed(0)
+    ref = gn.RNN(cell, 3, 3, backend="reference", dtype=torch.float64)
+    scan = gn.RNN(cell, 3, 3, backend="scan", dtype=torch.float64)
+    scan.load_state_dict(ref.state_dict())
+    x = torch.randn(6, 4, 3, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([6, 3, 5, 1])
+    results = []
+    for m in (ref, scan):
+        packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+        out, hn = m(packed)
+        out, _ = pad_packed_sequence(out)
+        loss = (out * torch.cos(torch.arange(out.numel(), dtype=out.dtype)).view_as(out)).sum()
+        loss = loss + sum((h ** 2).sum() for h in hn)
+        results.append((out, hn, torch.autograd.grad(loss, [x, *m.parameters()])))
+    (o1, h1, g1), (o2, h2, g2) = results
+    assert torch.allclose(o1, o2, atol=1e-12)
+    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(h1, h2, strict=True))
+    assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(g1, g2, strict=True))
 
 
 def test_output_as_state_or_let_gets_the_same_verdict():

@@ -8,7 +8,8 @@ linear maps of the input and of the state, plus the nonlinearity around them. Fo
 
 Gates are not part of the core (stage 1 takes them as given).
 
-**Scan-parallel**: no gate reads a state, and every memory state's update, with gates and lets
+**Scan-parallel**: no gate reads a state (a readout holding a function of the previous input,
+such as QRNN's ``x_{t-1}``, is the input), and every memory state's update, with gates and lets
 fully inlined and readouts rewritten one step earlier, is affine in the previous memory with
 coefficients that do not depend on it (``h' = a(x) ⊙ h + b(x)``, as in minGRU; QRNN's
 ``c' = f ⊙ c + (1 - f) ⊙ z`` with the readout ``h' = o ⊙ c'``). Coefficients may read the
@@ -111,15 +112,25 @@ def find_core(cell: Cell, memory: Memory) -> dict[str, list[CoreBlock]]:
 def scan_parallel(cell: Cell, memory: Memory) -> tuple[bool, list[str]]:
     """Whether the recurrence is affine in the memory with state-free coefficients; reasons."""
     states = {cell.sym(s) for s in cell.states} | set(memory.prev_gates.values())
-    reasons = []
-    for g, e in cell.gates.items():
-        reads = sorted(s.name for s in cell.inline(e).free_symbols & states)
-        if reads:
-            reasons.append(f"gate {g} depends on the previous {', '.join(reads)}")
-    full = {}
     rewrite = {cell.sym(r): ro.previous for r, ro in memory.readouts.items()}
+    reasons = []
+    reads_readout = set()
+    for g, e in cell.gates.items():
+        inlined = cell.inline(e)
+        # A gate may read a readout whose previous value is a function of the input alone
+        # (QRNN of width 2: a state holding x_{t-1}); any other state makes it recurrent.
+        if inlined.xreplace(rewrite).free_symbols & states:
+            reads = sorted(s.name for s in inlined.free_symbols & states)
+            reasons.append(f"gate {g} depends on the previous {', '.join(reads)}")
+        elif inlined.free_symbols & set(rewrite):
+            reads_readout.add(g)
+    full = {}
     for m in memory.memory_states:
         full[m] = cell.inline(cell.nexts[m]).xreplace(rewrite)
+        for g in sorted(reads_readout):  # g_prev would read the input two steps back
+            if memory.prev_gates.get(g) in full[m].free_symbols:
+                reasons.append(f"{m}' reads the previous {g}, which reads a previous state: "
+                               "two steps back")
     for m, e in full.items():
         in_gates = {mv for g in cell.gates.values() for mv in cell.inline(g).atoms(MatVec)}
         # sorted: a set's order changes from run to run (string hashing), the report must not

@@ -134,8 +134,13 @@ def linear_term(term: sympy.Expr, states: set[sympy.Symbol], scalars: set[sympy.
         else:
             diag *= f
     coeff, core = split_scalar(rest, scalars)
-    if isinstance(core, layer_norm):  # a normalised linear map of the state: LN(U·g(s))
-        c2, inner = split_scalar(core.args[0], scalars)
+    if isinstance(core, layer_norm):  # a normalised linear map of the state: LN(U·g(s) + …)
+        # The normalisation may also hold input maps and biases, normalised together
+        # (LN(W·x + U·h)); exactly one term of its sum reads the state, through one map.
+        reading = [t for t in sympy.Add.make_args(core.args[0]) if t.free_symbols & states]
+        if len(reading) != 1:
+            return None
+        c2, inner = split_scalar(reading[0], scalars)
         if not isinstance(inner, MatVec) or inner.vector.has(MatVec) or not (
                 inner.vector.free_symbols & states):
             return None
@@ -147,6 +152,9 @@ def linear_term(term: sympy.Expr, states: set[sympy.Symbol], scalars: set[sympy.
     if diag == 1 or core.has(MatVec) or len(sympy.Mul.make_args(core)) != 1:
         return None  # h alone (an accumulator's s), h ⊙ h, U·h ⊙ h: not a diagonal map
     return diag, None, coeff * core
+
+
+_MAX_SPREAD = 64  # terms a product may multiply out to when its kind is read
 
 
 def match_rnn(expr: sympy.Expr, s: sympy.Symbol, states: set[sympy.Symbol],
@@ -167,14 +175,24 @@ def match_rnn(expr: sympy.Expr, s: sympy.Symbol, states: set[sympy.Symbol],
         act, pre = "identity", rest
     lead = frozenset(x.name for x in scalars)
     inputs, recurrent, through = [], [], []
-    for term in sympy.Add.make_args(pre):
+    terms = list(sympy.Add.make_args(pre))
+    while terms:
+        term = terms.pop(0)
+        maps = sorted(term.atoms(MatVec), key=sympy.default_sort_key)
+        # maps of the input, alone or inside a state term (α ⊙ W·x ⊙ V·h, LN(W·x + U·h))
+        inputs += [m.matrix.name for m in maps if not (m.vector.free_symbols & states)]
         if not (term.free_symbols & states):
-            maps = sorted(term.atoms(MatVec), key=sympy.default_sort_key)
-            inputs += [m.matrix.name for m in maps]
             continue
         found = linear_term(term, states, scalars)
         if found is None:
-            return None  # the state enters outside a linear map: not an RNN update
+            # A product of sums may be linear once multiplied out: W·x ⊙ (α ⊙ V·h + β) is
+            # α ⊙ W·x ⊙ V·h + β ⊙ W·x (the kind must not depend on how the product is written).
+            spread = sympy.Add.make_args(sympy.expand(term, deep=False, multinomial=False,
+                                                      power_base=False, power_exp=False))
+            if len(spread) == 1 or len(spread) > _MAX_SPREAD:
+                return None  # the state enters outside a linear map: not an RNN update
+            terms = list(spread) + terms
+            continue
         diag, matrix, via = found
         recurrent.append(map_label(diag, matrix, lead))
         through.append(via)

@@ -210,7 +210,9 @@ class _Reader:
                 children.append(self.switch(gate, self.read(rest)))
         if len(children) == 1:
             return children[0]
-        return self.part("sum", "+", children)
+        # one adder: a term that multiplied out into a sum (read_product) joins this one
+        flat = [g for c in children for g in (c.children if c.kind == "sum" else [c])]
+        return self.part("sum", "+", flat)
 
     def read_mix(self, e: sympy.Expr) -> Part | None:
         """A sum in which a gate selects between two signals, however it is written
@@ -253,6 +255,12 @@ class _Reader:
         if num != 1 or gate != 1:
             return self.read_term(e)
         factors = list(sympy.Mul.make_args(rest))
+        for f in factors:
+            if isinstance(f, sympy.Add) and any(self.is_bias(t) for t in f.args):
+                # A bias inside a factor is a path of its own, not a shift to leave out:
+                # (α ⊙ V·h + β) ⊙ W·x carries β ⊙ W·x (Delta-RNN), so multiply it out.
+                others = sympy.Mul(*[g for g in factors if g is not f])
+                return self.read(sympy.Add(*[t * others for t in f.args]))
         scales = [f for f in factors if f in self.vectors]
         signals = [f for f in factors if f not in self.vectors]
         if len(signals) == 1:

@@ -94,7 +94,9 @@ def recurrence(cell: Cell) -> Recurrence:
             raise EngineError(f"cell {cell.name!r}: {m}' is not affine in the memory")
         A.append(row)
         B.append(full.xreplace({s: sympy.Integer(0) for s in ms}))
-    readouts = {r: cell.inline(ro.expr) for r, ro in mem.readouts.items()}
+    # a gate inside a readout may read another readout's previous value (QRNN of width 2:
+    # x_{t-1}), rewritten like the memory updates
+    readouts = {r: cell.inline(ro.expr).xreplace(rewrite) for r, ro in mem.readouts.items()}
     diagonal = all(A[i][j] == 0 for i in range(len(ms)) for j in range(len(ms)) if i != j)
     return Recurrence(mem.memory_states, tuple(A), tuple(B), prev, readouts, diagonal)
 
