@@ -254,6 +254,27 @@ def test_width_two_qrnn_scans_equal_to_the_loop():
     assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(g1, g2, strict=True))
 
 
+def test_gate_made_of_gates_is_no_switch_of_its_own():
+    """CIFG with its input gate declared as a gate, ``gate i = 1 - f``: the same settings and
+    switches as with ``let i = 1 - f`` (not 8 settings, some the cell cannot take)."""
+    body = """\
+input x
+state h, c
+gate  f = sigmoid(W_f @ x + U_f @ h + b_f)
+{kw}   i = 1 - f
+gate  o = sigmoid(W_o @ x + U_o @ h + b_o)
+let   cn = f * c + i * tanh(W_c @ x + U_c @ h + b_c)
+next  c = cn
+next  h = o * tanh(cn)
+output h
+"""
+    as_gate = gatelab.parse_cell(body.format(kw="gate"), default_name="cifg")
+    as_let = gatelab.parse_cell(body.format(kw="let"), default_name="cifg")
+    assert as_gate == as_let and set(as_gate.gates) == {"f", "o"}
+    a = analyze(as_gate)
+    assert len(a.modes) == 4 and a.switch("f").type == "spdt"
+
+
 def test_output_as_state_or_let_gets_the_same_verdict():
     a, b = analyze(_cell("sru")), analyze(_cell("sru-let"))
     assert a.memory_states == b.memory_states == ("acc",)

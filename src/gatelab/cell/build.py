@@ -211,6 +211,7 @@ class _Builder:
         if self.problems:
             return None
         params = {n: Param(n, self.param_role[n][0], self.param_dims[n]) for n in self.param_role}
+        self._derived_gates_are_lets(order, exprs)
         return Cell(
             name=name or self.default_name,
             doc=tuple(self.doc),
@@ -225,6 +226,19 @@ class _Builder:
             dims=dict(self.dims),
             source=self.path,
         )
+
+    def _derived_gates_are_lets(self, order: list[str], exprs: dict) -> None:
+        """A ``gate`` computed from other gates alone (``gate i = 1 - f``: CIFG) is no switch of
+        its own: at every 0/1 setting its value follows theirs, so it is read as a ``let``
+        (enumerating it separately would add settings the cell cannot take)."""
+        gateish = {n for n, k in self.kind_of.items() if k == "gate"}
+        for n in order:
+            if self.kind_of.get(n) not in ("gate", "let"):
+                continue
+            names = {s.name for s in exprs[n].free_symbols}
+            if names and names <= gateish - {n}:
+                self.kind_of[n] = "let"
+                gateish.add(n)
 
     def _declare(self, n: str, kind: str, line: int, col: int) -> bool:
         if n in self.kind_of:
