@@ -63,3 +63,21 @@ def test_one_handler_user_errors_one_line_bugs_keep_their_traceback():
     assert r.exit_code == 2 and r.stderr.strip() == "error: --steps must be at least 2"
     r = runner.invoke(app, ["bug"])
     assert isinstance(r.exception, ValueError) and r.exit_code == 1
+
+
+def test_check_fails_a_cell_the_layers_cannot_run(tmp_path):
+    """``check`` passing means ``train`` works too: two inputs, or a matrix applied to a
+    function of the input, fail ``check`` with the layers' reason (exit 2)."""
+    from typer.testing import CliRunner
+
+    from gatelab.cli import app
+
+    two = tmp_path / "two.cell"
+    two.write_text("input x, y\nstate h\nnext h = tanh(W @ x + V @ y + U @ h)\n")
+    fn = tmp_path / "fn.cell"
+    fn.write_text("input x\nstate h\nnext h = tanh(W @ tanh(x) + U @ h)\n")
+    for path, why in ((two, "2 inputs"), (fn, "multiplies tanh(x)")):
+        r = CliRunner().invoke(app, ["check", str(path)])
+        assert r.exit_code == 2 and why in r.output and "cannot run" in r.output, r.output
+        r = CliRunner().invoke(app, ["analyze", str(path)])
+        assert r.exit_code == 0

@@ -318,3 +318,23 @@ def test_deeply_nested_cells_draw(kind: str, n: int) -> None:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
     assert ET.fromstring(svg).tag == NS + "svg"
+
+
+def test_too_large_a_drawing_is_refused_quickly(tmp_path: Path) -> None:
+    """Twelve gates each switching the same signal (``g0*h + ... + g11*h``) nest 2^12 selectors
+    deep: refused after MAX_PARTS symbols with one line and exit 2, where it used to build
+    20,000 parts and then hang in the layout (over 60 s, GBs for a PNG)."""
+    from gatelab.diagram.circuit import MAX_PARTS, DiagramTooLarge
+
+    gates = "".join(f"gate g{i} = sigmoid(W{i} @ x + U @ h)\n" for i in range(12))
+    text = ("input x\nstate h\n" + gates + "next h = " + " + ".join(f"g{i}*h" for i in range(12))
+            + " + tanh(U @ h)\n")
+    with pytest.raises(DiagramTooLarge, match=f"more than {MAX_PARTS}"):
+        build_circuit(analyze(parse_cell(text, default_name="wide")))
+    path = tmp_path / "wide.cell"
+    path.write_text(text)
+    r = CliRunner().invoke(app, ["diagram", str(path), "--out", str(tmp_path / "w.svg")])
+    assert r.exit_code == 2 and "too large to draw" in r.output
+    assert not (tmp_path / "w.svg").exists()
+    # what the zoo draws is far below the limit
+    assert max(sum(1 for _ in build_circuit(analyze(n)).parts()) for n in zoo_names()) < 40

@@ -57,6 +57,11 @@ def _generated(tmp: Path) -> list[Path]:
         "many-matmuls": "W @ " * 300 + "h + V @ x",
         # valid: SymPy's own tanh took exponential time on this (26 s at 10 levels)
         "nested-tanh-of-sum": "tanh(" * 14 + "U @ h + W @ x" + ")" * 14,
+        # valid: the constant fold had no layer_norm (KeyError traceback in check)
+        "layer-norm-of-constant": "layer_norm(3) * h + tanh(W @ x)",
+        # valid: reading its kind multiplied the product out (3^12 terms: analyze hung)
+        "product-of-sums-in-tanh": "tanh(" + " * ".join(f"(h + W{i} @ x + b{i})"
+                                                       for i in range(12)) + ")",
     }
     paths = []
     for name, body in bodies.items():
@@ -102,7 +107,8 @@ def test_hostile_cells_exit_cleanly(tmp_path):
     codes = {(Path(r["path"]).name, r["cmd"]): r["code"] for r in results}
     # the few that are valid cells stay valid; the rest are refused by `check` itself
     valid = {"powered-function.cell", "powered-matmul.cell", "abs-ok.cell", "fractions-ok.cell",
-             "rich-markup-comment.cell", "nested-tanh-of-sum.cell"}
+             "rich-markup-comment.cell", "nested-tanh-of-sum.cell",
+             "layer-norm-of-constant.cell", "product-of-sums-in-tanh.cell"}
     # odd-exponent.cell (** 0.3) is refused at its column: exponents are fractions with a
     # denominator of at most 4 (README, Limits)
     for (name, cmd), code in codes.items():

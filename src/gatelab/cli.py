@@ -22,6 +22,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from .cell import CellError, cell_latex, cell_text, cell_unicode, load_cell, load_file, zoo_names
+from .engine.layout import EngineError, Layout
 from .errors import GatelabError
 
 
@@ -127,11 +128,19 @@ def check(files: list[Path] = typer.Argument(..., help=".cell files to validate"
     for f in files:
         try:
             c = load_file(f)
-            console.print(escape(f"{f}: ok ({c.name}: {len(c.states)} state(s), "
-                                 f"{len(c.gates)} gate(s))"), highlight=False)
         except CellError as e:  # every file is checked: report this one and go on
             bad = True
             print_error(e)
+            continue
+        try:  # passing means every command works, training included
+            Layout.of(c)
+        except EngineError as e:
+            bad = True
+            print_error(EngineError(f"{f}: the recurrent layers (train, gatelab.nn) cannot run "
+                                    f"this cell: {e} (analyze, diagram and show do)"))
+            continue
+        console.print(escape(f"{f}: ok ({c.name}: {len(c.states)} state(s), "
+                             f"{len(c.gates)} gate(s))"), highlight=False)
     if bad:
         raise typer.Exit(2)
 

@@ -157,6 +157,15 @@ def linear_term(term: sympy.Expr, states: set[sympy.Symbol], scalars: set[sympy.
 _MAX_SPREAD = 64  # terms a product may multiply out to when its kind is read
 
 
+def _spread_size(term: sympy.Expr) -> int:
+    """How many terms ``term`` multiplies out to at its top level (a product of sums: the
+    product of their lengths; powers are not multiplied out)."""
+    size = 1
+    for f in sympy.Mul.make_args(term):
+        size *= len(sympy.Add.make_args(f))
+    return size
+
+
 def match_rnn(expr: sympy.Expr, s: sympy.Symbol, states: set[sympy.Symbol],
               scalars: set[sympy.Symbol]) -> RnnForm | None:
     """``expr`` as ``scale · act(W x + U g(s) + b)``, or None if it has another shape.
@@ -187,10 +196,10 @@ def match_rnn(expr: sympy.Expr, s: sympy.Symbol, states: set[sympy.Symbol],
         if found is None:
             # A product of sums may be linear once multiplied out: W·x ⊙ (α ⊙ V·h + β) is
             # α ⊙ W·x ⊙ V·h + β ⊙ W·x (the kind must not depend on how the product is written).
+            if not 1 < _spread_size(term) <= _MAX_SPREAD:  # counted before multiplying out
+                return None  # the state enters outside a linear map: not an RNN update
             spread = sympy.Add.make_args(sympy.expand(term, deep=False, multinomial=False,
                                                       power_base=False, power_exp=False))
-            if len(spread) == 1 or len(spread) > _MAX_SPREAD:
-                return None  # the state enters outside a linear map: not an RNN update
             terms = list(spread) + terms
             continue
         diag, matrix, via = found

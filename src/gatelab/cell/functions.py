@@ -150,7 +150,7 @@ class layer_norm(sympy.Function):  # noqa: N801
 
     @classmethod
     def eval(cls, x: sympy.Expr):
-        if x.is_zero:  # (0 - 0) / sqrt(0 + eps)
+        if x.is_Number:  # a constant is the same in every unit: (c - c) / sqrt(0 + eps)
             return sympy.Integer(0)
         return None
 

@@ -85,7 +85,11 @@ def fold_call(func: str, x: float) -> float:
     table = {"tanh": math.tanh, "abs": abs, "relu": lambda v: max(v, 0.0),
              "sigmoid": lambda v: 1 / (1 + math.exp(-v)) if v > -700 else 0.0,
              "softplus": lambda v: v + math.log1p(math.exp(-v)) if v > 0 else
-             math.log1p(math.exp(v))}
+             math.log1p(math.exp(v)),
+             # a constant is the same in every unit: (c - mean) / sqrt(var + eps) = 0
+             "layer_norm": lambda v: 0.0}
+    if func not in table:  # a function added to the registry without its constant fold
+        raise ConstantError(f"{func} of the constant {x:g} cannot be folded")
     value = table[func](x)
     # an underflow to (nearly) 0 is what the function does, not an error: sigmoid(-100)
     return 0.0 if abs(value) < MIN_MAGNITUDE else check_magnitude(value)

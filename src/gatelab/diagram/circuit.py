@@ -30,6 +30,13 @@ from ..analysis.symbols import as_switches
 from ..cell import Cell, MatVec
 from ..cell.functions import by_class
 from ..cell.printers import expr_text
+from ..errors import GatelabError
+
+MAX_PARTS = 400  # circuit symbols in one drawing (README "Limits")
+
+
+class DiagramTooLarge(GatelabError, ValueError):
+    """A cell whose circuit would have more than :data:`MAX_PARTS` symbols."""
 
 
 @dataclass(eq=False)
@@ -117,7 +124,13 @@ class _Reader:
         self.outer = outer or {}  # gate -> rank: lower is read first (the outer selector)
 
     def part(self, kind: str, label: str, children=(), **kw) -> Part:
-        return Part(kind, label, list(children), id=next(self.ids), **kw)
+        pid = next(self.ids)
+        if pid > MAX_PARTS:  # sums of many switched copies of one signal nest 2^gates deep
+            raise DiagramTooLarge(
+                f"cell {self.cell.name!r} draws as more than {MAX_PARTS} circuit symbols (the "
+                f"zoo's largest has 18): too large to draw readably; `gatelab analyze` still "
+                "reads it")
+        return Part(kind, label, list(children), id=pid, **kw)
 
     def gate_only(self, e: sympy.Expr) -> bool:
         return bool(e.free_symbols) and e.free_symbols <= self.gates
