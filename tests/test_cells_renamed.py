@@ -111,6 +111,21 @@ output hid
 """, ("cel",), ("hid", "qprev"), {
         "og=1, fg=1": ("hold", True), "og=0, fg=0": ("feedforward", False),
     }, {"og": "spst", "fg": "spdt"}, True),
+    # The same with a highway output that reads the input itself: the output readout was
+    # written in p's new value (p' = x) and the scan could not evaluate it.
+    "qrnn2-highway": ("""\
+input x : hidden
+state c, h, p
+next  p = x
+gate  f = sigmoid(W_f @ x + U_f @ p + b_f)
+gate  o = sigmoid(W_o @ x + U_o @ p + b_o)
+let   cn = f * c + (1 - f) * tanh(W_z @ x + b_z)
+next  c = cn
+next  h = o * cn + (1 - o) * x
+output h
+""", ("c",), ("h", "p"), {
+        "f=1, o=1": ("hold", True), "f=0, o=0": ("feedforward", False),
+    }, {"f": "spdt", "o": "spdt"}, True),
     # IndRNN: the elementwise recurrence is the diagonal linear map diag(w_self).
     "indrnn": ("""\
 input z
@@ -225,14 +240,15 @@ def test_kind_does_not_depend_on_how_a_product_is_written():
     assert ln.recurrent_maps == ("diag(gn)·layer_norm∘Us",) and ln.input_maps == ("Wx",)
 
 
-def test_width_two_qrnn_scans_equal_to_the_loop():
+@pytest.mark.parametrize("name", ["qrnn2", "qrnn2-highway"])
+def test_width_two_qrnn_scans_equal_to_the_loop(name):
     """The readout holding x_{t-1} is read by the gates: the scan (what auto takes) equals the
     reference loop in float64 on a packed batch, outputs and gradients."""
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
     import gatelab.nn as gn
 
-    cell = _cell("qrnn2")
+    cell = _cell(name)
     assert resolve(Layout.of(cell), "auto", torch.device("cpu")) == "scan"
     torch.manual_seed(0)
     ref = gn.RNN(cell, 3, 3, backend="reference", dtype=torch.float64)

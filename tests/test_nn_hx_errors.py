@@ -159,6 +159,9 @@ CTOR_CASES = [
     ("RNN", (4, 6, 1, "sigmoid"), {}),
     ("RNN", ("4", 6, 2), {}),
     ("RNN", (4, 6), {"proj_size": 0}),
+    ("GRU", (4, 6, 1, True, False, 0.0, False, False), {}),
+    ("GRU", (4, 6, 1, True, False, 0.0, False, None), {}),
+    ("RNN", (4, 6, 1, True, False, 0.0, False, 0, None, torch.float64), {}),
     ("LSTM", (4, 6, 1, True, False, 0.0, False, 0, "cpu", torch.float32, 1), {}),
     ("LSTM", (4, 6, 1, True, False, 0.0, False, 2, "cpu", torch.float64), {}),
 ]

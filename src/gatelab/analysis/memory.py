@@ -105,6 +105,16 @@ def find_memory(cell: Cell) -> Memory:
                 m not in readouts and m != s for m in cell.states):
             readouts[s] = (original[s], ())
     memory_states = tuple(s for s in cell.states if s not in readouts)
+    # A readout may have been written in the new value of a state found to be a readout later
+    # (h = o ⊙ c' + (1 - o) ⊙ p' with p' = x): write it in memory, gates and inputs alone.
+    # No cycles: a readout only reads states that were not readouts when it was found.
+    new_of = {new_symbol(r): e for r, (e, _) in readouts.items()}
+    for r, (e, _) in list(readouts.items()):
+        for _ in range(len(new_of)):
+            if not (e.free_symbols & set(new_of)):
+                break
+            e = e.xreplace(new_of)
+        readouts[r] = (e, tuple(m for m in memory_states if new_symbol(m) in e.free_symbols))
 
     # The previous step's gates and inputs, for readouts that mention them
     # (h_{t-1} = o_{t-1} tanh(c_{t-1}); SRU: h_{t-1} = ... + (1 - r_{t-1}) x_{t-1}).

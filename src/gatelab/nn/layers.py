@@ -44,7 +44,7 @@ class GRU(RNN):
 
     def __init__(self, *args, backend: str = "auto", **kwargs) -> None:
         nn.Module.__init__(self)
-        no_projection(kwargs, args)
+        no_projection(kwargs)
         self._build_torch("gru-torch", backend, *args, **kwargs)
 
 
@@ -57,5 +57,5 @@ class MGU(RNN):
 
     def __init__(self, *args, backend: str = "auto", **kwargs) -> None:
         nn.Module.__init__(self)
-        no_projection(kwargs, args)
+        no_projection(kwargs)
         self._build_torch("mgu", backend, *args, **kwargs)

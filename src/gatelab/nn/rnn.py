@@ -33,6 +33,7 @@ gatelab's generated engine otherwise; ``backend="generated"`` forces the engine.
 from __future__ import annotations
 
 import math
+import numbers
 from pathlib import Path
 from typing import overload
 
@@ -74,17 +75,21 @@ def _names_a_cell(name: str) -> None:
                     "cell or a .cell file either)")
 
 
-def no_projection(kwargs: dict, args: tuple = (), at: int = 7) -> None:
-    """torch's RNN and GRU refuse ``proj_size=`` as a keyword (even 0); positionally (after
-    ``bidirectional``, index ``at``) it passes torch's checks, and only 0 means anything."""
+def no_projection(kwargs: dict) -> None:
+    """torch's RNN and GRU refuse ``proj_size=`` as a keyword, even 0 (their first check)."""
     if "proj_size" in kwargs:
         raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
-    if len(args) > at:
-        proj_size = args[at]
-        if not isinstance(proj_size, int) or isinstance(proj_size, bool):
-            raise TypeError(f"proj_size should be of type int, got: {type(proj_size).__name__}")
-        if proj_size != 0:
-            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+
+
+def _positional_projection(proj_size) -> None:
+    """``proj_size`` given by position to RNN or GRU (after ``bidirectional``): torch compares
+    it with numbers (a ``TypeError`` for anything else) and builds a projection no forward
+    call can run; here only 0 (or ``False``) is accepted."""
+    if not isinstance(proj_size, numbers.Number):
+        raise TypeError(f"'<' not supported between instances of '{type(proj_size).__name__}' "
+                        "and 'int' (proj_size)")
+    if proj_size != 0:
+        raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
 
 
 class RNN(CellPickling, nn.Module):
@@ -126,14 +131,15 @@ class RNN(CellPickling, nn.Module):
                      dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
                      device=None, dtype=None) -> None:
         """torch's ``RNNBase`` positional order for a class without projections (GRU, the
-        Elman RNN once ``nonlinearity`` is taken out); ``proj_size`` is checked by
-        :func:`no_projection` before."""
+        Elman RNN once ``nonlinearity`` is taken out), checked in torch's order."""
+        check_layer_args(input_size, hidden_size, num_layers, bias, batch_first, dropout)
+        _positional_projection(proj_size)
         self._build(cell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
                     bidirectional, backend, device, dtype)
 
     def _build_elman(self, *args, backend: str = "auto", **kwargs) -> None:
         # torch's RNN.__init__: the 4th positional argument is the nonlinearity
-        no_projection(kwargs, args, at=8)
+        no_projection(kwargs)
         if len(args) > 3:
             nonlinearity, args = args[3], args[:3] + args[4:]
         else:
