@@ -184,22 +184,22 @@ def run_scan_cells(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Te
     # memories each read one other has K nonzero entries of K²)
     A = [[None if a == 0 else _value(evaluate(a, env), like) for a in row] for row in rec.A]
     B = [_value(evaluate(b, env), like) for b in rec.B]
+    zero = like.new_zeros(like.shape)
     if mask is not None:  # padding: carry (A = I, B = 0)
         live = mask[1:].unsqueeze(-1)
-        A = [[torch.where(live, like.new_zeros(like.shape) if a is None else a, float(i == j))
-              if a is not None or i == j else None for j, a in enumerate(row)]
-             for i, row in enumerate(A)]
+        A = [[None if a is None and i != j else torch.where(live, zero if a is None else a,
+                                                            float(i == j))
+              for j, a in enumerate(row)] for i, row in enumerate(A)]
         B = [torch.where(live, b, 0.0) for b in B]
     if rec.diagonal:
         from .scan import linear_scan
 
-        mem = [linear_scan((like.new_zeros(like.shape) if A[i][i] is None else A[i][i])
-                           .contiguous(), B[i].contiguous(), s0[m])
-               for i, m in enumerate(rec.memory)]
+        mem = [linear_scan((zero if A[i][i] is None else A[i][i]).contiguous(),
+                           B[i].contiguous(), s0[m]) for i, m in enumerate(rec.memory)]
     elif K > MAX_DENSE_K:
         mem = _sparse_steps(A, B, [s0[m] for m in rec.memory])
     else:
-        A = [[like.new_zeros(like.shape) if a is None else a for a in row] for row in A]
+        A = [[zero if a is None else a for a in row] for row in A]
         At = torch.stack([torch.stack(row, -1) for row in A], -2)  # (T-1, N, H, K, K)
         Bt = torch.stack(B, -1)
         m0 = torch.stack([s0[m] for m in rec.memory], -1)

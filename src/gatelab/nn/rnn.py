@@ -42,7 +42,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from ..cell import Cell as CellIR
-from ..cell import load_cell
+from ..cell import load_cell, zoo_names
 from ..cell.evaluate import traceable_step
 from ..engine.backends import check_backend
 from ..engine.layout import EngineError, Layout
@@ -67,8 +67,6 @@ def _names_a_cell(name: str) -> None:
     """A string first names a cell (built-in or ``.cell`` file); a string that names neither,
     followed by two sizes, is torch's signature with a size of the wrong type: torch's
     ``TypeError``, saying what else was tried."""
-    from ..cell.zoo import zoo_names
-
     if name in zoo_names() or name.endswith(".cell") or Path(name).exists():
         return
     raise TypeError(f"input_size should be of type int, got: str ({name!r} is not a built-in "
@@ -229,13 +227,13 @@ class RNN(CellPickling, nn.Module):
                 for d in range(self.num_directions)]
 
     @property
-    def _flat_weights_names(self) -> list[str]:
-        return [a for per_dir in self._flat for names in per_dir for a in names.values()]
-
-    @property
     def _all_weights(self) -> list[list[str]]:
         """Parameter names per layer and direction, as ``torch.nn.LSTM._all_weights``."""
         return [list(names.values()) for per_dir in self._flat for names in per_dir]
+
+    @property
+    def _flat_weights_names(self) -> list[str]:
+        return [a for names in self._all_weights for a in names]
 
     @property
     def _flat_weights(self) -> list[nn.Parameter]:
