@@ -142,7 +142,10 @@ def test_tiny_local_study_stays_on_loopback(tmp_path):
 
 def test_killed_and_moved_study_resumes_without_rerunning_finished_trials(tmp_path):
     out = tmp_path / "st"
-    args = [*TINY[:4], "3", *TINY[5:], "--out", str(out), "--cpus", "1"]
+    # Trials of 6 steps take 0.04 s: on a quiet machine all six finished between the first
+    # "done" and the kill. 300 steps (a second or two each, one at a time) leave the kill room.
+    assert TINY[3:7] == ["--trials", "2", "--steps", "6"]
+    args = [*TINY[:4], "3", "--steps", "300", *TINY[7:], "--out", str(out), "--cpus", "1"]
     proc = _study(args, _env())
     try:
         deadline = time.time() + 900
