@@ -82,7 +82,8 @@ def test_core_commands_run_from_the_wheel(installed):
                 ["train", "adding", "--cell", "mgu", "--steps", "3", "--hidden", "8",
                  "--batch", "4", "-T", "10", "--out", "run-mgu"]):
         res = _run([gl, *cmd], cwd=work, env=env, timeout=600)
-        assert res.returncode == 0, f"gatelab {' '.join(cmd)}:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}"
+        shown = f"gatelab {' '.join(cmd)}:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}"
+        assert res.returncode == 0, shown
     assert (work / "gru.svg").stat().st_size > 1000
     assert (work / "run-mgu" / "checkpoint.pt").is_file()
 

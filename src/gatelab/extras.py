@@ -9,10 +9,11 @@ not an ``ImportError`` traceback in the middle of a run.
 
 >>> EXTRAS["music"]
 ('music21',)
->>> require("music", "the jsb task", _find=lambda name: None)
-Traceback (most recent call last):
-...
-gatelab.extras.MissingExtra: the jsb task needs music21 (the 'music' extra): pip install 'gatelab[music]'
+>>> try:
+...     require("music", "the jsb task", _find=lambda name: None)
+... except MissingExtra as e:
+...     print(e)
+the jsb task needs music21 (the 'music' extra): pip install 'gatelab[music]'
 """
 
 from __future__ import annotations
