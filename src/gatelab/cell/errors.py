@@ -24,6 +24,16 @@ class Problem:
         return f"{self.path}:{self.line}:{self.col}: {self.message}{tail}"
 
 
+class ColumnError(GatelabError, ValueError):
+    """A problem found inside one line, before the file's path and line are known (the parser
+    and the constant folder raise it; the builder turns it into a :class:`Problem` of a
+    :class:`CellError`). ``col`` is 1-based."""
+
+    def __init__(self, col: int, message: str, expected: str = ""):
+        super().__init__(message)
+        self.col, self.message, self.expected = col, message, expected
+
+
 MAX_SHOWN = 50  # problems printed; a file of 30,000 bad lines is one screen, not 30,000 lines
 
 

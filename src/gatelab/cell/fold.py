@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sympy
 
+from .errors import ColumnError
 from .limits import (
     MAX_MAGNITUDE,
     MIN_MAGNITUDE,
@@ -24,12 +25,8 @@ from .limits import (
 from .syntax import BinOp, Call, MatMul, Name, Neg, Node, Num
 
 
-class FoldError(Exception):
+class FoldError(ColumnError):
     """A refused constant at column ``col`` of its line."""
-
-    def __init__(self, col: int, message: str, expected: str = ""):
-        super().__init__(message)
-        self.col, self.message, self.expected = col, message, expected
 
 
 def fold(node: Node) -> float | None:

@@ -21,6 +21,7 @@ import math
 
 import sympy
 
+from ..errors import GatelabError
 from .functions import REGISTRY, MatVec
 
 MAX_BYTES = 64 * 1024  # a cell file (or cell text), in bytes
@@ -43,7 +44,7 @@ _FUNCTIONS = tuple(fn.cls for fn in REGISTRY if fn.cell and fn.cls is not None)
 _ALLOWED = (sympy.Symbol, sympy.Add, sympy.Mul, sympy.Pow, MatVec, *_FUNCTIONS)
 
 
-class ConstantError(ValueError):
+class ConstantError(GatelabError, ValueError):
     """A constant the language refuses: ``str()`` says what is wrong."""
 
 

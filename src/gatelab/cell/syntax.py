@@ -22,7 +22,7 @@ import keyword
 import re
 from dataclasses import dataclass, field
 
-from .errors import Problem
+from .errors import ColumnError, Problem
 from .functions import FUNCTION_ALIASES, FUNCTIONS
 from .limits import MAX_DEPTH, MAX_LITERAL_CHARS, MAX_NAME_CHARS, MAX_NODES
 
@@ -91,10 +91,8 @@ class Statement:
     size: str | None = None  # `input x : hidden`: "hidden"
 
 
-class ParseError(Exception):
-    def __init__(self, col: int, message: str, expected: str = ""):
-        super().__init__(message)
-        self.col, self.message, self.expected = col, message, expected
+class ParseError(ColumnError):
+    """A syntax error at column ``col`` of its line."""
 
 
 DIGITS = "0123456789"  # only ASCII digits make numbers: '²' or '٣' are not numbers

@@ -40,6 +40,7 @@ import torch
 from sympy.printing.c import C99CodePrinter
 
 from ..cell.functions import RegistryPrinting
+from ..errors import GatelabError
 
 GENERATOR_VERSION = "c-1"
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=c99",
@@ -56,7 +57,7 @@ _PRECISION = {
 PARALLEL_MIN = 4096  # fewer elements than this: one thread (waking the pool costs more)
 
 
-class KernelError(RuntimeError):
+class KernelError(GatelabError, RuntimeError):
     """A C kernel cannot be built or cannot take these tensors."""
 
 
