@@ -12,8 +12,8 @@ vector-Jacobian products and ends with the weight gradients as single large GEMM
 With ``compiler="triton"`` and no padding mask the forward loop runs through
 :class:`~gatelab.engine.cuda_graphs.GraphedFunction`: captured once per shape on CUDA and
 replayed, run eagerly everywhere else (CPU tensors, the Triton interpreter); so does the
-backward loop. (Written and tested through the eager path; the capture itself awaits a session
-with a GPU, see benchmarks/RESULTS-gpu.md.)
+backward loop. The capture is tested through the eager path only until a GPU run passes
+(benchmarks/RESULTS-gpu.md), which is why ``triton`` is opt-in.
 """
 
 from __future__ import annotations

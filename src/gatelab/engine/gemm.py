@@ -1,9 +1,8 @@
 """Matrix products of the engine, routed to oneDNN on the CPU where it is faster.
 
-``torch.mm`` on CPU float32 calls MKL's sgemm; on this project's AMD EPYC machine it was measured
-2-2.5x slower than oneDNN (the library ``torch.nn.LSTM`` itself uses on CPU) for the engine's
-shapes, e.g. ``(64, 256) @ (256, 1024)``: 0.32 ms vs 0.16 ms; ``(6400, 256) @ (256, 1024)``:
-~100 ms vs ~40 ms (one thread, shared machine). So float32 CPU products go through
+``torch.mm`` on CPU float32 calls MKL's sgemm, which is slower than oneDNN (the library
+``torch.nn.LSTM`` itself uses on CPU) for the engine's shapes (benchmarks/RESULTS-speed.md,
+"Measurements behind the engine's choices"). So large float32 CPU products go through
 ``torch.ops.mkldnn._linear_pointwise`` (oneDNN inner product, the op TorchInductor emits for
 ``nn.Linear``); anything else (float64, CUDA, a build without oneDNN) uses plain torch.
 """
@@ -40,9 +39,8 @@ def linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -
     return torch.nn.functional.linear(x, w, bias)
 
 
-# Below about M*K*N = 2^20 multiply-adds oneDNN's per-call cost outweighs its speed: measured
-# (1 and 2 threads) (16, 64) @ (64, 256): oneDNN 14 us, MKL 7 us; (32, 64) @ (64, 256): 16 vs
-# 12 us; even from (16, 128) @ (128, 512) = 2^20 on; (64, 256) @ (256, 1024): 164 vs 325 us.
+# Below about M*K*N = 2^20 multiply-adds oneDNN's per-call cost outweighs its speed, so small
+# products stay on MKL (the crossover is recorded in benchmarks/RESULTS-speed.md).
 _ONEDNN_MIN = 1 << 20
 
 
@@ -57,7 +55,7 @@ def weight_grad(dy: torch.Tensor, x: torch.Tensor, chunk: int = 4096) -> torch.T
     """``dy.T @ x`` summed over all rows: ``dy (M, N)``, ``x (M, K)`` -> ``(N, K)``.
 
     oneDNN wants both operands transposed; for many rows the transposes are made per chunk of
-    ``chunk`` rows (measured 2x faster than one transpose of a (131072, 512) matrix)."""
+    ``chunk`` rows, which keeps each transposed block in cache."""
     if not _use_onednn(dy):
         return dy.t() @ x
     out = None

@@ -185,9 +185,9 @@ class TorchPrinter(RegistryPrinting, Printer):
         return f"{fn.torch}({self._print(e.args[0])})"
 
     def _print_tanh(self, e: sympy.tanh) -> str:  # noqa: N802
-        # tanh(x) = 2 sigmoid(2x) - 1: torch.tanh of this CPU build (2.13, MKL) measured 20-40x
-        # slower than torch.sigmoid on (64, 256) float32; the identity is exact in real numbers
-        # and loses at most a few ulp of the [-1, 1] range in floating point.
+        # tanh(x) = 2 sigmoid(2x) - 1: torch.tanh of the pinned CPU build is much slower than
+        # torch.sigmoid (benchmarks/RESULTS-speed.md); the identity is exact in real numbers and
+        # loses at most a few ulp of the [-1, 1] range in floating point.
         return f"(2.0 * {BY_NAME['sigmoid'].torch}(2.0 * {self._print(e.args[0])}) - 1.0)"
 
     def _print_layer_norm(self, e: sympy.Expr) -> str:

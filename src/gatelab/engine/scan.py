@@ -347,7 +347,7 @@ def run_scan(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
     vecs = [tensors[v] for v in fns.plan.vector_names]
     if not x.is_cuda:
         # On a CPU a whole-sequence pass is bound by memory traffic; chunks of CHUNK_VALUES
-        # values stay in cache (measured at T=2048 N=64 H=256: 3.7 s unchunked vs below 1.2 s).
+        # values stay in cache (the gain is in benchmarks/RESULTS-speed.md).
         steps = max(16, CHUNK_VALUES // max(1, N * H))
         h_all, h = _ChunkedScan.apply(fns, H, steps, mask, x2, w, b_ih, h0, *vecs)
         return (h_all if mask is None else h_all * mask.unsqueeze(-1)), (h,)
