@@ -8,6 +8,7 @@ so it is slow and obviously right.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -22,54 +23,14 @@ from .ir import Cell
 
 def evaluate(expr: sympy.Expr, env: dict[str, torch.Tensor]) -> torch.Tensor | float:
     """Value of ``expr`` with every symbol looked up in ``env`` (signals and parameters)."""
-    return _Evaluator(env)._print(expr)
+    return closure(expr)(env)
 
 
-class _Evaluator(RegistryPrinting, Printer):
-    """A SymPy printer whose "text" is a value: tensors for signals, floats for numbers."""
-
-    def __init__(self, env: dict[str, torch.Tensor]):
-        super().__init__()
-        self.env = env
-
-    def emptyPrinter(self, expr: sympy.Basic):  # noqa: N802 - SymPy's name
-        raise TypeError(f"cannot evaluate {type(expr).__name__}")
-
-    def _print_Symbol(self, expr: sympy.Symbol):  # noqa: N802
-        return self.env[expr.name]
-
-    def _print_Number(self, expr: sympy.Number) -> float:  # noqa: N802
-        return float(expr)
-
-    def _print_MatVec(self, expr: MatVec):  # noqa: N802
-        return self._print(expr.vector) @ self.env[expr.matrix.name].T
-
-    def _print_Add(self, expr: sympy.Add):  # noqa: N802
-        out = 0.0
-        for a in expr.args:
-            out = out + self._print(a)
-        return out
-
-    def _print_Mul(self, expr: sympy.Mul):  # noqa: N802
-        out = 1.0
-        for a in expr.args:
-            out = out * self._print(a)
-        return out
-
-    def _print_Pow(self, expr: sympy.Pow):  # noqa: N802
-        base = self._print(expr.base)
-        ex = float(expr.exp)
-        if ex == 0.5:
-            return BY_NAME["sqrt"].torch_fn()(base) if torch.is_tensor(base) else math.sqrt(base)
-        return base**ex
-
-    def _print_layer_norm(self, expr: sympy.Expr) -> torch.Tensor:
-        v = self._print(expr.args[0])  # over the hidden units (the last axis) of each row
-        return torch.nn.functional.layer_norm(v, v.shape[-1:], eps=LAYER_NORM_EPS)
-
-    def _print_registered(self, expr: sympy.Expr, fn: Fn) -> torch.Tensor:
-        arg = self._print(expr.args[0])
-        return fn.torch_fn()(arg if torch.is_tensor(arg) else torch.tensor(arg))
+@functools.lru_cache(maxsize=4096)
+def closure(expr: sympy.Expr) -> Callable[[dict], torch.Tensor | float]:
+    """``expr`` as a function of the environment (name -> tensor), built once per expression:
+    the one evaluator behind :func:`evaluate`, :func:`step` and :func:`traceable_step`."""
+    return _Closures()._print(expr)
 
 
 @dataclass
@@ -172,9 +133,8 @@ def traceable_step(cell: Cell) -> StepFn:
     The SymPy walk happens here, not per call, so tracers that read Python bytecode
     (``torch.compile``, ``torch.export``) see only tensor operations and no SymPy objects.
     """
-    printer = _Closures()
-    defs = [(name, printer._print(cell.definition(name))) for _, name in cell.order]
-    nexts = [(s, printer._print(e)) for s, e in cell.nexts.items()]
+    defs = [(name, closure(cell.definition(name))) for _, name in cell.order]
+    nexts = [(s, closure(e)) for s, e in cell.nexts.items()]
     output, states = cell.output, list(cell.states)
 
     def run(env: Env) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -193,8 +153,8 @@ def traceable_step(cell: Cell) -> StepFn:
 
 
 class _Closures(RegistryPrinting, Printer):
-    """A SymPy printer whose "text" is a function of the environment (see :class:`_Evaluator`,
-    whose semantics it follows node for node)."""
+    """A SymPy printer whose "text" is a function of the environment: tensors for signals,
+    floats for numbers, so constant parts stay Python floats until they meet a tensor."""
 
     def emptyPrinter(self, expr: sympy.Basic):  # noqa: N802 - SymPy's name
         raise TypeError(f"cannot evaluate {type(expr).__name__}")
