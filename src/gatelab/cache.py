@@ -24,6 +24,9 @@ Rules every reader and writer here keeps:
 - **No path is ever read from a cache file.** Metadata (:func:`read_json`) holds counts, types,
   keys; the caller's ``validate`` checks it field by field; anything unreadable or invalid is
   treated as absent (the caller rebuilds).
+- **No change to the process.** A library is compiled (``-c``) and then linked without
+  fast-math flags, so no ``crtfastmath.o`` switches the whole process to flush-to-zero when it
+  is loaded.
 - **Atomic writes.** Everything is written in a private temporary file or folder inside the
   cache and renamed into place; builders of one library take a file lock, so a second process
   waits and then loads what the first built (it never compiles the same key twice).
@@ -68,13 +71,14 @@ except ImportError:  # not POSIX: builders are not serialised (each still loads 
     fcntl = None
 
 T = TypeVar("T")
-FORMAT_VERSION = "gatelab-cache-1"
+FORMAT_VERSION = "gatelab-cache-2"
 LIBRARY_LIMIT = 256 << 20  # a generated kernel library is far smaller: larger is not ours
 JSON_LIMIT = 1 << 20
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
 _KIND = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _HEX = re.compile(r"[0-9a-f]{64}")
 _LANGUAGES = {"c": ".c", "c++": ".cpp"}
+_FAST_MATH = {"-ffast-math", "-Ofast", "-funsafe-math-optimizations"}  # not when linking
 
 
 class CacheError(GatelabError):
@@ -353,23 +357,32 @@ def _compile(source: str, flags: Sequence[str], link: Sequence[str], language: s
     tmp = tempfile.mkdtemp(dir=cache_folder(kind), prefix=".build-")
     try:
         Path(tmp, src_name).write_text(source, encoding="utf-8")
-        cmd = [cc, *_flags(flags), "-o", "lib.so", src_name, *map(str, link)]
-        try:
-            res = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise CompileError(f"{cc} took over {timeout:g} s on a generated {language} "
-                               "library: stopped") from None
-        except OSError as e:
-            raise CompileError(f"cannot run {cc}: {e.strerror or e}") from None
-        if res.returncode != 0:
-            first = "\n".join((res.stderr or res.stdout).strip().splitlines()[:20])[:2000]
-            raise CompileError(f"{cc} failed on a generated {language} library: {first}")
+        # Compiled and linked in two runs: linking with fast-math flags adds crtfastmath.o,
+        # whose constructor would switch the whole process to flush-to-zero when the library
+        # is loaded (torch's numbers too).
+        link_flags = [f for f in _flags(flags) if f not in _FAST_MATH]
+        _run(cc, [*_flags(flags), "-c", "-o", "lib.o", src_name], tmp, timeout, language)
+        _run(cc, [*link_flags, "-o", "lib.so", "lib.o", *map(str, link)], tmp, timeout, language)
         data = _read_private(Path(tmp, "lib.so"), LIBRARY_LIMIT)
         if data is None:
             raise CompileError(f"{cc} reported success but wrote no usable library")
         return data
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run(cc: str, args: list[str], cwd: str, timeout: float, language: str) -> None:
+    try:
+        res = subprocess.run([cc, *args], cwd=cwd, capture_output=True, text=True,
+                             timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise CompileError(f"{cc} took over {timeout:g} s on a generated {language} "
+                           "library: stopped") from None
+    except OSError as e:
+        raise CompileError(f"cannot run {cc}: {e.strerror or e}") from None
+    if res.returncode != 0:
+        first = "\n".join((res.stderr or res.stdout).strip().splitlines()[:20])[:2000]
+        raise CompileError(f"{cc} failed on a generated {language} library: {first}")
 
 
 def _dlopen_bytes(data: bytes, key: str, kind: str) -> ctypes.CDLL:
