@@ -325,3 +325,32 @@ def test_the_library_is_loaded_from_verified_memory_not_the_file(root, monkeypat
     folder = str(cache.cache_folder("kernels"))
     assert seen and not any(s.startswith(folder) and s.endswith(f"{k}.so")
                             for s in seen for k in [cache.library_key(ONE_PLUS, ["-O1"])])
+
+
+@needs_cc
+def test_bench_loads_no_planted_library(root, tmp_path):
+    """``gatelab bench`` (a fresh process, C kernels on) after every cached library was swapped
+    for a planted one and every step record names it: the bench runs, the plant never does."""
+    code = ("from gatelab.engine.bench import run_benchmark; run_benchmark(T=3, N=2, H=4, "
+            "repeats=1, scan_T=8, scan_N=2, scan_H=4, memory=False, small=(3, 2, 4, 2), "
+            "threads=1); print('ok')")
+    env = {**os.environ, "GATELAB_CACHE_DIR": str(root), "PYTHONPATH": str(SRC),
+           "GATELAB_CPU_KERNELS": "c"}
+
+    def bench():
+        res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=600)
+        assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stderr[-2000:]
+
+    bench()
+    so, marker = _evil_library(tmp_path)
+    folder = cache.cache_folder("kernels")
+    libraries, records = list(folder.glob("*.so")), list(folder.glob("step-*.json"))
+    assert libraries and records
+    for lib in libraries:
+        shutil.copyfile(so, lib)
+    for rec in records:
+        n = json.loads(rec.read_text())["functions"]
+        rec.write_text(json.dumps({"library": str(so), "functions": n}))
+    bench()
+    assert not marker.exists()
