@@ -140,7 +140,7 @@ def test_any_changed_byte_fails_the_digest(root, offset, flip):
 
 
 @needs_cc
-def test_a_symlink_or_a_missing_record_is_not_loaded(root, tmp_path):
+def test_a_symlink_a_fifo_or_a_missing_record_is_not_loaded(root, tmp_path):
     cache.compiled_library(ONE_PLUS, ["-O1"])
     key = cache.library_key(ONE_PLUS, ["-O1"])
     folder = cache.cache_folder("kernels")
@@ -153,6 +153,11 @@ def test_a_symlink_or_a_missing_record_is_not_loaded(root, tmp_path):
     (folder / f"{key}.so").unlink()
     shutil.copyfile(elsewhere, folder / f"{key}.so")
     assert cache.load_library(key) is not None
+    cache._LOADED.clear()
+    (folder / f"{key}.so").unlink()
+    os.mkfifo(folder / f"{key}.so")  # would block a plain open()
+    assert cache.load_library(key) is None
+    assert cache.compiled_library(ONE_PLUS, ["-O1"]).f(1) == 2  # rebuilt over it
     cache._LOADED.clear()
     (folder / f"{key}.sha256").unlink()
     assert cache.load_library(key) is None

@@ -77,6 +77,8 @@ JSON_LIMIT = 1 << 20
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
 _KIND = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _HEX = re.compile(r"[0-9a-f]{64}")
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _LANGUAGES = {"c": ".c", "c++": ".cpp"}
 _FAST_MATH = {"-ffast-math", "-Ofast", "-funsafe-math-optimizations"}  # not when linking
 
@@ -166,7 +168,7 @@ def _read_private(path: Path, limit: int) -> bytes | None:
     """The bytes of ``path`` if it is a regular file of yours, not writable by others, at most
     ``limit`` bytes (never following a symlink); else None."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)  # a FIFO must not block
     except OSError:
         return None
     try:
@@ -233,8 +235,7 @@ def write_json(kind: str, key: str, obj: Any) -> None:
 def locked(kind: str, name: str) -> Iterator[None]:
     """An exclusive lock between processes on ``name`` in ``kind`` (held while inside)."""
     path = _entry(kind, f"{name}.lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-                 | getattr(os, "O_CLOEXEC", 0), 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _NONBLOCK, 0o600)
     try:
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -318,12 +319,21 @@ def compiled_library(source: str, flags: Sequence[str], *, link: Sequence[str] =
                 lib = _load_verified(kind, key)  # built by another process while we waited
                 if lib is None:
                     data = _compile(source, flags, link, language, kind, timeout)
-                    write_entry(kind, f"{key}{_LANGUAGES[language]}", source.encode())
-                    write_entry(kind, f"{key}.sha256", hashlib.sha256(data).hexdigest().encode())
-                    write_entry(kind, f"{key}.so", data)
+                    _publish(kind, key, language, source, data)
                     lib = _dlopen_bytes(data, key, kind)
         _LOADED[kind, key] = lib
         return lib
+
+
+def _publish(kind: str, key: str, language: str, source: str, data: bytes) -> None:
+    """Record the digest, then the library (the source beside them, for reading)."""
+    try:
+        write_entry(kind, f"{key}{_LANGUAGES[language]}", source.encode())
+        write_entry(kind, f"{key}.sha256", hashlib.sha256(data).hexdigest().encode())
+        write_entry(kind, f"{key}.so", data)
+    except OSError as e:
+        raise CacheError(f"cannot write to the cache folder {cache_folder(kind)}: "
+                         f"{e.strerror or e}") from None
 
 
 def load_library(key: str, kind: str = "kernels") -> ctypes.CDLL | None:

@@ -80,7 +80,12 @@ def _music21():
         from music21 import environment
     except ImportError:
         raise DataUnavailable(INSTALL) from None
-    environment.Environment()["directoryScratch"] = str(cache.cache_folder("music21"))
+    folder = cache.cache_folder("music21")
+    env = environment.Environment()
+    env["directoryScratch"] = str(folder)
+    if Path(env.getRootTempDir()) != folder:  # music21 escapes &, < and > in the value
+        raise DataUnavailable(f"music21 cannot keep its scratch files in {folder} (a path with "
+                              "&, < or >): set GATELAB_CACHE_DIR to a simpler path")
     return music21
 
 
