@@ -91,6 +91,11 @@ def test_a_folder_inside_another_users_or_an_open_folder_is_refused(tmp_path, mo
     _refused("without the sticky bit")
     os.chmod(shared, 0o1777)  # as /tmp: only the owner may rename it
     assert cache.cache_folder("kernels").is_dir()
+    os.chmod(shared, 0o775)
+    if cache._private_group(os.getgid()):  # group-writable by your own private group: fine
+        assert cache.cache_folder("kernels").is_dir()
+    os.chown(shared, os.getuid(), 12345)  # by a group of others: they could replace it
+    _refused("without the sticky bit")
     os.chmod(shared, 0o755)
     os.chown(shared, 12345, 12345)
     _refused("owned by uid 12345")

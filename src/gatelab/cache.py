@@ -67,8 +67,10 @@ from .errors import GatelabError
 
 try:
     import fcntl
+    import grp
+    import pwd
 except ImportError:  # not POSIX: builders are not serialised (each still loads its own build)
-    fcntl = None
+    fcntl = grp = pwd = None
 
 T = TypeVar("T")
 FORMAT_VERSION = "gatelab-cache-2"
@@ -137,7 +139,8 @@ def _private_dir(path: Path) -> Path:
 
 def _check_chain(path: Path, follow: bool) -> None:
     """Every existing ancestor of ``path`` (and ``path`` itself when it is a symlink) belongs to
-    you or root, and a directory among them that others may write into has the sticky bit."""
+    you or root, and a directory among them that others may write into has the sticky bit
+    (group-writable is fine for your own private group, as Debian's ssh allows it)."""
     uid = os.getuid()
     for p in [path, *path.parents]:
         try:
@@ -150,11 +153,23 @@ def _check_chain(path: Path, follow: bool) -> None:
             raise CacheError(f"the cache folder {path} lies in {p}, owned by uid {st.st_uid} "
                              "(another user could replace it): refused; set GATELAB_CACHE_DIR "
                              "to a folder of yours")
-        if (stat.S_ISDIR(st.st_mode) and st.st_mode & 0o022
-                and not st.st_mode & stat.S_ISVTX):
+        open_to = 0o002 if _private_group(st.st_gid) else 0o022
+        if stat.S_ISDIR(st.st_mode) and st.st_mode & open_to and not st.st_mode & stat.S_ISVTX:
             raise CacheError(f"the cache folder {path} lies in {p}, writable by group or others "
                              f"without the sticky bit (mode {stat.S_IMODE(st.st_mode):o}): "
                              "refused; set GATELAB_CACHE_DIR to a private folder")
+
+
+def _private_group(gid: int) -> bool:
+    """Whether ``gid`` is your primary group and lists no other member (a user-private group,
+    the default of Debian and Ubuntu, where a umask of 002 makes folders group-writable)."""
+    if gid != os.getgid() or grp is None or pwd is None:
+        return False
+    try:
+        me = pwd.getpwuid(os.getuid()).pw_name
+        return set(grp.getgrgid(gid).gr_mem) <= {me}
+    except KeyError:
+        return False
 
 
 def _entry(kind: str, name: str) -> Path:
