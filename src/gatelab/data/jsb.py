@@ -43,8 +43,9 @@ LOWEST_MIDI = 21  # A0, the lowest piano key
 CACHE_VERSION = 2
 CACHE_LIMIT = 1 << 30  # bytes of a cached parse read back (the corpus's is a few MB)
 SPLITS = ("train", "valid", "test")
-INSTALL = ("JSB Chorales are read from the music21 corpus, and music21 is not installed: "
-           "pip install music21 (it ships the Bach chorales; nothing is downloaded)")
+INSTALL = ("JSB Chorales are read from the music21 corpus, and music21 is not installed (the "
+           "'music' extra): pip install 'gatelab[music]' (it ships the Bach chorales; nothing "
+           "is downloaded)")
 
 
 def split_of(index: int) -> str:
