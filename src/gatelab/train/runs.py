@@ -1,5 +1,10 @@
 """Run folders: ``config.json``, ``metrics.csv``, ``checkpoint.pt``, ``vocab.json`` (text tasks).
 
+One writer per folder: a run holds an exclusive lock (``fcntl.flock`` on ``.gatelab.lock`` in the
+folder) for its whole life, so a second ``gatelab train`` into the same ``--out`` is refused
+instead of mixing two runs' files; a folder that is not empty and holds no run (the user's own
+``metrics.csv``, say) is refused before anything is written in it.
+
 Every file is written atomically (a temporary file in the same folder, then ``os.replace``), so a
 run killed at any moment leaves the previous complete version, never half a file. The checkpoint
 holds the model, the optimiser, the step, the metric rows so far and every RNG state, which is
@@ -12,12 +17,17 @@ loading a checkpoint, even one from someone else, never runs code.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import io
 import json
 import math
+import os
 import pickle
+import re
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +46,7 @@ CONFIG = "config.json"
 METRICS = "metrics.csv"
 CHECKPOINT = "checkpoint.pt"
 VOCAB = "vocab.json"
+LOCK = ".gatelab.lock"  # held (flock) by the one process writing the folder; removed after
 COLUMNS = ["step", "loss", "metric", "eval_loss", "grad_norm", "lr", "seconds", "steps_per_s"]
 MAX_CONFIG_BYTES = 1 << 24  # config.json, vocab.json: far more than any real run writes
 __all__ = ["atomic_write_bytes", "atomic_write_text"]  # re-exported: the trainer writes with them
@@ -46,6 +57,91 @@ class RunFolderError(UsageError):
     names the file and what is wrong. Nothing in the folder is changed."""
 
     exit_code = 2
+
+
+class RunFolderBusy(RunFolderError):
+    """Another process holds the folder's lock: it is training (or resuming) a run there."""
+
+
+# What gatelab itself may leave in a run folder before its config.json exists: the lock, a study's
+# trial.json, and the temporary file of an atomic write killed half-way (files.atomic_write_bytes).
+_OWN_LEFTOVERS = re.compile(r"\.gatelab\.lock|trial\.json|"
+                            r"\.(config\.json|metrics\.csv|checkpoint\.pt|vocab\.json)\.tmp\d+")
+
+
+def refuse_foreign_folder(folder: Path) -> None:
+    """:class:`RunFolderError` when ``folder`` exists but is not a folder, or is a folder that is
+    neither empty nor a gatelab run (no ``config.json``, and files gatelab does not write): a
+    run would write its ``metrics.csv`` and ``checkpoint.pt`` over whatever is there."""
+    folder = Path(folder)
+    if not (folder.exists() or folder.is_symlink()):
+        return
+    if not folder.is_dir():
+        raise RunFolderError(f"{folder} exists and is not a folder: choose another --out")
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError as e:
+        raise RunFolderError(f"{folder}: cannot list the folder ({e.strerror or e})") from None
+    if CONFIG in names:
+        return
+    foreign = [n for n in names if not _OWN_LEFTOVERS.fullmatch(n)]
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
+                                          else "")
+        raise RunFolderError(f"{folder} is not empty and holds no gatelab run (it holds "
+                             f"{shown}): nothing was written; choose a new or empty --out")
+
+
+@contextlib.contextmanager
+def lock_run_folder(folder: Path) -> Iterator[Path]:
+    """Hold the exclusive lock of ``folder`` (made if missing; removed again if it is still
+    empty at the end) until the block ends; raise :class:`RunFolderBusy` at once when another
+    process holds it.
+
+    The lock file is removed while still held, at the end. A process that opened it just before
+    then locks a file that is no longer the folder's: the inode check below sees that and tries
+    again on the new file, so two processes never both believe they hold the folder.
+    """
+    folder = Path(folder)
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(10):
+        try:
+            fd = os.open(path, flags, 0o644)
+        except OSError as e:
+            raise RunFolderError(f"{path}: cannot open the run folder's lock "
+                                 f"({e.strerror or e})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip()
+            os.close(fd)
+            pid = f" (pid {holder})" if holder.isdigit() else ""
+            raise RunFolderBusy(f"{folder} is being written by another gatelab process{pid}: "
+                                "wait for it to finish, or choose another --out") from None
+        try:
+            same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    else:
+        raise RunFolderBusy(f"{folder}: its lock keeps changing hands: another gatelab process "
+                            "is using the folder")
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield folder
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        os.close(fd)
+        if made:  # a run that failed before writing anything leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 # What torch.load raises on a file that is not a complete checkpoint: a junk or truncated zip
@@ -136,6 +232,12 @@ def read_config(folder: Path) -> dict[str, Any]:
             raise ValueError("its 'model' entry is missing or has sizes of the wrong type")
         if not isinstance(spec.get("per_step"), bool) or not data.get("cell_text"):
             raise ValueError("its 'model.per_step' or 'cell_text' entry is missing")
+        classes = data.get("classes", [])
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            raise ValueError("its 'classes' entry is not a list of names")
+        if classes and len(classes) != spec["n_out"]:
+            raise ValueError(f"its 'classes' entry names {len(classes)} classes but the model "
+                             f"has {spec['n_out']} outputs")
     except (FileProblem, UnicodeError, json.JSONDecodeError, ValueError, OverflowError) as e:
         raise RunFolderError(f"{path}: not a valid run config ({_first_line(e)})") from None
     except RecursionError:
@@ -220,16 +322,40 @@ def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+MAX_METRICS_BYTES = 1 << 26  # 64 MiB: a million evaluation rows
+
+
 def read_metrics(path: Path) -> list[dict[str, float]]:
-    """Rows of ``metrics.csv`` with numbers as floats (``step`` as int)."""
+    """Rows of ``metrics.csv`` with numbers as floats (``step`` as int).
+
+    :class:`RunFolderError` naming the file when it is not such a table: a column gatelab does
+    not write, a value that is not a number, a ``step`` that is not a whole number of at least 1
+    (``inf``, ``1e400``, ``-3``, ``2.5``) or steps out of order.
+    """
+    path = Path(path)
     if not path.is_file():
         return []
-    rows = []
-    with open(path, newline="") as f:
-        for r in csv.DictReader(f):
+    try:
+        text = read_limited(path, MAX_METRICS_BYTES, METRICS).decode("utf-8")
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if reader.fieldnames is not None and not set(reader.fieldnames) <= set(COLUMNS):
+            raise ValueError(f"unexpected columns {sorted(set(reader.fieldnames) - set(COLUMNS))}")
+        rows: list[dict[str, float]] = []
+        for r in reader:
+            if None in r:
+                raise ValueError(f"row {len(rows) + 1} has more fields than the header")
             row: dict[str, float] = {k: float(v) for k, v in r.items() if v not in ("", None)}
-            row["step"] = int(row["step"])
+            step = row.get("step")
+            if step is None or not math.isfinite(step) or step != int(step) or step < 1:
+                raise ValueError(f"row {len(rows) + 1}: step {r.get('step')!r} is not a whole "
+                                 "number of at least 1")
+            row["step"] = int(step)
+            if rows and row["step"] <= rows[-1]["step"]:
+                raise ValueError(f"row {len(rows) + 1}: step {row['step']} does not follow step "
+                                 f"{rows[-1]['step']}")
             rows.append(row)
+    except (FileProblem, UnicodeDecodeError, ValueError, csv.Error) as e:
+        raise RunFolderError(f"{path}: not a valid metrics file ({_first_line(e)})") from None
     return rows
 
 
@@ -301,23 +427,31 @@ class Run:
 
 
 def load_run(path: str | Path, checkpoint: str = CHECKPOINT) -> Run:
-    """Load a run folder written by :func:`gatelab.train.train`."""
+    """Load a run folder written by :func:`gatelab.train.train`.
+
+    :class:`RunFolderError` naming the file when the folder has no checkpoint yet (its model
+    would be random weights, not the run's) or its files do not fit each other.
+    """
     path = Path(path)
     config = read_config(path)
     vocab = load_vocab(path)
     spec = config["model"]
+    if (vocab is None) != (spec["vocab_size"] == 0) or (
+            vocab is not None and len(vocab) != spec["vocab_size"]):
+        have = "none" if vocab is None else f"{len(vocab)} tokens"
+        raise RunFolderError(f"{path / VOCAB}: the run's vocabulary ({have}) does not fit its "
+                             f"embedding of {spec['vocab_size']} tokens in {CONFIG}")
     cell = saved_cell(config, path)
     model = SequenceModel(cell, input_size=spec["input_size"], vocab_size=spec["vocab_size"],
                           embed=config["embed"], hidden=config["hidden"],
                           layers=config["layers"], n_out=spec["n_out"],
                           per_step=spec["per_step"], dropout=config["dropout"])
     ck = path / checkpoint
-    if ck.is_file():
-        load_weights(model, load_checkpoint(ck)["model"], ck)
+    if not ck.is_file():
+        raise RunFolderError(f"{ck} is missing: the run in {path} has no trained weights yet "
+                             "(it stopped before its first checkpoint); finish it with "
+                             "`gatelab train ... --resume`")
+    load_weights(model, load_checkpoint(ck)["model"], ck)
     model.eval()
-    try:
-        metrics = read_metrics(path / METRICS)
-    except (ValueError, KeyError, TypeError, csv.Error, UnicodeDecodeError) as e:
-        raise RunFolderError(f"{path / METRICS}: not a valid metrics file "
-                             f"({_first_line(e)})") from None
+    metrics = read_metrics(path / METRICS)
     return Run(path, config, metrics, model, vocab)
