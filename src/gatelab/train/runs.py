@@ -92,6 +92,29 @@ def refuse_foreign_folder(folder: Path) -> None:
                              f"{shown}): nothing was written; choose a new or empty --out")
 
 
+def refuse_busy_folder(folder: Path) -> None:
+    """:class:`RunFolderBusy` when another process holds ``folder``'s lock; reads only (a
+    shared lock tried and dropped), so a refused command writes nothing."""
+    try:
+        fd = os.open(Path(folder) / LOCK, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return  # no lock file (or not one we can read): lock_run_folder decides
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        raise _busy(folder, os.read(fd, 32)) from None
+    finally:
+        os.close(fd)  # also drops the shared lock
+
+
+def _busy(folder: Path, holder: bytes) -> RunFolderBusy:
+    text = holder.decode("ascii", "replace").strip()
+    pid = f" (pid {text})" if text.isdigit() else ""
+    return RunFolderBusy(f"{folder} is being written by another gatelab process{pid}: wait for "
+                         "it to finish, or choose another --out")
+
+
 @contextlib.contextmanager
 def lock_run_folder(folder: Path) -> Iterator[Path]:
     """Hold the exclusive lock of ``folder`` (made if missing; removed again if it is still
@@ -116,11 +139,9 @@ def lock_run_folder(folder: Path) -> Iterator[Path]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            holder = os.read(fd, 32).decode("ascii", "replace").strip()
+            holder = os.read(fd, 32)
             os.close(fd)
-            pid = f" (pid {holder})" if holder.isdigit() else ""
-            raise RunFolderBusy(f"{folder} is being written by another gatelab process{pid}: "
-                                "wait for it to finish, or choose another --out") from None
+            raise _busy(folder, holder) from None
         try:
             same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
@@ -255,46 +276,75 @@ def saved_cell(data: dict[str, Any], folder: Path):  # noqa: ANN201 - gatelab.Ce
                              f"({e.problems[0]})") from None
 
 
-def load_weights(module: torch.nn.Module, weights: dict, path: Path, what: str = "model"
-                 ) -> None:
+def load_weights(module: torch.nn.Module | torch.optim.Optimizer, weights: dict, path: Path,
+                 what: str = "model") -> None:
     """``module.load_state_dict(weights)``, or :class:`RunFolderError` when the checkpoint's
     tensors do not fit the model the config describes (wrong keys or shapes, a swapped
-    ``cell_text``)."""
+    ``cell_text``). An optimiser's state is checked entry by entry first
+    (:func:`check_optimiser_state`)."""
+    if isinstance(module, torch.optim.Optimizer):
+        check_optimiser_state(module, weights, path)
     try:
         module.load_state_dict(weights)
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
         raise RunFolderError(f"{path}: its {what} does not fit the run's {CONFIG} (another "
                              f"cell or other sizes): {_first_line(e)}") from None
-    if isinstance(module, torch.optim.Optimizer):
-        _check_optimiser(module, path)
-    else:  # gatelab never saves non-finite weights (trainer.TrainingDiverged): a damaged file
+    if not isinstance(module, torch.optim.Optimizer):
+        # gatelab never saves non-finite weights (trainer.TrainingDiverged): a damaged file
         for name, p in module.state_dict().items():
             if p.is_floating_point() and not bool(torch.isfinite(p).all()):
                 raise RunFolderError(f"{path}: its weight {name} holds NaN or inf, which "
                                      "gatelab never saves; the file was damaged")
 
 
-def _check_optimiser(optim: torch.optim.Optimizer, path: Path) -> None:
-    """What ``load_state_dict`` does not check and ``step()`` would trip on later: numeric
-    hyperparameters, and per-parameter buffers shaped like their parameter."""
-    def number(v: Any) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+_ADAM_BUFFERS = ("exp_avg", "exp_avg_sq")
 
-    for group in optim.param_groups:
-        for key in ("lr", "eps", "weight_decay"):
-            if key in group and not number(group[key]):
-                raise RunFolderError(f"{path}: its optimiser state has an invalid {key!r} "
-                                     f"({group[key]!r})")
-        betas = group.get("betas", (0.9, 0.999))
-        if not (isinstance(betas, (tuple, list)) and len(betas) == 2
-                and all(number(b) for b in betas)):
-            raise RunFolderError(f"{path}: its optimiser state has invalid betas ({betas!r})")
-        for p in group["params"]:
-            for key, v in optim.state.get(p, {}).items():
-                if torch.is_tensor(v) and v.dim() > 0 and v.shape != p.shape:
-                    raise RunFolderError(f"{path}: its optimiser buffer {key!r} has shape "
-                                         f"{tuple(v.shape)}, not its parameter's "
-                                         f"{tuple(p.shape)}")
+
+def check_optimiser_state(optim: torch.optim.Optimizer, saved: Any, path: Path) -> None:
+    """:class:`RunFolderError` unless ``saved`` is what the trainer's ``torch.optim.Adam``
+    (``optim``, freshly made with the run's settings) writes: the same hyperparameters (the
+    trainer never changes them), and per parameter a step count ``k ≥ 1`` and finite moment
+    buffers shaped and typed like the parameter, the second one ``≥ 0``. Checked before
+    ``load_state_dict``, which accepts much of this and lets ``step()`` fail or compute NaN."""
+    def refuse(why: str) -> None:
+        raise RunFolderError(f"{path}: its optimiser state {why}; the file was damaged or was "
+                             "not written by gatelab")
+
+    fresh = optim.state_dict()
+    params = [p for group in optim.param_groups for p in group["params"]]
+    if not isinstance(saved, dict) or set(saved) != {"state", "param_groups"}:
+        refuse("is not a dict of 'state' and 'param_groups'")
+    groups = saved["param_groups"]
+    if not isinstance(groups, list) or len(groups) != len(fresh["param_groups"]):
+        refuse("has another number of parameter groups")
+    for group, want in zip(groups, fresh["param_groups"], strict=True):
+        if not isinstance(group, dict) or not set(group) <= set(want) or "params" not in group:
+            refuse("has settings gatelab's Adam does not have")
+        for key, value in group.items():
+            if type(value) is not type(want[key]) or value != want[key]:
+                refuse(f"has {key} = {str(value)[:60]}, where this run's Adam has "
+                       f"{str(want[key])[:60]}")
+    state = saved["state"]
+    if not isinstance(state, dict) or not all(
+            type(k) is int and 0 <= k < len(params) for k in state):
+        refuse("is not keyed by the run's parameter numbers")
+    for k, entry in state.items():
+        p = params[k]
+        if not isinstance(entry, dict) or set(entry) != {"step", *_ADAM_BUFFERS}:
+            refuse(f"for parameter {k} does not hold exactly step, exp_avg and exp_avg_sq")
+        step = entry["step"]
+        if not (torch.is_tensor(step) and step.dim() == 0 and step.is_floating_point()
+                and bool(torch.isfinite(step)) and 1 <= float(step) <= 2 ** 53
+                and float(step) == int(step)):
+            refuse(f"for parameter {k} has an invalid step count")
+        for name in _ADAM_BUFFERS:
+            v = entry[name]
+            if not (torch.is_tensor(v) and v.shape == p.shape and v.dtype == p.dtype
+                    and bool(torch.isfinite(v).all())):
+                refuse(f"for parameter {k} has a {name} that is not a finite tensor of the "
+                       f"parameter's shape {tuple(p.shape)} and type")
+        if bool((entry["exp_avg_sq"] < 0).any()):
+            refuse(f"for parameter {k} has a negative exp_avg_sq")
 
 
 def load_vocab(folder: Path) -> Vocab | None:

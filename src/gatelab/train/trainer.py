@@ -48,6 +48,7 @@ from .runs import (
     load_weights,
     lock_run_folder,
     read_config,
+    refuse_busy_folder,
     refuse_foreign_folder,
     refuse_odd_run_files,
     restore_rng,
@@ -153,6 +154,7 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False) -> P
                          "use --nproc 1 with --device mps")
     out = run_folder(config)
     # Refusals that need no write come first: a refused command leaves the folder as it was.
+    refuse_busy_folder(out)
     refuse_odd_run_files(out)
     refuse_foreign_folder(out)
     holds_run = (out / CHECKPOINT).is_file() or (out / CONFIG).is_file()
