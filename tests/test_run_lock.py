@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 from gatelab.cli import app
 from gatelab.errors import GatelabError
 from gatelab.train import TrainConfig, train
-from gatelab.train.runs import LOCK, RunFolderBusy, RunFolderError, lock_run_folder
+from gatelab.train.folder_lock import LOCK, RunFolderBusy, lock_run_folder
+from gatelab.train.runs import RunFolderError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(task="adding", cell="mgu", T=6, hidden=4, batch=4, eval_size=8)

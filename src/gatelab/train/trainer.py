@@ -33,6 +33,7 @@ from rich.progress import (
 from ..cell import cell_text, load_cell
 from ..errors import GatelabError, UsageError
 from .config import TrainConfig
+from .folder_lock import lock_run_folder, refuse_busy_folder, refuse_foreign_folder
 from .models import build_model, param_count
 from .runs import (
     CHECKPOINT,
@@ -46,10 +47,7 @@ from .runs import (
     load_checkpoint,
     load_vocab,
     load_weights,
-    lock_run_folder,
     read_config,
-    refuse_busy_folder,
-    refuse_foreign_folder,
     refuse_odd_run_files,
     restore_rng,
     save_checkpoint,
