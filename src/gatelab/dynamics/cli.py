@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,25 @@ PLOT = typer.Option(None, "--plot", help="write STEM.png and STEM.svg")
 
 
 
+def check_plot_stem(stem: Path | None) -> None:
+    """:class:`UsageError` (before any work) unless ``stem`` can name ``STEM.png`` and
+    ``STEM.svg``: not a folder, not a name ending in a separator, not empty."""
+    if stem is None:
+        return
+    text = str(stem)
+    if not stem.name or text.endswith(("/", "\\")) or stem.is_dir():
+        raise UsageError(f"--plot {text!r} is a folder: give a file stem such as "
+                         f"{Path(text) / 'figure'} (writes figure.png and figure.svg there)")
+
+
+def _report_written(paths: list[Path]) -> None:
+    """Say which figures were written, after checking that each one is there."""
+    missing = [str(p) for p in paths if not (p.is_file() and p.stat().st_size > 0)]
+    if missing:
+        raise UsageError(f"the figure was not written: {', '.join(missing)} is missing or empty")
+    err.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
+
+
 def _plot(kind: str, result: Any, stem: Path | None) -> None:
     if stem is None:
         return
@@ -54,8 +74,7 @@ def _plot(kind: str, result: Any, stem: Path | None) -> None:
 
     draw = {"law": lambda r, s: plots.law_plot([r], s), "clip": plots.clip_plot,
             "spectrum": plots.spectrum_plot}[kind]
-    paths = draw(result, stem)
-    err.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
+    _report_written(draw(result, stem))
 
 
 def _samples(n: int, count: int = 11) -> list[int]:
@@ -82,6 +101,11 @@ def law(sigma_max: float = typer.Option(..., "--sigma-max", help="largest singul
     """Measure ‖∂h_t/∂h_0‖ of a linear RNN with W = U diag(σ) Vᵀ and fit its per-step rate."""
     from .law import measure_law
 
+    check_plot_stem(plot)
+    if not math.isfinite(sigma_max) or (sigma_max > 1 and steps * math.log(sigma_max)
+                                        >= math.log(sys.float_info.max)):
+        raise UsageError(f"--sigma-max {sigma_max:g} with --steps {steps}: σ_max^T is not a "
+                         "finite number; choose a smaller --sigma-max or fewer --steps")
     with err.status("unrolling and differentiating"):
         r = measure_law(sigma_max, steps=steps, hidden=hidden, sigma_min=sigma_min,
                         activation=activation.value, coupling=coupling.value, seed=seed)
@@ -114,6 +138,8 @@ def flow(cell: str = typer.Argument(None, help="built-in cell name or .cell file
     """‖∂L/∂s_k‖ against the distance T−k (median and quartiles over a batch)."""
     from .flow import gradient_flow, parse_settings, trained_flow
 
+    check_plot_stem(plot)
+
     def run():
         if trained is not None:
             return trained_flow(trained, steps=steps, batch=batch, settings=settings, seed=seed)
@@ -132,8 +158,7 @@ def flow(cell: str = typer.Argument(None, help="built-in cell name or .cell file
         from . import plots
 
         label = ", ".join(f"{k}={v:g}" for k, v in r.force.items()) or "gates free"
-        paths = plots.flow_plot([(f"{r.cell} ({r.state})", [(label, r)])], plot)
-        err.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
+        _report_written(plots.flow_plot([(f"{r.cell} ({r.state})", [(label, r)])], plot))
     if format == Format.json:
         print(json.dumps(r.to_json()))
         return
@@ -169,8 +194,11 @@ def clip(steps: int = typer.Option(200, "--steps", help="SGD steps per run"),
          seed: int = typer.Option(0, "--seed"),
          format: Format = FORMAT, plot: Path = PLOT) -> None:
     """Train a plain RNN with σ_max > 1: no clipping vs norm clipping vs value clipping."""
-    from .clip import clip_experiment
+    from .clip import check_clip_options, clip_experiment
 
+    check_plot_stem(plot)
+    check_clip_options(steps=steps, seq_len=seq_len, hidden=hidden, batch=batch,
+                       sigma_max=sigma_max, lr=lr, max_norm=max_norm, clip_value=clip_value)
     with _progress() as progress:
         task = progress.add_task("training 3 runs", total=3 * steps)
         r = clip_experiment(
@@ -201,6 +229,7 @@ def spectrum(run: Path = typer.Argument(..., help="a trained run folder"),
     """Singular values of every recurrent matrix (W @ v with v depending on a state)."""
     from .spectrum import run_spectrum
 
+    check_plot_stem(plot)
     with err.status("loading the run"):
         r = run_spectrum(run)
     _plot("spectrum", r, plot)

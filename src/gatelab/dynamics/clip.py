@@ -121,16 +121,27 @@ def _train(mode: str, *, steps: int, seq_len: int, hidden: int, batch: int, sigm
                    final_loss=sum(tail) / len(tail), peak_loss=max(_finite(losses)))
 
 
+def check_clip_options(*, steps: int, seq_len: int, hidden: int, batch: int, sigma_max: float,
+                       lr: float, max_norm: float, clip_value: float) -> None:
+    """:class:`UsageError` for sizes below their minimum and for a rate, norm or value that is
+    not a finite positive number (``inf`` would train nothing and report it as a result)."""
+    if steps < 1 or seq_len < 2 or hidden < 1 or batch < 1:
+        raise UsageError("--steps, --hidden and --batch must be at least 1 and --seq-len "
+                         "at least 2")
+    named = {"--sigma-max": sigma_max, "--lr": lr, "--max-norm": max_norm,
+             "--clip-value": clip_value}
+    for name, v in named.items():
+        if not (math.isfinite(v) and v > 0):
+            raise UsageError(f"{name} must be a finite positive number, not {v:g}")
+
+
 def clip_experiment(*, steps: int = 200, seq_len: int = 100, hidden: int = 32, batch: int = 32,
                     sigma_max: float = 2.0, lr: float = 0.1, max_norm: float = 1.0,
                     clip_value: float = 0.1, seed: int = 0,
                     tick: Callable[[], None] = lambda: None) -> ClipResult:
     """Run the three trainings (``3 × steps`` SGD steps; ``tick`` is called after each)."""
-    if steps < 1 or seq_len < 2 or hidden < 1 or batch < 1:
-        raise UsageError("--steps, --hidden and --batch must be at least 1 and --seq-len "
-                         "at least 2")
-    if not (sigma_max > 0 and lr > 0 and max_norm > 0 and clip_value > 0):
-        raise UsageError("--sigma-max, --lr, --max-norm and --clip-value must be positive")
+    check_clip_options(steps=steps, seq_len=seq_len, hidden=hidden, batch=batch,
+                       sigma_max=sigma_max, lr=lr, max_norm=max_norm, clip_value=clip_value)
     result = ClipResult(cell="rnn", steps=steps, seq_len=seq_len, hidden=hidden, batch=batch,
                         sigma_max=sigma_max, lr=lr, max_norm=max_norm, clip_value=clip_value,
                         seed=seed, trivial_loss=1.0 / 6.0)

@@ -1,9 +1,18 @@
-"""A read-only static server for the report: binds 127.0.0.1 and never leaves its folder."""
+"""A read-only static server for the report: binds 127.0.0.1 and never leaves its folder.
+
+It answers only requests addressed to itself (a ``Host`` of ``127.0.0.1:PORT``,
+``localhost:PORT`` or ``[::1]:PORT``; anything else gets 421), so a web page cannot reach it
+through DNS rebinding; it closes a connection idle for :data:`IDLE_SECONDS`, refuses a request
+line or header block longer than :data:`MAX_REQUEST_LINE` / :data:`MAX_HEAD_BYTES`, and sends
+files in chunks of :data:`CHUNK` bytes, never reading a whole file into memory.
+"""
 
 from __future__ import annotations
 
 import errno
 import mimetypes
+import os
+import stat
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -12,6 +21,31 @@ from urllib.parse import unquote, urlsplit
 from ..errors import GatelabError
 
 MAX_URL = 2048  # longer request paths get 414; file names are far shorter
+MAX_REQUEST_LINE = 4096  # "GET <path> HTTP/1.1": longer gets 414
+MAX_HEAD_BYTES = 16384  # the request line and every header together: more gets 431
+IDLE_SECONDS = 10.0  # a connection that sends nothing for this long is closed
+CHUNK = 1 << 16  # bytes read from a file and sent at a time
+
+
+class _HeadReader:
+    """The connection's reader, allowing at most ``budget`` bytes of request line and headers
+    (``exceeded`` says when a request wanted more). Bodies are not read: GET and HEAD only."""
+
+    def __init__(self, raw, budget: int) -> None:  # noqa: ANN001 - a socket file
+        self.raw, self.left, self.exceeded = raw, budget, False
+
+    def readline(self, size: int = -1) -> bytes:
+        if self.left <= 0:
+            self.exceeded = True
+            return b""
+        line = self.raw.readline(self.left if size < 0 else min(size, self.left))
+        self.left -= len(line)
+        if self.left <= 0 and not line.endswith(b"\n"):
+            self.exceeded = True
+        return line
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - read, close, ... of the socket file
+        return getattr(self.raw, name)
 
 
 def resolve(root: Path, url_path: str) -> Path | None:
@@ -32,8 +66,69 @@ def resolve(root: Path, url_path: str) -> Path | None:
         return None
 
 
-def make_handler(root: Path) -> type[BaseHTTPRequestHandler]:
+def _open_regular(path: Path) -> tuple[int, int] | None:
+    """``(fd, size)`` of the regular file ``path``, or None (gone, unreadable, or swapped for a
+    FIFO or device since it was resolved: O_NONBLOCK keeps a FIFO from blocking the open)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+                     | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        return None
+    return fd, st.st_size
+
+
+def make_handler(root: Path, idle_seconds: float = IDLE_SECONDS
+                 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        timeout = idle_seconds  # socketserver puts it on the connection: idle ones are closed
+
+        def setup(self) -> None:
+            super().setup()
+            self._raw_rfile = self.rfile
+
+        def handle_one_request(self) -> None:
+            """http.server's, with the request line and headers bounded and the ``Host``
+            checked before any method runs."""
+            head = self.rfile = _HeadReader(self._raw_rfile, MAX_HEAD_BYTES)
+            try:
+                self.raw_requestline = head.readline(MAX_REQUEST_LINE + 1)
+                if len(self.raw_requestline) > MAX_REQUEST_LINE or head.exceeded:
+                    self.requestline = self.request_version = self.command = ""
+                    self.close_connection = True
+                    self.send_error(414, "request line too long")
+                    return
+                if not self.raw_requestline:
+                    self.close_connection = True
+                    return
+                if not self.parse_request():
+                    return  # an error has been sent
+                if head.exceeded:
+                    self.close_connection = True
+                    self.send_error(431, "request headers too large")
+                    return
+                if not self._host_is_mine():
+                    self.close_connection = True
+                    self.send_error(421, "this server answers only to 127.0.0.1, localhost "
+                                         "and [::1] on its own port")
+                    return
+                method = getattr(self, "do_" + self.command, None)
+                if method is None:
+                    self.send_error(501, f"unsupported method ({self.command!r})")
+                    return
+                method()
+                self.wfile.flush()
+            except TimeoutError:
+                self.close_connection = True  # idle (or too slow): dropped without a word
+
+        def _host_is_mine(self) -> bool:
+            port = self.server.server_address[1]
+            host = (self.headers.get("Host") or "").strip().lower()
+            return host in {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}
+
         def do_GET(self) -> None:  # noqa: N802 - http.server naming
             self._send(body=True)
 
@@ -45,21 +140,26 @@ def make_handler(root: Path) -> type[BaseHTTPRequestHandler]:
                 self.send_error(414, "URI too long")
                 return
             target = resolve(root, self.path)
-            try:
-                data = target.read_bytes() if target is not None else None
-            except OSError:  # unreadable, or gone since it was resolved
-                data = None
-            if data is None:
+            opened = _open_regular(target) if target is not None else None
+            if opened is None:
                 self.send_error(404, "not found")
                 return
-            ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-            self.send_response(200)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("X-Content-Type-Options", "nosniff")
-            self.end_headers()
-            if body:
-                self.wfile.write(data)
+            fd, size = opened
+            with os.fdopen(fd, "rb") as f:
+                ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(size))
+                self.send_header("X-Content-Type-Options", "nosniff")
+                self.end_headers()
+                left = size if body else 0
+                while left > 0:
+                    chunk = f.read(min(CHUNK, left))
+                    if not chunk:  # the file shrank since: the client sees a short answer
+                        self.close_connection = True
+                        break
+                    self.wfile.write(chunk)
+                    left -= len(chunk)
 
         def log_message(self, format: str, *args: object) -> None:
             pass  # successful requests are not logged
@@ -105,13 +205,15 @@ class _Server(ThreadingHTTPServer):
                          f"{type(e).__name__}: {e}\n")
 
 
-def make_server(folder: Path, port: int = 0) -> ThreadingHTTPServer:
-    """A server for ``folder`` bound to 127.0.0.1 (port 0 picks a free one). Raises ServeError
-    for a missing folder, a port out of range, or a port that cannot be bound."""
+def make_server(folder: Path, port: int = 0, idle_seconds: float = IDLE_SECONDS
+                ) -> ThreadingHTTPServer:
+    """A server for ``folder`` bound to 127.0.0.1 (port 0 picks a free one) that closes
+    connections idle for ``idle_seconds``. Raises ServeError for a missing folder, a port out
+    of range, or a port that cannot be bound."""
     check_port(port)
     check_folder(folder)
     try:
-        return _Server((HOST, port), make_handler(folder))
+        return _Server((HOST, port), make_handler(folder, idle_seconds))
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
             raise ServeError(f"port {port} on {HOST} is in use; pick another with --port "

@@ -58,6 +58,7 @@ def register(app: typer.Typer) -> None:
         """Random search over cells and hyperparameters (Ray Tune), then the analysis:
         box plots, Welch/rank tests against the vanilla cell, fANOVA importances."""
         from .analysis import markdown, write_summary
+        from .runner import TrialsFailed
 
         try:
             if report is not None:
@@ -66,14 +67,19 @@ def register(app: typer.Typer) -> None:
                 console.print(f"wrote {report}/summary.md, summary.json and figures",
                               highlight=False)
                 return
-            folder = _run(task, cells, trials, seeds, config, out, cpus, gpus_per_trial,
-                          address, resume, asha, search_seed, {
-                              "steps": steps, "hidden": hidden, "layers": layers,
-                              "batch": batch, "lr": lr, "clip": clip, "T": T,
-                              "dropout": dropout, "forget_bias": forget_bias,
-                              "eval_every": eval_every, "train_size": train_size,
-                              "eval_size": eval_size, "device": device, "threads": threads,
-                              "data_path": str(data.resolve()) if data else None})
+            try:
+                folder = _run(task, cells, trials, seeds, config, out, cpus, gpus_per_trial,
+                              address, resume, asha, search_seed, {
+                                  "steps": steps, "hidden": hidden, "layers": layers,
+                                  "batch": batch, "lr": lr, "clip": clip, "T": T,
+                                  "dropout": dropout, "forget_bias": forget_bias,
+                                  "eval_every": eval_every, "train_size": train_size,
+                                  "eval_size": eval_size, "device": device,
+                                  "threads": threads,
+                                  "data_path": str(data.resolve()) if data else None})
+            except TrialsFailed as failed:
+                _summarise_what_finished(failed.folder)
+                raise  # its lines name every failed trial; exit status 1
             summary = write_summary(folder)
         except OSError as e:  # the disk, not the input: one line all the same
             _fail(f"{e.filename or 'study'}: {e.strerror or e}")
@@ -83,6 +89,20 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(130) from None
         console.print(markdown(summary), highlight=False)
         console.print(f"wrote {folder}/summary.md, summary.json and figures", highlight=False)
+
+
+def _summarise_what_finished(folder: Path) -> None:
+    """The summary of the trials that did finish, when there are any (a study whose trials
+    all failed has none)."""
+    from ..errors import GatelabError
+    from .analysis import markdown, write_summary
+
+    try:
+        summary = write_summary(folder)
+    except (GatelabError, OSError, ValueError):
+        return
+    console.print(markdown(summary), highlight=False)
+    console.print(f"wrote {folder}/summary.md, summary.json and figures", highlight=False)
 
 
 def _run(task, cells, trials, seeds, config, out, cpus, gpus_per_trial, address, resume,  # noqa: ANN001

@@ -13,14 +13,23 @@ same trials. A resumed study skips every trial whose ``trial.json`` is final and
 others from their last checkpoint (``gatelab train --resume``), so nothing finished is rerun.
 
 Local Ray: started inside the command in Ray's single-machine mode
-(``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``), which keeps every listener on 127.0.0.1.
+(``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``), which keeps every listener on 127.0.0.1. Its session
+files go to the study folder's ``.ray-tmp/`` (Ray's Unix sockets need a short path: a study folder
+whose path is too long gets a private temporary folder instead, removed at the end), and its
+authentication token is made for this study and handed to Ray in the environment, so nothing is
+written to ``/tmp/ray`` or ``~/.ray``.
 ``address``: an existing cluster (``HOST:PORT`` or ``auto``); the run folders must then be on a
-file system every node sees (the same path).
+file system every node sees (the same path). ``HOST:PORT`` is probed first (a bounded connect):
+an address where nothing answers is refused at once instead of letting Ray wait for it.
+
+A trial that fails (its config, its run folder) is recorded as ``failed`` with its one-line
+reason in ``trial.json``; the study then ends with :class:`TrialsFailed` (exit status 1) naming
+every failed trial.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import contextlib
 import json
 import math
 import os
@@ -30,8 +39,11 @@ from typing import Any
 
 from rich.console import Console
 
+from ..errors import GatelabError
 from ..files import read_limited, safe_name
+from ..train.folder_lock import lock_run_folder
 from ..train.runs import atomic_write_text
+from .ray_setup import init_ray, probe_address, ray_environment, ray_home
 from .space import StudyError, StudySpec, make_plan, spec_from_dict, spec_to_dict
 
 PLAN = "plan.json"
@@ -42,6 +54,47 @@ FINAL = ("done", "diverged", "stopped", "failed")
 MAX_PLAN_BYTES = 1 << 26  # 64 MiB: a plan of 5,400 trials (Greff's whole study) is ~4 MiB
 MAX_TRIAL_BYTES = 1 << 20
 TRIAL_TYPES = {"id": str, "cell": str, "draw": int, "seed": int, "params": dict, "config": dict}
+
+
+class TrialsFailed(GatelabError):
+    """Some trials failed (not diverged: they could not run). ``failures``: ``(trial id,
+    one-line reason)`` pairs; the command prints one line per trial and exits with status 1."""
+
+    exit_code = 1
+
+    def __init__(self, folder: Path, total: int, failures: list[tuple[str, str]]) -> None:
+        self.folder, self.total, self.failures = folder, total, failures
+        super().__init__(f"{len(failures)} of {total} trial(s) of {folder} failed")
+
+    def lines(self) -> list[str]:
+        return [f"error: {self}:", *(f"  {tid}: {why}" for tid, why in self.failures)]
+
+
+def one_line(e: BaseException) -> str:
+    """``Type: first line of the message`` (at most 300 characters): what a trial's failure
+    is reported as."""
+    text = (str(e).strip().splitlines() or [""])[0]
+    kind = type(e).__name__
+    return (f"{kind}: {text}" if text and not isinstance(e, GatelabError) else text or kind)[:300]
+
+
+def failed_trials(folder: Path, plan: list[dict[str, Any]],
+                  ray_errors: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """``(trial id, reason)`` for every trial of ``plan`` that failed: its ``trial.json`` says
+    ``failed``, or Ray reported an error for it (``ray_errors``: trial id -> reason) and it left
+    no final record. Diverged and stopped trials are results, not failures."""
+    ray_errors = ray_errors or {}
+    out = []
+    for t in plan:
+        st = trial_status(folder, t["id"]) or {}
+        status = st.get("status")
+        if status == "failed":
+            msg = st.get("message")
+            out.append((t["id"], msg if isinstance(msg, str) and msg else
+                        ray_errors.get(t["id"], "failed (no reason recorded)")))
+        elif status not in FINAL and t["id"] in ray_errors:
+            out.append((t["id"], ray_errors[t["id"]]))
+    return out
 
 
 def trial_status(folder: Path, tid: str) -> dict[str, Any] | None:
@@ -107,79 +160,44 @@ def run_trial(config: dict[str, Any]) -> None:
     from ray import tune
 
     from ..train.config import TrainConfig
-    from ..train.runs import CHECKPOINT, METRICS, read_metrics
-    from ..train.trainer import TrainError, TrainingDiverged, train
+    from ..train.runs import METRICS, read_metrics
+    from ..train.trainer import TrainingDiverged, train
 
     trial, rungs = config["trial"], int(config["rungs"])
-    base = TrainConfig(**trial["config"])
-    out = Path(base.out)
-    total = base.steps
-    every = base.eval_every or max(1, total // 20)
-    higher = None
+    out = Path(trial["config"]["out"])
     t0 = time.time()
-    for r in range(1, rungs + 1):
-        steps = max(1, math.ceil(total * r / rungs))
-        cfg = TrainConfig(**{**trial["config"], "steps": steps, "eval_every": every})
-        resume = (out / CHECKPOINT).is_file()
-        try:
-            train(cfg, progress=False, resume=resume)
-        except TrainingDiverged as e:
-            _write_status(out, trial, status="diverged", metric=None, step=None,
-                          message=str(e), seconds=round(time.time() - t0, 2))
-            tune.report({"metric": math.nan, "diverged": 1, "step": steps})
-            return
-        except TrainError as e:
-            _write_status(out, trial, status="failed", metric=None, step=None, message=str(e))
-            raise
-        rows = read_metrics(out / METRICS)
-        if higher is None:
-            higher = json.loads((out / "config.json").read_text())["higher_is_better"]
-        metric, step = rows[-1]["metric"], int(rows[-1]["step"])
-        final = r == rungs
-        _write_status(out, trial, status="done" if final else "running", metric=metric,
-                      step=step, seconds=round(time.time() - t0, 2),
-                      higher_is_better=higher)
-        tune.report({"metric": metric, "diverged": 0, "step": step})
-
-
-def _on_loopback(address: str) -> str | None:
-    """The host of ``HOST:PORT`` when it is in 127.0.0.0/8 (else None)."""
-    host = address.rsplit(":", 1)[0]
     try:
-        return host if ipaddress.ip_address(host).is_loopback else None
-    except ValueError:
-        return None
-
-
-def _ray_environment(address: str | None) -> None:
-    """Environment Ray reads when it is imported and started."""
-    # Tune's own console output and result loggers off: the study prints its own lines and
-    # keeps its results in the run folders.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if address is None:
-        # Single-machine mode: every Ray listener on 127.0.0.1 (Ray's default picks eth0).
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-
-
-def _init_ray(address: str | None, cpus: int, gpus: float) -> bool:
-    """Connect to (or start) Ray; returns whether this call started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    quiet = dict(include_dashboard=False, log_to_driver=False, configure_logging=True,
-                 logging_level="ERROR")
-    if address is None:
-        # address="local": a new Ray of our own, even when `ray start` left a cluster's
-        # address in /tmp/ray (plain ray.init() would join that one instead).
-        ray.init(address="local", num_cpus=cpus, num_gpus=gpus or None, **quiet)
-        return True
-    host = _on_loopback(address)
-    extra = {"_node_ip_address": host} if host else {}  # else Ray rewrites it to eth0's
-    ray.init(address=address, log_to_driver=False, logging_level="ERROR", **extra)
-    return True
+        base = TrainConfig(**trial["config"])
+        total = base.steps
+        every = base.eval_every or max(1, total // 20)
+        higher = None
+        for r in range(1, rungs + 1):
+            steps = max(1, math.ceil(total * r / rungs))
+            cfg = TrainConfig(**{**trial["config"], "steps": steps, "eval_every": every})
+            # resume=True also for a trial killed before its first checkpoint: the trainer
+            # starts such a run again from step 0 (a fresh folder is simply a new run).
+            try:
+                train(cfg, progress=False, resume=True)
+            except TrainingDiverged as e:
+                _write_status(out, trial, status="diverged", metric=None, step=None,
+                              message=str(e), seconds=round(time.time() - t0, 2))
+                tune.report({"metric": math.nan, "diverged": 1, "step": steps})
+                return
+            rows = read_metrics(out / METRICS)
+            if higher is None:
+                higher = json.loads((out / "config.json").read_text())["higher_is_better"]
+            metric, step = rows[-1]["metric"], int(rows[-1]["step"])
+            final = r == rungs
+            _write_status(out, trial, status="done" if final else "running", metric=metric,
+                          step=step, seconds=round(time.time() - t0, 2),
+                          higher_is_better=higher)
+            tune.report({"metric": metric, "diverged": 0, "step": step})
+    except Exception as e:  # noqa: BLE001 - any failure is this trial's result, in one line
+        # Recorded and reported as a result, not raised: Ray would print a traceback and the
+        # study would not know why; run_study names it and exits non-zero.
+        _write_status(out, trial, status="failed", metric=None, step=None,
+                      message=one_line(e), seconds=round(time.time() - t0, 2))
+        tune.report({"metric": math.nan, "diverged": 0, "step": 0})
 
 
 class _Progress:
@@ -237,20 +255,25 @@ def run_study(spec: StudySpec | None, folder: str | Path, *, cpus: int | None = 
     Ray (default: all cores), one trial per CPU. ``asha``: stop hopeless trials early
     (ASHA over four rungs of the step budget).
     """
-    _ray_environment(address)  # before Ray is imported: it reads these at import time
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-
+    ray_environment(address)  # before Ray is imported: it reads these at import time
     folder = Path(folder).resolve()
     console = console or Console()
+    if address is not None:
+        probe_address(address)
+    if (folder / PLAN).is_file() and not resume:
+        raise StudyError(f"{folder} already holds a study: pass --resume to finish it, "
+                         "or choose another --out")
+    if not (folder / PLAN).is_file() and spec is None:
+        raise StudyError(f"{folder} holds no study to resume ({PLAN} is missing)")
+    with lock_run_folder(folder):  # one study process per folder
+        return _run_locked(spec, folder, cpus, gpus_per_trial, address, asha, console)
+
+
+def _run_locked(spec: StudySpec | None, folder: Path, cpus: int | None, gpus_per_trial: float,
+                address: str | None, asha: bool, console: Console) -> Path:
     if (folder / PLAN).is_file():
-        if not resume:
-            raise StudyError(f"{folder} already holds a study: pass --resume to finish it, "
-                             "or choose another --out")
         spec, plan = load_plan(folder)
     else:
-        if spec is None:
-            raise StudyError(f"{folder} holds no study to resume ({PLAN} is missing)")
         plan = make_plan(spec)
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / PLAN, json.dumps(
@@ -268,10 +291,30 @@ def run_study(spec: StudySpec | None, folder: str | Path, *, cpus: int | None = 
     console.print(f"study {folder.name}: {spec.task}, {len(spec.cells)} cells × {spec.trials} "
                   f"draws × {spec.seeds} seed(s) = {len(plan)} trials; {done} already finished",
                   highlight=False)
-    if not pending:
-        return folder
+    if pending:
+        with contextlib.ExitStack() as stack:
+            temp = stack.enter_context(ray_home(folder)) if address is None else None
+            ray_errors = _execute(spec, folder, plan, pending, cpus, gpus_per_trial, address,
+                                  asha, console, temp)
+    else:
+        ray_errors = {}
+    failures = failed_trials(folder, plan, ray_errors)
+    if failures:
+        raise TrialsFailed(folder, len(plan), failures)
+    return folder
+
+
+def _execute(spec: StudySpec, folder: Path, plan: list[dict[str, Any]],
+             pending: list[dict[str, Any]], cpus: int | None, gpus_per_trial: float,
+             address: str | None, asha: bool, console: Console, temp: Path | None
+             ) -> dict[str, str]:
+    """Run ``pending`` on Ray Tune; returns the errors Ray reported (trial id -> one line)."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    done = len(plan) - len(pending)
     cpus = cpus or os.cpu_count() or 1
-    started = _init_ray(address, cpus, gpus_per_trial * cpus if address is None else 0)
+    started = init_ray(address, cpus, gpus_per_trial * cpus if address is None else 0, temp)
     import ray
 
     nodes = [n for n in ray.nodes() if n.get("Alive")]
@@ -294,13 +337,18 @@ def run_study(spec: StudySpec | None, folder: str | Path, *, cpus: int | None = 
                 name=f"execution-{int(time.time())}", storage_path=str(folder / "ray"),
                 verbose=0, callbacks=[_progress_callback(folder, console, len(plan), done)],
                 failure_config=tune.FailureConfig(max_failures=0)))
-        tuner.fit()
+        results = tuner.fit()
+        errors = {}
+        for result in results:
+            trial = (result.config or {}).get("trial") or {}
+            if result.error is not None and isinstance(trial.get("id"), str):
+                errors[trial["id"]] = one_line(result.error)
+        return errors
     finally:
         if started:
             import ray
 
             ray.shutdown()
-    return folder
 
 
 def _higher_is_better(task: str) -> bool:

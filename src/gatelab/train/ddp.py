@@ -4,14 +4,21 @@ Every rank builds the same model from the same seed, reads its share (``rank::wo
 same global batch, and DDP averages the gradients, so ``--nproc 2`` with ``--batch 64`` trains on
 the same 64 examples per step as one process. Rank 0 evaluates, writes the run folder and shows
 the progress bar.
+
+Nothing listens beyond loopback: the ranks meet through a ``FileStore`` in a private temporary
+folder (torch's ``TCPStore`` would listen, unauthenticated, on every interface whatever host it
+is given), and gloo's (NCCL's) own sockets are put on the loopback interface
+(``GLOO_SOCKET_IFNAME``/``NCCL_SOCKET_IFNAME``, unless the user set them).
 """
 
 from __future__ import annotations
 
 import builtins
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 
@@ -23,13 +30,26 @@ from ..errors import GatelabError, UsageError
 from .config import TrainConfig
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def loopback_interface() -> str:
+    """The name of the loopback network interface (``lo`` on Linux, ``lo0`` on macOS)."""
+    names = [name for _, name in socket.if_nameindex()]
+    for name in ("lo", "lo0", *names):
+        if name in names and name.startswith("lo"):
+            return name
+    raise UsageError("--nproc > 1 needs a loopback network interface (lo), and this machine "
+                     "shows none")
 
 
-def _worker(rank: int, world: int, port: int, config: TrainConfig, progress: bool,
+def init_group(backend: str, store_file: str, rank: int, world: int) -> None:
+    """Join the process group through the store file, with every socket on loopback."""
+    lo = loopback_interface()
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", lo)
+    os.environ.setdefault("NCCL_SOCKET_IFNAME", lo)
+    dist.init_process_group(backend, store=dist.FileStore(store_file, world), rank=rank,
+                            world_size=world)
+
+
+def _worker(rank: int, world: int, store_file: str, config: TrainConfig, progress: bool,
             resume: bool, errors) -> None:  # noqa: ANN001 - a multiprocessing queue
     from .trainer import train_worker
 
@@ -38,11 +58,10 @@ def _worker(rank: int, world: int, port: int, config: TrainConfig, progress: boo
         torch.cuda.set_device(rank)
         config.device = f"cuda:{rank}"
     torch.set_num_threads(config.threads)
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world)
+    init_group(backend, store_file, rank, world)
     try:
         train_worker(config, rank, world, progress=progress, resume=resume)
-        # Leave together: no rank tears gloo down (rank 0 hosts its TCP store) while the other
+        # Leave together: no rank tears gloo down while the other
         # still talks to it. With the os._exit below: 0 aborts at exit in 100 runs.
         dist.barrier()
     except Exception as e:  # noqa: BLE001 - handed to the parent, which re-raises it
@@ -70,10 +89,16 @@ def train_ddp(config: TrainConfig, progress: bool = True, resume: bool = False) 
                          f"found {torch.cuda.device_count()}")
     # Resolve the folder (and refuse to overwrite) before starting any process.
     config, out, _, _ = _prepare(config, resume)
+    loopback_interface()  # refused here, before any process starts, on a machine without one
     ctx = mp.get_context("spawn")
     errors = ctx.SimpleQueue()
-    mp.start_processes(_worker, args=(world, _free_port(), config, progress, resume, errors),
-                       nprocs=world, join=True, start_method="spawn")
+    meeting = tempfile.mkdtemp(prefix="gatelab-ddp-")  # mode 0700: only this user's ranks
+    try:
+        mp.start_processes(_worker, args=(world, os.path.join(meeting, "store"), config,
+                                          progress, resume, errors),
+                           nprocs=world, join=True, start_method="spawn")
+    finally:
+        shutil.rmtree(meeting, ignore_errors=True)
     if not errors.empty():
         rank, kind, msg, tb, code = errors.get()
         if kind == "DataUnavailable":

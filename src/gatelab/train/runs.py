@@ -1,5 +1,7 @@
 """Run folders: ``config.json``, ``metrics.csv``, ``checkpoint.pt``, ``vocab.json`` (text tasks).
 
+One writer per folder: see :mod:`gatelab.train.folder_lock`.
+
 Every file is written atomically (a temporary file in the same folder, then ``os.replace``), so a
 run killed at any moment leaves the previous complete version, never half a file. The checkpoint
 holds the model, the optimiser, the step, the metric rows so far and every RNG state, which is
@@ -136,6 +138,12 @@ def read_config(folder: Path) -> dict[str, Any]:
             raise ValueError("its 'model' entry is missing or has sizes of the wrong type")
         if not isinstance(spec.get("per_step"), bool) or not data.get("cell_text"):
             raise ValueError("its 'model.per_step' or 'cell_text' entry is missing")
+        classes = data.get("classes", [])
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            raise ValueError("its 'classes' entry is not a list of names")
+        if classes and len(classes) != spec["n_out"]:
+            raise ValueError(f"its 'classes' entry names {len(classes)} classes but the model "
+                             f"has {spec['n_out']} outputs")
     except (FileProblem, UnicodeError, json.JSONDecodeError, ValueError, OverflowError) as e:
         raise RunFolderError(f"{path}: not a valid run config ({_first_line(e)})") from None
     except RecursionError:
@@ -153,46 +161,75 @@ def saved_cell(data: dict[str, Any], folder: Path):  # noqa: ANN201 - gatelab.Ce
                              f"({e.problems[0]})") from None
 
 
-def load_weights(module: torch.nn.Module, weights: dict, path: Path, what: str = "model"
-                 ) -> None:
+def load_weights(module: torch.nn.Module | torch.optim.Optimizer, weights: dict, path: Path,
+                 what: str = "model") -> None:
     """``module.load_state_dict(weights)``, or :class:`RunFolderError` when the checkpoint's
     tensors do not fit the model the config describes (wrong keys or shapes, a swapped
-    ``cell_text``)."""
+    ``cell_text``). An optimiser's state is checked entry by entry first
+    (:func:`check_optimiser_state`)."""
+    if isinstance(module, torch.optim.Optimizer):
+        check_optimiser_state(module, weights, path)
     try:
         module.load_state_dict(weights)
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
         raise RunFolderError(f"{path}: its {what} does not fit the run's {CONFIG} (another "
                              f"cell or other sizes): {_first_line(e)}") from None
-    if isinstance(module, torch.optim.Optimizer):
-        _check_optimiser(module, path)
-    else:  # gatelab never saves non-finite weights (trainer.TrainingDiverged): a damaged file
+    if not isinstance(module, torch.optim.Optimizer):
+        # gatelab never saves non-finite weights (trainer.TrainingDiverged): a damaged file
         for name, p in module.state_dict().items():
             if p.is_floating_point() and not bool(torch.isfinite(p).all()):
                 raise RunFolderError(f"{path}: its weight {name} holds NaN or inf, which "
                                      "gatelab never saves; the file was damaged")
 
 
-def _check_optimiser(optim: torch.optim.Optimizer, path: Path) -> None:
-    """What ``load_state_dict`` does not check and ``step()`` would trip on later: numeric
-    hyperparameters, and per-parameter buffers shaped like their parameter."""
-    def number(v: Any) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+_ADAM_BUFFERS = ("exp_avg", "exp_avg_sq")
 
-    for group in optim.param_groups:
-        for key in ("lr", "eps", "weight_decay"):
-            if key in group and not number(group[key]):
-                raise RunFolderError(f"{path}: its optimiser state has an invalid {key!r} "
-                                     f"({group[key]!r})")
-        betas = group.get("betas", (0.9, 0.999))
-        if not (isinstance(betas, (tuple, list)) and len(betas) == 2
-                and all(number(b) for b in betas)):
-            raise RunFolderError(f"{path}: its optimiser state has invalid betas ({betas!r})")
-        for p in group["params"]:
-            for key, v in optim.state.get(p, {}).items():
-                if torch.is_tensor(v) and v.dim() > 0 and v.shape != p.shape:
-                    raise RunFolderError(f"{path}: its optimiser buffer {key!r} has shape "
-                                         f"{tuple(v.shape)}, not its parameter's "
-                                         f"{tuple(p.shape)}")
+
+def check_optimiser_state(optim: torch.optim.Optimizer, saved: Any, path: Path) -> None:
+    """:class:`RunFolderError` unless ``saved`` is what the trainer's ``torch.optim.Adam``
+    (``optim``, freshly made with the run's settings) writes: the same hyperparameters (the
+    trainer never changes them), and per parameter a step count ``k ≥ 1`` and finite moment
+    buffers shaped and typed like the parameter, the second one ``≥ 0``. Checked before
+    ``load_state_dict``, which accepts much of this and lets ``step()`` fail or compute NaN."""
+    def refuse(why: str) -> None:
+        raise RunFolderError(f"{path}: its optimiser state {why}; the file was damaged or was "
+                             "not written by gatelab")
+
+    fresh = optim.state_dict()
+    params = [p for group in optim.param_groups for p in group["params"]]
+    if not isinstance(saved, dict) or set(saved) != {"state", "param_groups"}:
+        refuse("is not a dict of 'state' and 'param_groups'")
+    groups = saved["param_groups"]
+    if not isinstance(groups, list) or len(groups) != len(fresh["param_groups"]):
+        refuse("has another number of parameter groups")
+    for group, want in zip(groups, fresh["param_groups"], strict=True):
+        if not isinstance(group, dict) or not set(group) <= set(want) or "params" not in group:
+            refuse("has settings gatelab's Adam does not have")
+        for key, value in group.items():
+            if type(value) is not type(want[key]) or value != want[key]:
+                refuse(f"has {key} = {str(value)[:60]}, where this run's Adam has "
+                       f"{str(want[key])[:60]}")
+    state = saved["state"]
+    if not isinstance(state, dict) or not all(
+            type(k) is int and 0 <= k < len(params) for k in state):
+        refuse("is not keyed by the run's parameter numbers")
+    for k, entry in state.items():
+        p = params[k]
+        if not isinstance(entry, dict) or set(entry) != {"step", *_ADAM_BUFFERS}:
+            refuse(f"for parameter {k} does not hold exactly step, exp_avg and exp_avg_sq")
+        step = entry["step"]
+        if not (torch.is_tensor(step) and step.dim() == 0 and step.is_floating_point()
+                and bool(torch.isfinite(step)) and 1 <= float(step) <= 2 ** 53
+                and float(step) == int(step)):
+            refuse(f"for parameter {k} has an invalid step count")
+        for name in _ADAM_BUFFERS:
+            v = entry[name]
+            if not (torch.is_tensor(v) and v.shape == p.shape and v.dtype == p.dtype
+                    and bool(torch.isfinite(v).all())):
+                refuse(f"for parameter {k} has a {name} that is not a finite tensor of the "
+                       f"parameter's shape {tuple(p.shape)} and type")
+        if bool((entry["exp_avg_sq"] < 0).any()):
+            refuse(f"for parameter {k} has a negative exp_avg_sq")
 
 
 def load_vocab(folder: Path) -> Vocab | None:
@@ -220,16 +257,40 @@ def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+MAX_METRICS_BYTES = 1 << 26  # 64 MiB: a million evaluation rows
+
+
 def read_metrics(path: Path) -> list[dict[str, float]]:
-    """Rows of ``metrics.csv`` with numbers as floats (``step`` as int)."""
+    """Rows of ``metrics.csv`` with numbers as floats (``step`` as int).
+
+    :class:`RunFolderError` naming the file when it is not such a table: a column gatelab does
+    not write, a value that is not a number, a ``step`` that is not a whole number of at least 1
+    (``inf``, ``1e400``, ``-3``, ``2.5``) or steps out of order.
+    """
+    path = Path(path)
     if not path.is_file():
         return []
-    rows = []
-    with open(path, newline="") as f:
-        for r in csv.DictReader(f):
+    try:
+        text = read_limited(path, MAX_METRICS_BYTES, METRICS).decode("utf-8")
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if reader.fieldnames is not None and not set(reader.fieldnames) <= set(COLUMNS):
+            raise ValueError(f"unexpected columns {sorted(set(reader.fieldnames) - set(COLUMNS))}")
+        rows: list[dict[str, float]] = []
+        for r in reader:
+            if None in r:
+                raise ValueError(f"row {len(rows) + 1} has more fields than the header")
             row: dict[str, float] = {k: float(v) for k, v in r.items() if v not in ("", None)}
-            row["step"] = int(row["step"])
+            step = row.get("step")
+            if step is None or not math.isfinite(step) or step != int(step) or step < 1:
+                raise ValueError(f"row {len(rows) + 1}: step {r.get('step')!r} is not a whole "
+                                 "number of at least 1")
+            row["step"] = int(step)
+            if rows and row["step"] <= rows[-1]["step"]:
+                raise ValueError(f"row {len(rows) + 1}: step {row['step']} does not follow step "
+                                 f"{rows[-1]['step']}")
             rows.append(row)
+    except (FileProblem, UnicodeDecodeError, ValueError, csv.Error) as e:
+        raise RunFolderError(f"{path}: not a valid metrics file ({_first_line(e)})") from None
     return rows
 
 
@@ -301,23 +362,31 @@ class Run:
 
 
 def load_run(path: str | Path, checkpoint: str = CHECKPOINT) -> Run:
-    """Load a run folder written by :func:`gatelab.train.train`."""
+    """Load a run folder written by :func:`gatelab.train.train`.
+
+    :class:`RunFolderError` naming the file when the folder has no checkpoint yet (its model
+    would be random weights, not the run's) or its files do not fit each other.
+    """
     path = Path(path)
     config = read_config(path)
     vocab = load_vocab(path)
     spec = config["model"]
+    if (vocab is None) != (spec["vocab_size"] == 0) or (
+            vocab is not None and len(vocab) != spec["vocab_size"]):
+        have = "none" if vocab is None else f"{len(vocab)} tokens"
+        raise RunFolderError(f"{path / VOCAB}: the run's vocabulary ({have}) does not fit its "
+                             f"embedding of {spec['vocab_size']} tokens in {CONFIG}")
     cell = saved_cell(config, path)
     model = SequenceModel(cell, input_size=spec["input_size"], vocab_size=spec["vocab_size"],
                           embed=config["embed"], hidden=config["hidden"],
                           layers=config["layers"], n_out=spec["n_out"],
                           per_step=spec["per_step"], dropout=config["dropout"])
     ck = path / checkpoint
-    if ck.is_file():
-        load_weights(model, load_checkpoint(ck)["model"], ck)
+    if not ck.is_file():
+        raise RunFolderError(f"{ck} is missing: the run in {path} has no trained weights yet "
+                             "(it stopped before its first checkpoint); finish it with "
+                             "`gatelab train ... --resume`")
+    load_weights(model, load_checkpoint(ck)["model"], ck)
     model.eval()
-    try:
-        metrics = read_metrics(path / METRICS)
-    except (ValueError, KeyError, TypeError, csv.Error, UnicodeDecodeError) as e:
-        raise RunFolderError(f"{path / METRICS}: not a valid metrics file "
-                             f"({_first_line(e)})") from None
+    metrics = read_metrics(path / METRICS)
     return Run(path, config, metrics, model, vocab)

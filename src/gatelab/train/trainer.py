@@ -33,6 +33,7 @@ from rich.progress import (
 from ..cell import cell_text, load_cell
 from ..errors import GatelabError, UsageError
 from .config import TrainConfig
+from .folder_lock import lock_run_folder, refuse_busy_folder, refuse_foreign_folder
 from .models import build_model, param_count
 from .runs import (
     CHECKPOINT,
@@ -146,19 +147,41 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False) -> P
     dev = resolve_device(config.device)  # a bad --device fails here, before any data or process
     if config.device == "auto":  # DDP picks its backend and each rank's GPU from the name
         config = dataclasses.replace(config, device=dev.type)
-    if config.nproc > 1:
-        if config.device == "mps":
-            raise UsageError("--nproc > 1 runs DDP over CPU processes or CUDA GPUs, not MPS: "
-                             "use --nproc 1 with --device mps")
-        from .ddp import train_ddp
+    if config.nproc > 1 and config.device == "mps":
+        raise UsageError("--nproc > 1 runs DDP over CPU processes or CUDA GPUs, not MPS: "
+                         "use --nproc 1 with --device mps")
+    out = run_folder(config)
+    # Refusals that need no write come first: a refused command leaves the folder as it was.
+    refuse_busy_folder(out)
+    refuse_odd_run_files(out)
+    refuse_foreign_folder(out)
+    holds_run = (out / CHECKPOINT).is_file() or (out / CONFIG).is_file()
+    if not resume and holds_run:
+        raise _run_exists(out)
+    if not holds_run:
+        load_cell(config.cell)  # a bad name or file raises CellError here, before any write
+    config = dataclasses.replace(config, out=str(out))
+    with lock_run_folder(out):  # held for the run's life: one writer per folder
+        if config.nproc > 1:  # the lock stays with this parent while the ranks run
+            from .ddp import train_ddp
 
-        return train_ddp(config, progress=progress, resume=resume)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
-    try:
-        return train_worker(config, rank=0, world=1, progress=progress, resume=resume)
-    finally:
-        torch.set_num_threads(threads)  # leave the caller's (e.g. the tour's) setting alone
+            return train_ddp(config, progress=progress, resume=resume)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(config.threads)
+        try:
+            return train_worker(config, rank=0, world=1, progress=progress, resume=resume)
+        finally:
+            torch.set_num_threads(threads)  # leave the caller's (e.g. the tour's) setting alone
+
+
+def run_folder(config: TrainConfig) -> Path:
+    """``config.out``, or the default ``runs/TASK-CELL-hH-sSEED`` (a bad cell raises here)."""
+    return Path(config.out) if config.out else config.default_out(load_cell(config.cell).name)
+
+
+def _run_exists(out: Path) -> RunExists:
+    return RunExists(f"{out} already holds a run: pass --resume to continue it, "
+                     "or choose another --out")
 
 
 def _resume_differences(saved: TrainConfig, given: TrainConfig) -> list[str]:
@@ -186,17 +209,17 @@ def _prepare(config: TrainConfig, resume: bool
     ``--resume``; a run killed before its first checkpoint starts again from step 0 with its
     saved config (nothing was learned yet). Nothing in the folder is rewritten before every
     file that will be read has been checked."""
-    out = Path(config.out) if config.out else config.default_out(load_cell(config.cell).name)
+    out = run_folder(config)
     ck = out / CHECKPOINT
     refuse_odd_run_files(out)
+    refuse_foreign_folder(out)
     if not (ck.is_file() or (out / CONFIG).is_file()):
         cell = load_cell(config.cell)  # a bad name or file raises CellError here
         config.cell_text = config.cell_text or cell_text(cell)
         config.out = str(out)
         return config, out, None, False
     if not resume:
-        raise RunExists(f"{out} already holds a run: pass --resume to continue it, "
-                        "or choose another --out")
+        raise _run_exists(out)
     saved = TrainConfig.from_dict(read_config(out))  # checked: RunFolderError names it
     if config.given is not None:  # not given: the saved value
         keep = {f.name: getattr(saved, f.name) for f in dataclasses.fields(TrainConfig)
