@@ -57,6 +57,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Random search over cells and hyperparameters (Ray Tune), then the analysis:
         box plots, Welch/rank tests against the vanilla cell, fANOVA importances."""
+        from ..extras import require
+
+        require("study", "gatelab study")  # before the imports below that need it
         from .analysis import markdown, write_summary
         from .runner import TrialsFailed
 
