@@ -1,5 +1,5 @@
 """A non-recurrent reference for the sentiment tasks: bag-of-words logistic regression
-(scikit-learn, a dev extra), on the same texts, the same split and the same tokeniser.
+(scikit-learn, the ``baseline`` extra), on the same texts, the same split and the same tokeniser.
 
 ``python -m gatelab.train.baseline drugs`` prints its test accuracy.
 """
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..data import load_drug_reviews, load_tweets, tokenize
 from ..errors import UsageError
+from ..extras import require
 
 
 def bow_logistic_regression(task: str = "drugs", data_path: str | Path | None = None,
@@ -18,11 +19,10 @@ def bow_logistic_regression(task: str = "drugs", data_path: str | Path | None = 
     """Test accuracy of a logistic regression on word counts (unigrams, the classic bag of
     words, scikit-learn's default ``C=1``, nothing tuned on the test set) and the majority
     class rate for comparison."""
-    try:
-        from sklearn.feature_extraction.text import CountVectorizer
-        from sklearn.linear_model import LogisticRegression
-    except ImportError:
-        raise ImportError("the baseline needs scikit-learn: pip install scikit-learn") from None
+    require("baseline", "the bag-of-words baseline")
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+
     load = {"drugs": load_drug_reviews, "tweets": load_tweets}.get(task)
     if load is None:
         raise UsageError(f"the bag-of-words baseline is for 'drugs' or 'tweets', not {task!r}")
