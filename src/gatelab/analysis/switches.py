@@ -29,7 +29,8 @@ import sympy
 from ..cell.functions import MatVec, function_name
 from ..cell.ir import Cell
 from .canon import Masked, canonical, is_poly_node, key_terms, split, top_level
-from .symbols import as_switches, tex, txt
+from .memory import new_symbol
+from .symbols import as_switches, is_scalar, tex, txt
 
 
 @dataclass(frozen=True)
@@ -166,14 +167,43 @@ class _Finder:
 
 def _roots(cell: Cell, gates: set[sympy.Symbol]) -> list[tuple[str, sympy.Expr]]:
     """What to search: every state update with lets inlined, then each let no update uses
-    (an output written as a let), inlined too. Gates stay symbols (stage 1)."""
+    (an output written as a let), inlined too. Gates stay symbols (stage 1).
+
+    A state's new value used elsewhere (sLSTM's ``h' = o ⊙ c'/n'``) is a signal there, named
+    by its let (or ``c'``): its gates act where that state is updated, and are found there.
+    Inlined into a product or a quotient it would give them one more place, ``other``."""
     keep = set(cell.gates)
-    roots = [(n, as_switches(cell.inline(e, keep), gates)) for n, e in cell.nexts.items()]
+    inlined = {n: as_switches(cell.inline(e, keep), gates) for n, e in cell.nexts.items()}
+    lets = {as_switches(cell.inline(e, keep), gates): cell.sym(n)
+            for n, e in reversed(list(cell.lets.items()))}
+    signals = {e: lets.get(e, new_symbol(s)) for s, e in inlined.items()
+               if e.free_symbols & gates and not is_scalar(e, gates)}
+
+    roots = [(n, _masked(e, signals, e)) for n, e in inlined.items()]
     for n, e in cell.lets.items():
         if not any(cell.sym(n) in cell.inline(o, keep | {n}).free_symbols
                    for o in cell.nexts.values()):
-            roots.append((n, as_switches(cell.inline(e, keep), gates)))
+            e = as_switches(cell.inline(e, keep), gates)
+            roots.append((n, _masked(e, signals, e)))
     return roots
+
+
+def _masked(e: sympy.Expr, signals: dict[sympy.Expr, sympy.Symbol], root: sympy.Expr
+            ) -> sympy.Expr:
+    """``e`` with every new value in ``signals`` replaced by its name, also where SymPy merged
+    it into a larger sum or product (``c' + n'`` is one sum of both updates' terms); ``root``
+    itself (a state's own update) is left whole."""
+    if e in signals and e != root:
+        return signals[e]
+    if not e.args:
+        return e
+    e = e.func(*[_masked(a, signals, root) for a in e.args])
+    if isinstance(e, (sympy.Add, sympy.Mul)):
+        for key, name in signals.items():
+            if type(key) is type(e) and key != root and set(key.args) < set(e.args):
+                rest = [a for a in e.args if a not in key.args]
+                e = e.func(*rest, name)
+    return e
 
 
 def find_switches(cell: Cell) -> list[Switch]:
