@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from typer.testing import CliRunner
 
 import gatelab
+from gatedcells import cell_texts
 from gatelab import load_cell
 from gatelab.analysis import analyze
 from gatelab.analysis.symbols import as_switches
@@ -19,7 +20,6 @@ from gatelab.diagram import circuit as circuit_module
 from gatelab.diagram.circuit import DiagramTooLarge, build_circuit
 from gatelab.diagram.readback import DiagramMismatch, readback, same_function
 from gatelab.errors import GatelabError
-from gatedcells import cell_texts
 from published_cells import PUBLISHED
 
 

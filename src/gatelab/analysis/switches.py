@@ -200,9 +200,24 @@ def _masked(e: sympy.Expr, signals: dict[sympy.Expr, sympy.Symbol], root: sympy.
     e = e.func(*[_masked(a, signals, root) for a in e.args])
     if isinstance(e, (sympy.Add, sympy.Mul)):
         for key, name in signals.items():
-            if type(key) is type(e) and key != root and set(key.args) < set(e.args):
-                rest = [a for a in e.args if a not in key.args]
-                e = e.func(*rest, name)
+            if type(key) is type(e) and key != root:
+                e = _take(e, key, name)
+    return e
+
+
+def _take(e: sympy.Expr, key: sympy.Expr, name: sympy.Symbol) -> sympy.Expr:
+    """``e`` (a sum or product holding all of ``key``'s terms or factors) with them replaced by
+    ``name``; a sum may hold them scaled by one number (``c' + c'`` is ``2 c' ``, written as
+    the sum of the doubled terms)."""
+    if isinstance(e, sympy.Mul):
+        if set(key.args) < set(e.args):
+            return sympy.Mul(*[a for a in e.args if a not in key.args], name)
+        return e
+    first = key.args[0]
+    for k in {t / first for t in e.args if (t / first).is_Number}:
+        scaled = {k * a for a in key.args}
+        if scaled <= set(e.args) and (k != 1 or len(scaled) < len(e.args)):
+            return sympy.Add(*[a for a in e.args if a not in scaled], k * name)
     return e
 
 
