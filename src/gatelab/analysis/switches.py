@@ -165,27 +165,26 @@ class _Finder:
         return None
 
 
-def _roots(cell: Cell, gates: set[sympy.Symbol]) -> list[tuple[str, sympy.Expr]]:
+def _roots(cell: Cell, gates: set[sympy.Symbol]
+           ) -> tuple[list[tuple[str, sympy.Expr]], dict[sympy.Dummy, sympy.Expr]]:
     """What to search: every state update with lets inlined, then each let no update uses
     (an output written as a let), inlined too. Gates stay symbols (stage 1).
 
-    A state's new value used elsewhere (sLSTM's ``h' = o ⊙ c'/n'``) is a signal there, named
-    by its let (or ``c'``): its gates act where that state is updated, and are found there.
-    Inlined into a product or a quotient it would give them one more place, ``other``."""
+    A state's new value used elsewhere (sLSTM's ``h' = o ⊙ c'/n'``) is a signal there, masked
+    by a placeholder: its gates act where that state is updated, and are found there. Inlined
+    into a product or a quotient it would give them one more place, ``other``. Also returns
+    placeholder -> new value, to write the places back as the cell computes them."""
     keep = set(cell.gates)
     inlined = {n: as_switches(cell.inline(e, keep), gates) for n, e in cell.nexts.items()}
-    lets = {as_switches(cell.inline(e, keep), gates): cell.sym(n)
-            for n, e in reversed(list(cell.lets.items()))}
-    signals = {e: lets.get(e, new_symbol(s)) for s, e in inlined.items()
+    signals = {e: sympy.Dummy(f"{s}'") for s, e in inlined.items()
                if e.free_symbols & gates and not is_scalar(e, gates)}
-
     roots = [(n, _masked(e, signals, e)) for n, e in inlined.items()]
     for n, e in cell.lets.items():
         if not any(cell.sym(n) in cell.inline(o, keep | {n}).free_symbols
                    for o in cell.nexts.values()):
             e = as_switches(cell.inline(e, keep), gates)
             roots.append((n, _masked(e, signals, e)))
-    return roots
+    return roots, {d: e for e, d in signals.items()}
 
 
 def _masked(e: sympy.Expr, signals: dict[sympy.Expr, sympy.Symbol], root: sympy.Expr
@@ -232,7 +231,7 @@ def find_switches(cell: Cell) -> list[Switch]:
             if not e.free_symbols <= gates}  # a gate-only let is a derived gate, not a place
     rules = {canonical(e, gates): cell.sym(n) for e, n in lets.items()}
     order = {n: i for i, n in enumerate([*cell.lets, *cell.nexts])}
-    roots = _roots(cell, gates)
+    roots, unmask = _roots(cell, gates)
     out = []
     for gate in cell.gates:
         g = cell.sym(gate)
@@ -243,6 +242,10 @@ def find_switches(cell: Cell) -> list[Switch]:
         seen = set()
         for name, (typ, term, signals, inside, *ends) in sorted(
                 finder.found, key=lambda f: order[f[0]]):
+            # a masked new value written back as what it is (printed by its let, if any)
+            term, signals = term.xreplace(unmask), tuple(x.xreplace(unmask) for x in signals)
+            inside = None if inside is None else inside.xreplace(unmask)
+            ends = [x.xreplace(unmask) for x in ends]
             at1, at0 = ends or (term.xreplace({g: sympy.S.One}), term.xreplace({g: sympy.S.Zero}))
             # One place per switched pair (what passes at 1, at 0): the same mix written twice,
             # or a let used by two updates, is one switch.
