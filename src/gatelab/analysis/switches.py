@@ -29,7 +29,6 @@ import sympy
 from ..cell.functions import MatVec, function_name
 from ..cell.ir import Cell
 from .canon import Masked, canonical, is_poly_node, key_terms, split, top_level
-from .memory import new_symbol
 from .symbols import as_switches, is_scalar, tex, txt
 
 
