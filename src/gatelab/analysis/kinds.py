@@ -231,11 +231,13 @@ def classify(expr: sympy.Expr, state: str, memory_states: tuple[str, ...],
         tail = f" (it reads {', '.join(others)})" if others else ""
         return KindInfo(state, "feedforward", expr, None, deps,
                         f"no dependence on {state}: no memory through it{tail}")
-    form = match_rnn(expr, s, syms, scalars)
+    expr, rest = _collect_state(expr, s, syms, scalars)
+    form = match_rnn(expr, s, syms, scalars) if rest is None else None
     if form is not None:
         return KindInfo(state, "rnn", expr, form, deps, _rnn_words(state, form, lead))
-    if isinstance(expr, sympy.Add) and s in expr.args:
+    if rest is None and isinstance(expr, sympy.Add) and s in expr.args:
         rest = expr - s
+    if rest is not None:
         if s not in rest.free_symbols:
             return KindInfo(state, "other", expr, None, deps,
                             f"an accumulator: {state} plus {txt(rest, lead)}, a term that "
@@ -245,6 +247,36 @@ def classify(expr: sympy.Expr, state: str, memory_states: tuple[str, ...],
             return KindInfo(state, "residual_rnn", expr, form, deps,
                             f"{state} plus an RNN update: " + _rnn_words(state, form, lead))
     return KindInfo(state, "other", expr, None, deps, "none of the named forms")
+
+
+def _collect_state(expr: sympy.Expr, s: sympy.Symbol, states: set[sympy.Symbol],
+                   scalars: set[sympy.Symbol]) -> tuple[sympy.Expr, sympy.Expr | None]:
+    """The terms ``d ⊙ s`` of ``expr`` (``d`` free of the states) gathered into one, so that the
+    kind does not depend on how the author wrote a factor: ``(1 + lb) ⊙ h`` and
+    ``h + lb ⊙ h`` are both ``h`` plus the diagonal map ``lb ⊙ h``, ``2 ⊙ h + 2 ⊙ lb ⊙ h`` and
+    ``(2 + 2 ⊙ lb) ⊙ h`` both one diagonal map. Returns ``(expr, rest)``: ``rest`` is the
+    update less ``s`` when the gathered factor is ``1`` plus terms holding a learned value
+    (``s`` passes unchanged beside them), else None; ``expr`` is rewritten only when several
+    such terms were gathered."""
+    from .paths import scalar_part  # the same reading of a factor as the direct gain's
+
+    terms = [u for t in sympy.Add.make_args(expr) for u in sympy.Add.make_args(
+        sympy.expand(t, deep=False, multinomial=False, power_base=False, power_exp=False)
+        if 1 < _spread_size(t) <= _MAX_SPREAD else t)]
+    diag, others = [], []
+    for t in terms:
+        factors = sympy.Mul.make_args(t)
+        coef = t / s
+        if factors.count(s) == 1 and not (coef.free_symbols & states):
+            diag.append(coef)
+        else:
+            others.append(t)
+    d = sympy.expand(sympy.Add(*diag))
+    if scalar_part(d, scalars) == 1 and d != 1:
+        return expr, sympy.expand(d - 1) * s + sympy.Add(*others)
+    if len(diag) > 1:
+        return d * s + sympy.Add(*others), None
+    return expr, None
 
 
 def _rnn_words(state: str, form: RnnForm, lead: frozenset[str]) -> str:

@@ -12,6 +12,13 @@ A linear map is opaque: the derivative through ``W @ v`` always carries ``W``; s
 crosses no matrix and whose diagonal factors are made of gates and numbers only is *direct*; the
 sum of the direct paths is the **direct gain**, and the update has an **identity path** when that
 gain is exactly 1 (``∂s'/∂s = I + …``: gradient passes unchanged, as in a ResNet shortcut).
+
+A factor the cell multiplies by is read as the sum it is, however it is written: HGRN's
+``f = lb + (1 - lb) ⊙ μ`` is ``μ + lb ⊙ (1 - μ)``, a direct path ``μ`` beside one through the
+learned ``lb``, exactly as the expanded ``μ ⊙ h + lb ⊙ h - lb ⊙ μ ⊙ h`` reads. So the direct
+gain at stage 2, with a gate set, is the direct gain stage 3 finds at that setting. A
+nonlinearity's derivative (``tanh'(…)``) stays one opaque factor: direct only when it is made of
+gates alone.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ import sympy
 from ..cell.functions import MatVec, layer_norm
 from .symbols import is_scalar, txt
 
-# A path: factors from the output side to the state side; each is ("diag", expr) or ("mat", W).
+# A path: factors from the output side to the state side; each is ("diag", expr) for a factor
+# multiplied by, ("fn", expr) for a function's derivative, or ("mat", W).
 Factor = tuple[str, sympy.Expr]
 Path = tuple[Factor, ...]
 
@@ -50,15 +58,16 @@ def paths(expr: sympy.Expr, s: sympy.Symbol) -> list[Path]:
     if isinstance(expr, layer_norm):  # a full (not diagonal) Jacobian, like a map: never direct
         return [(("mat", sympy.Symbol("J_layer_norm")),) + p for p in paths(expr.args[0], s)]
     if isinstance(expr, sympy.Function) and len(expr.args) == 1:
-        return [(("diag", expr.fdiff(1)),) + p for p in paths(expr.args[0], s)]
+        return [(("fn", expr.fdiff(1)),) + p for p in paths(expr.args[0], s)]
     # Anything else (a power with a state-dependent exponent...): one opaque elementwise factor.
-    return [(("diag", sympy.Symbol(f"∂({txt(expr)})/∂{s.name}")),)]
+    return [(("fn", sympy.Symbol(f"∂({txt(expr)})/∂{s.name}")),)]
 
 
 def _merged(path: Path) -> list[Factor]:
     """Adjacent diagonal factors multiplied together; ``diag(1)`` dropped."""
     out: list[Factor] = []
     for kind, e in path:
+        kind = "diag" if kind == "fn" else kind
         if kind == "diag" and out and out[-1][0] == "diag":
             out[-1] = ("diag", out[-1][1] * e)
         else:
@@ -89,11 +98,28 @@ class Gradient:
         return " + ".join(terms) if terms else "0"
 
 
+def scalar_part(e: sympy.Expr, scalars: set[sympy.Symbol]) -> sympy.Expr:
+    """The terms of ``e``, multiplied out, made of numbers and ``scalars`` only:
+    ``lb + (1 - lb) ⊙ μ`` -> ``μ``. Read term by term (the scalar part of a product is the
+    product of its factors' scalar parts), so a product of many sums is never multiplied out."""
+    if is_scalar(e, scalars):
+        return e
+    if isinstance(e, sympy.Add):
+        return sympy.Add(*[scalar_part(a, scalars) for a in e.args])
+    if isinstance(e, sympy.Mul):
+        return sympy.Mul(*[scalar_part(a, scalars) for a in e.args])
+    if isinstance(e, sympy.Pow) and e.exp.is_Integer and e.exp > 0:
+        return scalar_part(e.base, scalars) ** e.exp
+    return sympy.Integer(0)  # a signal, a map, a function of signals, a division by one
+
+
 def gradient(expr: sympy.Expr, s: sympy.Symbol, scalars: set[sympy.Symbol]) -> Gradient:
     """The paths of ∂expr/∂s and their direct gain (``scalars``: gate symbols and numbers)."""
     ps = tuple(paths(expr, s))
     gain = sympy.Integer(0)
     for p in ps:
-        if all(k == "diag" and is_scalar(e, scalars) for k, e in p):
-            gain += sympy.Mul(*(e for _, e in p))
+        if any(k == "mat" for k, _ in p):
+            continue
+        gain += sympy.Mul(*(scalar_part(e, scalars) if k == "diag"
+                            else e if is_scalar(e, scalars) else 0 for k, e in p))
     return Gradient(ps, sympy.expand(gain))

@@ -29,7 +29,7 @@ import sympy
 from ..cell.functions import MatVec, function_name
 from ..cell.ir import Cell
 from .canon import Masked, canonical, is_poly_node, key_terms, split, top_level
-from .symbols import as_switches, tex, txt
+from .symbols import as_switches, is_scalar, tex, txt
 
 
 @dataclass(frozen=True)
@@ -164,16 +164,59 @@ class _Finder:
         return None
 
 
-def _roots(cell: Cell, gates: set[sympy.Symbol]) -> list[tuple[str, sympy.Expr]]:
+def _roots(cell: Cell, gates: set[sympy.Symbol]
+           ) -> tuple[list[tuple[str, sympy.Expr]], dict[sympy.Dummy, sympy.Expr]]:
     """What to search: every state update with lets inlined, then each let no update uses
-    (an output written as a let), inlined too. Gates stay symbols (stage 1)."""
+    (an output written as a let), inlined too. Gates stay symbols (stage 1).
+
+    A state's new value used elsewhere (sLSTM's ``h' = o ⊙ c'/n'``) is a signal there, masked
+    by a placeholder: its gates act where that state is updated, and are found there. Inlined
+    into a product or a quotient it would give them one more place, ``other``. Also returns
+    placeholder -> new value, to write the places back as the cell computes them."""
     keep = set(cell.gates)
-    roots = [(n, as_switches(cell.inline(e, keep), gates)) for n, e in cell.nexts.items()]
+    inlined = {n: as_switches(cell.inline(e, keep), gates) for n, e in cell.nexts.items()}
+    signals = {e: sympy.Dummy(f"{s}'") for s, e in inlined.items()
+               if e.free_symbols & gates and not is_scalar(e, gates)}
+    roots = [(n, _masked(e, signals, e)) for n, e in inlined.items()]
     for n, e in cell.lets.items():
         if not any(cell.sym(n) in cell.inline(o, keep | {n}).free_symbols
                    for o in cell.nexts.values()):
-            roots.append((n, as_switches(cell.inline(e, keep), gates)))
-    return roots
+            e = as_switches(cell.inline(e, keep), gates)
+            roots.append((n, _masked(e, signals, e)))
+    return roots, {d: e for e, d in signals.items()}
+
+
+def _masked(e: sympy.Expr, signals: dict[sympy.Expr, sympy.Symbol], root: sympy.Expr
+            ) -> sympy.Expr:
+    """``e`` with every new value in ``signals`` replaced by its name, also where SymPy merged
+    it into a larger sum or product (``c' + n'`` is one sum of both updates' terms); ``root``
+    itself (a state's own update) is left whole."""
+    if e in signals and e != root:
+        return signals[e]
+    if not e.args:
+        return e
+    e = e.func(*[_masked(a, signals, root) for a in e.args])
+    if isinstance(e, (sympy.Add, sympy.Mul)):
+        for key, name in signals.items():
+            if type(key) is type(e) and key != root:
+                e = _take(e, key, name)
+    return e
+
+
+def _take(e: sympy.Expr, key: sympy.Expr, name: sympy.Symbol) -> sympy.Expr:
+    """``e`` (a sum or product holding all of ``key``'s terms or factors) with them replaced by
+    ``name``; a sum may hold them scaled by one number (``c' + c'`` is ``2 c' ``, written as
+    the sum of the doubled terms)."""
+    if isinstance(e, sympy.Mul):
+        if set(key.args) < set(e.args):
+            return sympy.Mul(*[a for a in e.args if a not in key.args], name)
+        return e
+    first = key.args[0]
+    for k in {t / first for t in e.args if (t / first).is_Number}:
+        scaled = {k * a for a in key.args}
+        if scaled <= set(e.args) and (k != 1 or len(scaled) < len(e.args)):
+            return sympy.Add(*[a for a in e.args if a not in scaled], k * name)
+    return e
 
 
 def find_switches(cell: Cell) -> list[Switch]:
@@ -187,7 +230,7 @@ def find_switches(cell: Cell) -> list[Switch]:
             if not e.free_symbols <= gates}  # a gate-only let is a derived gate, not a place
     rules = {canonical(e, gates): cell.sym(n) for e, n in lets.items()}
     order = {n: i for i, n in enumerate([*cell.lets, *cell.nexts])}
-    roots = _roots(cell, gates)
+    roots, unmask = _roots(cell, gates)
     out = []
     for gate in cell.gates:
         g = cell.sym(gate)
@@ -198,6 +241,10 @@ def find_switches(cell: Cell) -> list[Switch]:
         seen = set()
         for name, (typ, term, signals, inside, *ends) in sorted(
                 finder.found, key=lambda f: order[f[0]]):
+            # a masked new value written back as what it is (printed by its let, if any)
+            term, signals = term.xreplace(unmask), tuple(x.xreplace(unmask) for x in signals)
+            inside = None if inside is None else inside.xreplace(unmask)
+            ends = [x.xreplace(unmask) for x in ends]
             at1, at0 = ends or (term.xreplace({g: sympy.S.One}), term.xreplace({g: sympy.S.Zero}))
             # One place per switched pair (what passes at 1, at 0): the same mix written twice,
             # or a let used by two updates, is one switch.

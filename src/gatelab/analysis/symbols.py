@@ -30,7 +30,15 @@ def txt(expr: sympy.Expr, lead: frozenset[str] = frozenset()) -> str:
 
 def _printable(expr: sympy.Expr, lead: frozenset[str]) -> sympy.Expr:
     """Derivatives bring functions the cell language has no name for (relu' is a step, |x|'
-    is sign): show them as opaque named symbols, ``step(u)``."""
+    is sign): show them as opaque named symbols, ``step(u)``; so is a constant the algebra
+    makes and the language has no name for (``exp(c)`` with ``c = 1`` is SymPy's ``E``;
+    ``log(g - 1)`` at ``g = 0`` is not a real number: ``undefined``)."""
+    if expr.is_number and expr.is_extended_real is False:
+        return sympy.Symbol("undefined")
+    if expr is sympy.E:
+        return sympy.Symbol("exp(1)")
+    if isinstance(expr, sympy.NumberSymbol):
+        return sympy.Symbol(str(expr))
     if not expr.args:
         return expr
     if isinstance(expr, sympy.Heaviside):

@@ -13,8 +13,10 @@ That expression is read as a tree of parts, each one a circuit symbol:
     switch  g ⊙ v or (1-g) ⊙ v         select  g ⊙ a + (1-g) ⊙ b (single-pole double-throw)
     scale   p ⊙ v for a non-gate factor p      product  u ⊙ v of two signals
 
-Biases are left out, as in the article's pictures. Nothing here knows a cell by name: the same
-reading applies to any valid cell.
+Biases are left out, as in the article's pictures (each part keeps the ones it leaves out in
+``bias``); everything else is drawn, numbers included (``1 + tanh(…)``, ``sqrt(1 - λ²)``). A tree
+reads back as an expression (:mod:`.readback`), and a circuit that does not compute the cell is
+refused. Nothing here knows a cell by name: the same reading applies to any valid cell.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ..cell import Cell, MatVec
 from ..cell.functions import by_class
 from ..cell.printers import expr_text
 from ..errors import GatelabError
+from .readback import check_circuit
 
 MAX_PARTS = 400  # circuit symbols in one drawing (README "Limits")
 
@@ -56,6 +59,10 @@ class Part:
     coef: sympy.Expr | None = None
     name: str | None = None  # source: the signal's name
     id: int = 0
+    # What the part computes with besides its children (see :mod:`.readback`): a const's
+    # value, a map's matrix, a func's ``Lambda``, a scale's factor.
+    value: sympy.Basic | None = None
+    bias: sympy.Expr = sympy.S.Zero  # the biases left out of the picture, added to its value
 
     def walk(self):
         """This part and every part below it, parents first."""
@@ -73,6 +80,7 @@ class Circuit:
     sources: list[str]  # left terminals, top first: memory states, then inputs
     analysis: Analysis
     gates: list[str]  # gates that appear as switches, in the cell's order
+    exprs: dict[str, sympy.Expr] = field(default_factory=dict)  # what each root was read from
 
     def parts(self):
         for root in self.roots.values():
@@ -140,11 +148,11 @@ class _Reader:
             name = e.name
             if name in self.sources:
                 return self.part("source", name, name=name)
-            return self.part("const", name)
+            return self.part("const", name, value=e)
         if e.is_Number:
-            return self.part("const", _label(e))
+            return self.part("const", _label(e), value=e)
         if isinstance(e, MatVec):
-            return self.part("map", str(e.matrix), [self.read(e.vector)])
+            return self.part("map", str(e.matrix), [self.read(e.vector)], value=e.matrix)
         if isinstance(e, sympy.Add):
             return self.read_sum(e)
         if isinstance(e, sympy.Mul):
@@ -153,12 +161,16 @@ class _Reader:
             return self.read_product(e)
         if isinstance(e, sympy.Pow):
             base, power = e.args
-            return self.part("func", f"(·)^{_label(power)}", [self.read(base)])
+            d = sympy.Dummy("v")
+            return self.part("func", f"(·)^{_label(power)}", [self.read(base)],
+                             value=sympy.Lambda(d, d**power))
         if not e.args:  # zoo, nan, pi, E...: any leaf the algebra can make is a constant
-            return self.part("const", _label(e))
+            return self.part("const", _label(e), value=e)
         fn = by_class(e)
         label = fn.unicode if fn is not None else type(e).__name__.lower()
-        return self.part("func", label, [self.read(a) for a in e.args])
+        slots = sympy.symbols(f"v:{len(e.args)}", cls=sympy.Dummy)
+        return self.part("func", label, [self.read(a) for a in e.args],
+                         value=sympy.Lambda(slots, e.func(*slots)))
 
     def split(self, term: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr, sympy.Expr]:
         """``term = number * gate_coef * rest``."""
@@ -188,10 +200,12 @@ class _Reader:
         return self.split(t)[2] in self.vectors
 
     def read_sum(self, e: sympy.Expr) -> Part:
-        terms = [t for t in sympy.Add.make_args(e) if not self.is_bias(t)]  # no biases
-        terms = [t for t in terms if not t.is_Number] or terms
+        """A sum: its biases left out of the picture (kept in ``bias``, as the article draws
+        no biases), every other term drawn, numbers included (``1 + tanh(…)``)."""
+        terms = [t for t in sympy.Add.make_args(e) if not self.is_bias(t)]
+        bias = sympy.Add(*[t for t in sympy.Add.make_args(e) if self.is_bias(t)])
         if not terms:
-            return self.part("const", "b")
+            return self.part("const", "b", value=e)
         if (mix := self.read_mix(e)) is not None:
             return mix
         # g*a + (1-g)*b with one gate g: a single-pole double-throw selector.
@@ -221,29 +235,43 @@ class _Reader:
             else:
                 rest = sympy.Add(*[t / gate for t in ts])
                 children.append(self.switch(gate, self.read(rest)))
+        return self.adder(children, bias)
+
+    def adder(self, children: list[Part], bias: sympy.Expr = sympy.S.Zero) -> Part:
+        """One adder over ``children`` (a child that is itself a sum joins it, biases too);
+        a single child is returned as is, carrying the biases."""
         if len(children) == 1:
+            children[0].bias += bias
             return children[0]
-        # one adder: a term that multiplied out into a sum (read_product) joins this one
-        flat = [g for c in children for g in (c.children if c.kind == "sum" else [c])]
-        return self.part("sum", "+", flat)
+        flat = []
+        for c in children:  # a term that multiplied out into a sum (read_product) joins this one
+            if c.kind == "sum":
+                flat.extend(c.children)
+                bias += c.bias
+            else:
+                flat.append(c)
+        out = self.part("sum", "+", flat)
+        out.bias = bias
+        return out
 
     def read_mix(self, e: sympy.Expr) -> Part | None:
         """A sum in which a gate selects between two signals, however it is written
         (``g ⊙ a + (1 - g) ⊙ b``, ``b + g ⊙ (a - b)``, ``b - g ⊙ b + g ⊙ a``): one selector,
         as the analysis reads it (:func:`~gatelab.analysis.canon.split`), plus the terms that
-        pass at both settings. None when no gate mixes this sum."""
+        pass at both settings (biases left out, in ``bias``). None when no gate mixes this
+        sum."""
         for g in sorted(self.gates & e.free_symbols,
                         key=lambda g: (self.outer.get(g.name, 0), str(g))):
             sp = split(e, g, self.gates, series=False)
             if sp is None or not sp.switched or sp.a == 0 or sp.b == 0:
                 continue
             select = self.part("select", g.name, [self.read(sp.a), self.read(sp.b)], gate=g.name)
-            rest = [t for t in sp.common if t not in self.vectors and not t.is_Number]
+            rest = [t for t in sp.common if t not in self.vectors]
+            bias = sympy.Add(*[t for t in sp.common if t in self.vectors])
             if not rest:
+                select.bias = bias
                 return select
-            more = self.read(sympy.Add(*rest))
-            return self.part("sum", "+", [select, *(more.children if more.kind == "sum"
-                                                     else [more])])
+            return self.adder([select, self.read(sympy.Add(*rest))], bias)
         return None
 
     def read_term(self, t: sympy.Expr) -> Part:
@@ -254,7 +282,7 @@ class _Reader:
         if gate != 1:
             inner = self.switch(gate, inner)
         if num != 1:
-            inner = self.part("scale", _label(num, unicode=True), [inner])
+            inner = self.part("scale", _label(num, unicode=True), [inner], value=num)
         return inner
 
     def switch(self, coef: sympy.Expr, inner: Part) -> Part:
@@ -281,7 +309,7 @@ class _Reader:
         else:
             inner = self.part("product", "×", [self.read(f) for f in signals])
         for s in scales:  # a learned elementwise scale (peephole-like p ⊙ v)
-            inner = self.part("scale", s.name, [inner])
+            inner = self.part("scale", s.name, [inner], value=s)
         return inner
 
 
@@ -329,7 +357,10 @@ def outer_rank(analysis: Analysis) -> dict[str, int]:
 def build_circuit(analysis: Analysis) -> Circuit:
     """Read an analysed cell into a :class:`Circuit`: one tree per memory state, readouts
     substituted as the analysis does (LSTM: ``h_{t-1} → o ⊙ tanh(c_{t-1})``), then one tree per
-    readout that never feeds back (or holds a gate not drawn yet), reading the new memory."""
+    readout that never feeds back (or holds a gate not drawn yet), reading the new memory.
+
+    Raises :class:`~.readback.DiagramMismatch` if a tree does not read back as the expression
+    it was read from (biases aside): the drawing must compute the cell."""
     cell = analysis.cell
     memory = list(analysis.memory_states)
     exprs = drawn_expressions(analysis)
@@ -342,7 +373,8 @@ def build_circuit(analysis: Analysis) -> Circuit:
     sources = states + new + [x for x in cell.inputs if x in used_names]
     reader = _Reader(cell, sources, outer_rank(analysis))
     roots = {m: reader.read(e) for m, e in exprs.items()}
-    circuit = Circuit(cell, roots, sources, analysis, [])
+    circuit = Circuit(cell, roots, sources, analysis, [], exprs)
     drawn = {p.gate for p in circuit.switches()}
     circuit.gates = [g for g in cell.gates if g in drawn]
+    check_circuit(circuit)  # a drawing that does not compute the cell is refused, never shown
     return circuit

@@ -169,6 +169,9 @@ def flow(cell: str = typer.Argument(None, help="built-in cell name or .cell file
                   + f"; inputs: {r.inputs}", highlight=False)
     console.print(f"per-step factor {r.rate:.4f}; largest relative change from d=0: "
                   f"{r.spread:.2e}", highlight=False)
+    if r.no_path:
+        console.print(f"no gradient path through time: {', '.join(r.no_path)} (the update "
+                      "reads no state, so ‖∂L/∂s_(T−d)‖ = 0 for d ≥ 1)", highlight=False)
     table = Table(title=f"‖∂L/∂{r.state}_(T−d)‖ over {r.batch} sequences")
     table.add_column("d", justify="right")
     for col in ("q25", "median", "q75"):

@@ -126,9 +126,25 @@ class FlowResult:
     rate: float  # fitted per-step factor of the median curve (1 = flat)
     spread: float  # max |g(d) − g(0)| / g(0) over d: 0 for a perfectly flat curve
     states: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    # states with no gradient path through time: their update reads no state (``next p = x``,
+    # RWKV's token shift), so ‖∂L_s/∂s_(T−d)‖ = 0 for every d ≥ 1
+    no_path: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return json_safe(asdict(self))
+
+
+def no_gradient_path(cell: Cell) -> list[str]:
+    """The states whose update reads no state's previous value (gates and lets inlined): no
+    gradient reaches them from a later step through them, ``∂s_T/∂s_(T−d) = 0`` for ``d ≥ 1``
+    (a state that copies the input, ``next p = x``).
+
+    >>> from gatelab import parse_cell
+    >>> no_gradient_path(parse_cell("input x : hidden\\nstate h, p\\n"
+    ...     "next h = tanh(W @ x + U @ p + V @ h)\\nnext p = x\\noutput h\\n"))
+    ['p']
+    """
+    return [s for s, e in cell.nexts.items() if not cell.depends_on(e, cell.states)]
 
 
 def _input_size(cell: Cell, params: dict[str, torch.Tensor], hidden: int) -> int:
@@ -147,7 +163,7 @@ def _measure(cell: Cell, x: torch.Tensor, hidden: int, force: dict[str, float],
     h0 = {s: (torch.zeros(batch, hidden) if zero_start
               else torch.rand(batch, hidden, generator=g) - 0.5).requires_grad_(True)
           for s in cell.states}
-    trail, _ = layer(x, h0, force)
+    trail, _ = layer(x, h0, force, every_state=True)
     _refuse_non_finite(cell, trail)
     per_state: dict[str, dict[str, list[float]]] = {}
     for s in cell.states:
@@ -216,6 +232,7 @@ def gradient_flow(cell: Cell, *, steps: int = 50, batch: int = 32, hidden: int =
         trained=trained, inputs=inputs, distance=list(range(steps + 1)),
         grad_norm=per_state[mem]["grad_norm"], q25=per_state[mem]["q25"], q75=per_state[mem]["q75"],
         rate=fit_rate(torch.arange(steps + 1), med), spread=spread, states=per_state,
+        no_path=no_gradient_path(cell),
     )
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..cell import Cell, MatVec
-from ..cell.evaluate import init_params, iterate
+from ..cell.evaluate import init_params, step
 from ..errors import GatelabError, UsageError
 
 
@@ -69,17 +69,32 @@ class CellLayer(nn.Module):
                                          for k, v in drawn.items()})
 
     def forward(self, x: torch.Tensor, h0: dict[str, torch.Tensor] | None = None,
-                force: dict[str, float] | None = None
+                force: dict[str, float] | None = None, *, every_state: bool = False
                 ) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
+        """Run the reference step over ``x``. ``every_state``: every step's states are in the
+        autograd graph, so ``∂L/∂s_k`` can be asked for each; without it a state that copies
+        the input (``next p = x``, RWKV's token shift) is a plain tensor and asking fails. A
+        state that is another's new value (LSTM's ``c'``, read out as ``h' = o ⊙ tanh(c')``)
+        stays that one node: its gradient counts what flows through the readout, as the
+        analysis reads ``h`` as a function of the memory ``c``."""
         n = x.shape[0]
         states = h0 or {s: x.new_zeros(n, self.hidden_size) for s in self.cell.states}
         params = dict(self.weights.items())
+        (inp,) = self.cell.inputs
         trail = [states]
         outs = []
-        for r in iterate(self.cell, x.unbind(1), states, params, force=force):
-            trail.append(r.states)
+        for xt in x.unbind(1):
+            r = step(self.cell, {inp: xt}, states, params, force)
+            states = {s: _node(v) for s, v in r.states.items()} if every_state else r.states
+            trail.append(states)
             outs.append(r.output)
         return trail, torch.stack(outs, dim=1)
+
+
+def _node(v: torch.Tensor) -> torch.Tensor:
+    """``v`` itself when it is in the autograd graph, else a leaf that asks for a gradient
+    (nothing upstream of it needs one: it is made of the input and constants)."""
+    return v if v.requires_grad else v.detach().requires_grad_(True)
 
 
 Stack = dict[tuple[int, int], dict[str, torch.Tensor]]  # (layer, direction) -> parameters
