@@ -50,7 +50,7 @@ class OverBudget(UsageError):
 
 def fmt_bytes(n: float) -> str:
     """``n`` bytes in GB (MB under one GB), for messages."""
-    return f"{n / GB:.1f} GB" if n >= GB else f"{n / 10**6:.0f} MB"
+    return f"{n / GB:,.1f} GB" if n >= GB else f"{n / 10**6:.0f} MB"
 
 
 def _cgroup_limit() -> int | None:
@@ -142,10 +142,12 @@ class Estimate:
         return ", ".join(f"{name} {fmt_bytes(b)}" for name, b in biggest if b >= 10**6)
 
 
-def check(est: Estimate, gb: float | None = None) -> Estimate:
+def check(est: Estimate, gb: float | None = None, option: bool = False) -> Estimate:
     """``est`` when it fits the budget (:func:`memory_budget`) and :func:`work_budget`, else
-    :class:`OverBudget` with one line naming what is big and how to shrink it."""
+    :class:`OverBudget` with one line naming what is big and how to shrink it (``option``: the
+    command has ``--memory-budget``)."""
     budget, source = memory_budget(gb, est.device)
+    raise_it = f"--memory-budget GB or {ENV}=GB" if option else f"{ENV}=GB"
     if est.bytes > budget:
         parts = est.describe()
         raise OverBudget(
@@ -153,7 +155,7 @@ def check(est: Estimate, gb: float | None = None) -> Estimate:
             + (f" ({parts})" if parts else "")
             + f", over the budget of {fmt_bytes(budget)} ({source}): "
             + (f"make {est.shrink} smaller, or " if est.shrink else "")
-            + f"raise the budget with --memory-budget GB or {ENV}=GB")
+            + f"raise the budget with {raise_it}")
     limit = work_budget()
     if est.work > limit:
         raise OverBudget(
@@ -179,7 +181,11 @@ def bounded(values: Mapping[str, float | int | None], limits: Mapping[str, tuple
         if not math.isfinite(value):
             raise UsageError(f"{name} must be a finite number (got {value!r})")
         if not low <= value <= high:
-            raise UsageError(f"{name} must lie in [{low:g}, {high:g}] (got {value!r})")
+            raise UsageError(f"{name} must lie in [{_num(low)}, {_num(high)}] (got {value!r})")
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e19 else f"{x:g}"
 
 
 # --- training -------------------------------------------------------------------------------
@@ -289,3 +295,100 @@ def _size(path: str | None) -> int | None:
         return p.stat().st_size if p.is_file() else None
     except OSError:
         return None
+
+
+# --- the gradient lab (gatelab grad law / flow / clip) -----------------------------------------
+
+SEED = (0, 2**63 - 1)
+LAW_LIMITS = {"--steps": (2, 100_000), "--hidden": (1, 4096), "--seed": SEED,
+              "--sigma-max": (1e-12, 1e6), "--sigma-min": (0, 1e6)}
+FLOW_LIMITS = {"--steps": (1, 100_000), "--batch": (1, 65536), "--hidden": (1, 4096),
+               "--seed": SEED}
+CLIP_LIMITS = {"--steps": (1, 10**6), "--seq-len": (2, 100_000), "--hidden": (1, 4096),
+               "--batch": (1, 65536), "--seed": SEED, "--sigma-max": (1e-12, 1e6),
+               "--lr": (1e-12, 1e6), "--max-norm": (1e-12, 1e12), "--clip-value": (1e-12, 1e12)}
+_WHOLE = frozenset({"--steps", "--hidden", "--batch", "--seq-len", "--seed"})
+
+
+def reference_floats(cell) -> float:  # noqa: ANN001 - a gatelab Cell (None: an LSTM's size)
+    """Floats kept per sequence element and hidden unit when the gradient lab replays ``cell``
+    step by step through its equations with autograd (every signal, its gradient, the GEMMs)."""
+    signals, matrices = (7, 8) if cell is None else (
+        len(cell.states) + len(cell.gates) + len(cell.lets), len(cell.matrices))
+    return 4 * signals + matrices + 6
+
+
+def check_law(*, steps: int, hidden: int, seed: int, sigma_max: float,
+              sigma_min: float | None = None, gb: float | None = None) -> Estimate:
+    """``grad law``'s options bounded, and its Jacobian ``(T + 1) x H x H`` (float64, taken
+    with one vectorised reverse pass over ``(T + 1) H`` outputs: ``(T + 1)² H²`` numbers)
+    within the budget."""
+    bounded({"--steps": steps, "--hidden": hidden, "--seed": seed, "--sigma-max": sigma_max,
+             "--sigma-min": sigma_min}, LAW_LIMITS, _WHOLE)
+    rows = (steps + 1) * hidden
+    est = Estimate(f"grad law (--steps {steps}, --hidden {hidden})",
+                   {"Jacobian": 12.0 * rows * rows}, rows * steps * hidden * hidden,
+                   "--steps or --hidden")
+    return check(est, gb)
+
+
+def check_flow(cell, *, steps: int, batch: int, hidden: int, seed: int,  # noqa: ANN001
+               gb: float | None = None) -> Estimate:
+    """``grad flow``'s options bounded and its replay (``batch x steps x hidden`` per signal of
+    ``cell``; None: a trained run's cell, counted as an LSTM) within the budget."""
+    bounded({"--steps": steps, "--batch": batch, "--hidden": hidden, "--seed": seed},
+            FLOW_LIMITS, _WHOLE)
+    n = batch * steps * hidden
+    signals = 1 if cell is None else len(cell.states)
+    est = Estimate(f"grad flow (--steps {steps}, --batch {batch}, --hidden {hidden})",
+                   {"activations": n * reference_floats(cell) * FLOAT},
+                   3 * n * hidden * (8 if cell is None else len(cell.matrices)) * (1 + signals),
+                   "--steps, --batch or --hidden")
+    return check(est, gb)
+
+
+def check_clip(*, steps: int, seq_len: int, hidden: int, batch: int, seed: int,
+               sigma_max: float, lr: float, max_norm: float, clip_value: float,
+               gb: float | None = None) -> Estimate:
+    """``grad clip``'s options bounded, and one training step of its RNN (``batch x seq_len x
+    hidden``, replayed through the cell) within the budget; three runs of ``steps`` steps."""
+    bounded({"--steps": steps, "--seq-len": seq_len, "--hidden": hidden, "--batch": batch,
+             "--seed": seed, "--sigma-max": sigma_max, "--lr": lr, "--max-norm": max_norm,
+             "--clip-value": clip_value}, CLIP_LIMITS, _WHOLE)
+    n = batch * seq_len * hidden
+    est = Estimate(f"grad clip (--seq-len {seq_len}, --batch {batch}, --hidden {hidden})",
+                   {"activations": n * 12 * FLOAT}, 3 * steps * 3 * n * (hidden + 2),
+                   "--seq-len, --batch, --hidden or --steps")
+    return check(est, gb)
+
+
+# --- gatelab bench ----------------------------------------------------------------------------
+
+BENCH_LIMITS = {"--T": (1, 100_000), "--N": (1, 65536), "--H": (1, 4096),
+                "--repeats": (1, 1000), "--scan-T": (0, 10**6), "--scan-H": (1, 4096),
+                "--scan-N": (1, 65536), "--small-T": (0, 100_000), "--small-N": (1, 65536),
+                "--small-H": (1, 4096), "--small-layers": (1, 16), "--threads": (0, 1024)}
+BENCH_CASES = 16  # timed workloads per round, each holding its own input and weights
+
+
+def check_bench(*, T: int, N: int, H: int, repeats: int, scan_T: int, scan_H: int,
+                scan_N: int, small_T: int, small_N: int, small_H: int, small_layers: int,
+                threads: list[int]) -> Estimate:
+    """``bench``'s sizes bounded, and its largest workload (an LSTM's forward + backward over
+    ``N x T x H``, beside every case's input; the minGRU scan) within the budget."""
+    sizes = {"--T": T, "--N": N, "--H": H, "--repeats": repeats, "--scan-T": scan_T,
+             "--scan-H": scan_H, "--scan-N": scan_N, "--small-T": small_T,
+             "--small-N": small_N, "--small-H": small_H, "--small-layers": small_layers}
+    bounded(sizes, BENCH_LIMITS, frozenset(BENCH_LIMITS))
+    for t in threads:
+        bounded({"--threads": t}, BENCH_LIMITS, frozenset(BENCH_LIMITS))
+    main = N * T * H * (24 + BENCH_CASES) * FLOAT
+    scan = scan_N * scan_T * scan_H * 16 * FLOAT
+    small = small_N * small_T * small_H * small_layers * 24 * FLOAT
+    work = len(threads) * repeats * BENCH_CASES * 3 * (
+        N * T * 8 * H * H + scan_N * scan_T * 2 * scan_H * scan_H
+        + small_N * small_T * 8 * small_H * small_H * small_layers)
+    est = Estimate(f"bench (--T {T}, --N {N}, --H {H}, --scan-T {scan_T})",
+                   {"layers": main + small, "scan": scan}, work,
+                   "--T, --N, --H, --scan-T or --repeats")
+    return check(est)

@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
             cfg = _config(ctx, task, cell, hidden, layers, steps, epochs, batch, lr, clip, seed,
                           device, out, T, dropout, eval_every, train_size, eval_size, data,
                           nproc, threshold, threads)
-            budget.check(budget.train_estimate(cfg), memory_budget)  # before any tensor
+            budget.check(budget.train_estimate(cfg), memory_budget, option=True)  # before any tensor
             folder = train(cfg, progress=True, resume=resume)
             run = load_run(folder)
         last = run.metrics[-1] if run.metrics else {}

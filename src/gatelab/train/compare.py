@@ -81,7 +81,7 @@ def budget_compare(base: TrainConfig, cells: list[str], seeds: int,
     work = 0.0
     for cell in cells:
         est = budget.train_estimate(dataclasses.replace(base, cell=cell), load_cell(cell))
-        budget.check(dataclasses.replace(est, work=0.0), memory_gb)
+        budget.check(dataclasses.replace(est, work=0.0), memory_gb, option=True)
         work += est.work * seeds
     budget.check(budget.Estimate(f"compare ({len(cells)} cells × {seeds} seeds)", work=work,
                                  shrink="--seeds, --cells or --steps"), memory_gb)
