@@ -28,12 +28,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..files import FileProblem, open_zip, read_limited, read_member
 from .errors import DataUnavailable
 
 KEYS = 88
 LOWEST_MIDI = 21  # A0, the lowest piano key
 CACHE_VERSION = 1
 SPLITS = ("train", "valid", "test")
+# A chorale is tens of kilobytes: these bound a hostile --data folder before music21 reads it.
+MAX_CHORALES = 5000
+MAX_CHORALE_BYTES = 16 * 2**20  # a file, and what a .mxl unpacks to in all
 INSTALL = ("JSB Chorales are read from the music21 corpus, and music21 is not installed: "
            "pip install music21 (it ships the Bach chorales; nothing is downloaded)")
 
@@ -107,11 +111,34 @@ def _files(path: str | Path | None) -> list[Path]:
     folder = Path(path)
     if not folder.is_dir():
         raise DataUnavailable(f"{folder} is not a folder of .mxl/.xml chorale files")
-    files = sorted((p for p in folder.iterdir() if p.suffix in (".mxl", ".xml", ".musicxml")),
-                   key=lambda p: p.name)
+    files = []
+    for p in folder.iterdir():
+        if p.suffix in (".mxl", ".xml", ".musicxml"):
+            files.append(p)
+            if len(files) > MAX_CHORALES:
+                raise DataUnavailable(f"{folder} holds more than {MAX_CHORALES} chorale files")
     if not files:
         raise DataUnavailable(f"{folder} holds no .mxl/.xml chorale files")
-    return files
+    for p in files:
+        check_chorale_file(p)
+    return sorted(files, key=lambda p: p.name)
+
+
+def check_chorale_file(path: Path) -> None:
+    """Refuse (:class:`DataUnavailable`) a chorale file that is not a regular file of at most
+    :data:`MAX_CHORALE_BYTES`, or a ``.mxl`` archive with too many members or members that
+    unpack (declared or really) to more than :data:`MAX_CHORALE_BYTES` in all, before music21
+    is given the path."""
+    try:
+        if path.suffix != ".mxl":
+            read_limited(path, MAX_CHORALE_BYTES, "chorale file")
+            return
+        with open_zip(path, MAX_CHORALE_BYTES, "chorale archive") as z:
+            left = MAX_CHORALE_BYTES
+            for info in z.infolist():
+                left -= len(read_member(z, info, left, str(path)))
+    except FileProblem as e:
+        raise DataUnavailable(f"cannot read the chorale {e}") from None
 
 
 def _cache_path(files: list[Path]) -> Path:

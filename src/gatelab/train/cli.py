@@ -102,7 +102,8 @@ def register(app: typer.Typer) -> None:
             cfg = _config(ctx, task, cell, hidden, layers, steps, epochs, batch, lr, clip, seed,
                           device, out, T, dropout, eval_every, train_size, eval_size, data,
                           nproc, threshold, threads)
-            budget.check(budget.train_estimate(cfg), memory_budget, option=True)  # before any tensor
+            # the memory the options imply, refused past the budget before any tensor exists
+            budget.check(budget.train_estimate(cfg), memory_budget, option=True)
             folder = train(cfg, progress=True, resume=resume)
             run = load_run(folder)
         last = run.metrics[-1] if run.metrics else {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ LIMITS: dict[str, tuple[float, float]] = {
 OPTIONAL = {"steps", "epochs", "lr", "clip", "T", "train_size", "eval_size", "eval_every",
             "threshold"}
 REAL = {"epochs", "lr", "clip", "dropout", "threshold"}
+DEVICE = r"auto|cpu|mps|cuda(:(0|[1-9][0-9]{0,2}))?"  # a GPU index torch can parse
 MAX_ACTIVATIONS = 2**31  # batch x T x hidden x layers: about 8 GB of float32 per saved tensor
 
 
@@ -125,6 +127,9 @@ class TrainConfig:
                 raise UsageError(f"{flag} must be at least {low:g} (got {value!r})")
             if value > high:
                 raise UsageError(f"{flag} must be at most {high:g} (got {value!r})")
+        if not re.fullmatch(DEVICE, self.device):
+            raise UsageError(f"--device {self.device[:40]!r} is not a device this trainer can "
+                             "use: cpu, cuda, cuda:N (N < 1024), mps or auto")
         if self.lr is not None and not self.lr > 0:
             raise UsageError(f"--lr must be positive (got {self.lr})")
         if not self.dropout < 1.0:
