@@ -83,3 +83,52 @@ def test_law_flow_clip_options_bounded(steps, hidden, seed, sigma):
             continue
         assert 0 <= seed < 2**63 and 1 <= hidden <= 4096 and 1 <= steps <= 10**6
         assert est.bytes <= budget.memory_budget()[0]
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory):
+    from gatelab.data import DataUnavailable, load_drug_reviews
+    from gatelab.train import train
+
+    try:
+        load_drug_reviews("test")
+    except DataUnavailable as e:  # pragma: no cover - the data package is part of `make setup`
+        pytest.skip(f"drug reviews not installed: {e}")
+    out = tmp_path_factory.mktemp("explain") / "run"
+    return train(TrainConfig(task="drugs", cell="mgu", out=str(out), steps=2, hidden=4, embed=4,
+                             max_len=12, train_size=40, eval_size=24), progress=False)
+
+
+def test_explain_text_bounded_in_tokens_and_bytes(text_run, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from gatelab.cli import app
+    from gatelab.explain import cli as explain_cli
+
+    runner = CliRunner()
+
+    def refused(args: list[str], needle: str) -> None:
+        res = runner.invoke(app, ["explain", *args, "--run", str(text_run)])
+        lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+        assert res.exit_code == 2 and len(lines) == 1 and needle in lines[0], res.output
+
+    long = tmp_path / "long.txt"
+    long.write_text("good " * 300_000)  # 1.5 MB
+    refused(["--file", str(long)], "too large")
+    refused(["word " * 60_000], "bytes")
+    refused(["word " * (explain_cli.MAX_TOKENS + 1)], "tokens")
+    monkeypatch.setattr(explain_cli, "MAX_TOKENS", 5)
+    refused(["one two three four five six"], "6 tokens")
+    res = runner.invoke(app, ["explain", "one two three four five", "--run", str(text_run)])
+    assert res.exit_code == 0, res.output
+
+
+@given(st.floats())
+@settings(max_examples=50, deadline=None)
+def test_forget_bias_finite_and_bounded(bias):
+    try:
+        TrainConfig(task="adding", forget_bias=bias, steps=1)
+    except UsageError as e:
+        assert not (abs(bias) <= 100) and "--forget-bias" in str(e)
+    else:
+        assert abs(bias) <= 100

@@ -113,10 +113,12 @@ def register(app: typer.Typer) -> None:
         run: Path = typer.Option(None, "--run", help="run folder (default: the built model, "
                          f"else {DEFAULT_RUN})"),
         format: Format = typer.Option(Format.text, "--format", "-f"),
-        units: int = typer.Option(3, "--units", help="most varying units shown per gate"),
+        units: int = typer.Option(3, "--units", max=4096,
+                                  help="most varying units shown per gate"),
         gate: str = typer.Option(None, "--gate", help="gate shown unit by unit (default: the "
                                  "keep gate, e.g. z; L2.z for layer 2)"),
-        top: int = typer.Option(12, "--top", min=0, help="units in the unit-by-unit view"),
+        top: int = typer.Option(12, "--top", min=0, max=4096,
+                                help="units in the unit-by-unit view"),
     ) -> None:
         """Per-token gate values and switch settings of a trained text model."""
         from .gates import explain_text

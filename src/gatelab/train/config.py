@@ -40,10 +40,11 @@ LIMITS: dict[str, tuple[float, float]] = {
     "T": (2, 10**6), "dropout": (0, 1), "embed": (1, 4096), "max_len": (1, 10**6),
     "train_size": (1, 10**9), "eval_size": (1, 10**9), "eval_every": (1, 10**9),
     "nproc": (1, 256), "threads": (1, 1024), "threshold": (-1e12, 1e12),
+    "forget_bias": (-100, 100),
 }
 OPTIONAL = {"steps", "epochs", "lr", "clip", "T", "train_size", "eval_size", "eval_every",
             "threshold"}
-REAL = {"epochs", "lr", "clip", "dropout", "threshold"}
+REAL = {"epochs", "lr", "clip", "dropout", "threshold", "forget_bias"}
 DEVICE = r"auto|cpu|mps|cuda(:(0|[1-9][0-9]{0,2}))?"  # a GPU index torch can parse
 MAX_ACTIVATIONS = 2**31  # batch x T x hidden x layers: about 8 GB of float32 per saved tensor
 
