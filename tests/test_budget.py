@@ -22,21 +22,23 @@ MEASURED = [
     ("--cell lstm --hidden 256 --batch 256 -T 200", "vendor"),
     ("--cell mgu --hidden 128 --batch 256 -T 200", "generated"),
     ("--cell mingru --hidden 128 --batch 64 -T 1000", "scan"),
+    ("--cell gru --hidden 512 --batch 2 -T 300 --eval-size 256", "evaluation"),
 ]
 
 
 def _config(options: str) -> TrainConfig:
     args = options.split()
-    kw = {k.lstrip("-"): (v if k == "--cell" else int(v)) for k, v in zip(args[::2], args[1::2],
-                                                                          strict=True)}
-    return TrainConfig(task="adding", steps=2, **kw)
+    kw = {k.lstrip("-").replace("-", "_"): (v if k == "--cell" else int(v))
+          for k, v in zip(args[::2], args[1::2], strict=True)}
+    return TrainConfig(task="copy" if "eval_size" in kw else "adding", steps=2, **kw)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("options", "path"), MEASURED, ids=[p for _, p in MEASURED])
 def test_estimate_within_a_factor_of_two_of_the_peak(options, path, tmp_path):
-    est = budget.train_estimate(_config(options))
-    r = run_cli("train", "adding", *options.split(), "--steps", "2", "--out",
+    cfg = _config(options)
+    est = budget.train_estimate(cfg)
+    r = run_cli("train", cfg.task, *options.split(), "--steps", "2", "--out",
                 str(tmp_path / "run"), cwd=tmp_path, env={budget.ENV: "100"}, cap=False)
     assert r.code == 0, r.stderr[-2000:]
     measured = r.peak_mb * 2**20

@@ -203,7 +203,7 @@ _TASKS: dict[str, dict] = {
     "drugs": {"inputs": 0, "out": 3, "vocab": 20000, "n": 600, "text": True},
     "tweets": {"inputs": 0, "out": 3, "vocab": 20000, "n": 34000, "text": True},
     "stdlib": {"inputs": 0, "out": 256, "per_step": True, "vocab": 256, "chars": True},
-    "jsb": {"inputs": 88, "out": 88, "per_step": True, "n": 330, "data": 300 * 10**6},
+    "jsb": {"inputs": 88, "out": 88, "per_step": True, "n": 330, "data": 100 * 10**6},
 }
 DATA_FILE_EXPANSION = 40  # bytes held per byte of a text data file (strings, tokens, ids)
 
@@ -253,9 +253,13 @@ def train_estimate(cfg, cell=None) -> Estimate:  # noqa: ANN001 - TrainConfig, C
     params += task.get("vocab", 0) * cfg.embed + H * n_out + n_out
     params += inputs * H if cell.hidden_inputs and task["inputs"] != H else 0
     head_floats = n_out * (3 if task.get("per_step") else 0)
+    training = per_rank * T * (H * L * activation_floats(cell) + head_floats + inputs)
+    # evaluation (after the step's graph is freed): no graph, but every layer's GEMM outputs
+    # and outputs over the whole sequence, and the logits, for a batch of at least 256
+    evaluation = max(per_rank, 256) * T * (H * L * (len(cell.matrices) + 2) + 2 * n_out
+                                           + inputs)
     parts = {
-        "activations": per_rank * T * (H * L * activation_floats(cell) + head_floats + inputs)
-        * FLOAT,
+        "activations": max(training, evaluation) * FLOAT,
         "parameters and Adam state": params * FLOAT * 4,
         "data": _data_bytes(cfg, task, T),
     }
