@@ -12,8 +12,6 @@ from gatelab.errors import UsageError
 from gatelab.train.config import TrainConfig
 from hostile_cli import assert_refused, run_cli
 
-pytestmark = pytest.mark.slow
-
 HOSTILE = [
     (["train", "adding", "--device", "cuda:99999999999999999999999", "--steps", "1"], "--device"),
     (["train", "adding", "--seed", str(2**64), "--steps", "1"], "--seed"),
@@ -32,6 +30,7 @@ HOSTILE = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("args", "needle"), HOSTILE, ids=[" ".join(a[:3]) for a, _ in HOSTILE])
 def test_hostile_option_is_one_line_exit_2(args, needle, tmp_path):
     assert_refused(run_cli(*args, cwd=tmp_path), needle)

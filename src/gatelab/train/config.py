@@ -128,9 +128,11 @@ class TrainConfig:
                 raise UsageError(f"{flag} must be at least {low:g} (got {value!r})")
             if value > high:
                 raise UsageError(f"{flag} must be at most {high:g} (got {value!r})")
+        if re.fullmatch(r"cuda:[0-9]+", self.device) and not re.fullmatch(DEVICE, self.device):
+            raise UsageError(f"--device {self.device[:40]}: a GPU index is at most 1023")
         if not re.fullmatch(DEVICE, self.device):
             raise UsageError(f"--device {self.device[:40]!r} is not a device this trainer can "
-                             "use: cpu, cuda, cuda:N (N < 1024), mps or auto")
+                             "use: use cpu, cuda, cuda:N (N: the GPU's index), mps or auto")
         if self.lr is not None and not self.lr > 0:
             raise UsageError(f"--lr must be positive (got {self.lr})")
         if not self.dropout < 1.0:
