@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-# torch's import maps about 1 GB of address space; a short training run fits in 1.5 GB
+# well above what the command line needs to start, train briefly or refuse; far below what
+# the hostile options would allocate
 ADDRESS_SPACE = 3 * 2**30
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from gatelab import budget
 from gatelab.errors import UsageError
-from gatelab.train.config import TrainConfig
+from gatelab.train.config import TASKS, TrainConfig
 from hostile_cli import assert_refused, run_cli
 
 GB = budget.GB
@@ -87,6 +87,12 @@ def test_estimate_grows_with_every_size(batch, hidden, T, layers, grow):
         assume(False)
     a, b = budget.train_estimate(cfg), budget.train_estimate(bigger)
     assert b.bytes > a.bytes and b.work >= a.work
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_task_has_an_estimate(task):
+    est = budget.train_estimate(TrainConfig(task=task, steps=10))
+    assert budget.RUNTIME_BYTES < est.bytes < 4 * GB and est.work > 0
 
 
 def test_budget_sources(monkeypatch):

@@ -265,7 +265,8 @@ def train_estimate(cfg, cell=None) -> Estimate:  # noqa: ANN001 - TrainConfig, C
     }
     parts = {k: v * cfg.nproc if k != "data" else v for k, v in parts.items()}
     parts["processes"] = (cfg.nproc - 1) * RUNTIME_BYTES
-    steps = cfg.steps or math.ceil(cfg.epochs * task.get("n", 10**6) / N)
+    n_train = min(task.get("n", 10**6), cfg.train_size or 10**9)
+    steps = cfg.steps or math.ceil(cfg.epochs * n_train / N)
     work = 3 * steps * N * T * (gemm + H * n_out)  # forward + twice that backward
     return Estimate(f"train {cfg.task} ({cell.name}, hidden {H}, layers {L}, batch {N}, "
                     f"T {T})", parts, work, "--batch, --hidden, --layers or -T",
