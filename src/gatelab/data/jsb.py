@@ -37,7 +37,7 @@ CACHE_VERSION = 1
 SPLITS = ("train", "valid", "test")
 # A chorale is tens of kilobytes: these bound a hostile --data folder before music21 reads it.
 MAX_CHORALES = 5000
-MAX_CHORALE_BYTES = 16 * 2**20  # a file, and what a .mxl unpacks to in all
+MAX_CHORALE_BYTES = 8 * 2**20  # a file, and what a .mxl unpacks to in all
 INSTALL = ("JSB Chorales are read from the music21 corpus, and music21 is not installed: "
            "pip install music21 (it ships the Bach chorales; nothing is downloaded)")
 
