@@ -173,3 +173,12 @@ def test_cli_zip_bomb_is_one_line(tmp_path):
     _bomb(bomb, "drugsComTrain.tsv", 256 << 20)
     assert_refused(run_cli("train", "drugs", "--data", str(bomb), "--steps", "1",
                            "--out", str(tmp_path / "run"), cwd=tmp_path), "unpacks to")
+
+
+def test_real_chorales_pass_the_checks():
+    music21 = pytest.importorskip("music21")
+    from pathlib import Path
+
+    files = [Path(p) for p in music21.corpus.getComposer("bach") if Path(p).suffix == ".mxl"]
+    for path in files:
+        check_chorale_file(path)
