@@ -58,6 +58,12 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"--threads wants counts like 1,2, got {threads!r}") from None
         if any(t < 0 for t in counts):
             raise typer.BadParameter(f"--threads wants counts of at least 0, got {threads!r}")
+        from ..budget import check_bench  # every size bounded, memory within the budget
+
+        check_bench(T=steps, N=batch, H=hidden, repeats=repeats, scan_T=scan_steps,
+                    scan_H=scan_hidden, scan_N=scan_batch, small_T=small_steps,
+                    small_N=small_batch, small_H=small_hidden, small_layers=small_layers,
+                    threads=counts)
         small = (small_steps, small_batch, small_hidden, small_layers) if small_steps else None
         if user_cell is not None:
             try:
