@@ -22,22 +22,27 @@ ADD, MUL, NEG, MATMUL, POW, ATOM = range(6)
 
 
 def expr_text(expr: sympy.Expr, unicode: bool = False, lead: frozenset[str] = frozenset(),
-              inputs: frozenset[str] = frozenset()) -> str:
+              inputs: frozenset[str] = frozenset(), first_use: dict[str, int] | None = None
+              ) -> str:
     """Render an expression in cell syntax (ASCII, parseable) or in Unicode (σ, ⊙, ·).
 
     Factors made only of the names in ``lead`` (a cell's gates) are written first: ``f*c``;
     linear maps of ``inputs`` come before the other linear maps: ``W·x + U·h + b``.
+    ``first_use`` (parameter name -> rank) overrides that order among the terms and factors that
+    hold those parameters, so they are written in that order (what :func:`cell_text` needs: the
+    order of first use fixes a cell's packed parameter layout).
     """
-    return _Printer(unicode, lead, inputs).show(expr)[0]
+    return _Printer(unicode, lead, inputs, first_use).show(expr)[0]
 
 
 class _Printer(RegistryPrinting, Printer):
     """Cell syntax; every ``_print_*`` returns ``(text, binding strength)``."""
 
     def __init__(self, unicode: bool, lead: frozenset[str] = frozenset(),
-                 inputs: frozenset[str] = frozenset()):
+                 inputs: frozenset[str] = frozenset(), first_use: dict[str, int] | None = None):
         super().__init__()
         self.u = unicode
+        self.first_use = {sympy.Symbol(n): k for n, k in (first_use or {}).items()}
         self.lead = {sympy.Symbol(n) for n in lead}
         self.inputs = {sympy.Symbol(n) for n in inputs}
         self.mul = " ⊙ " if unicode else "*"
@@ -52,6 +57,17 @@ class _Printer(RegistryPrinting, Printer):
         if isinstance(t, sympy.Symbol) or t.is_Number:
             return 3
         return 2
+
+    def _in_use_order(self, items: list[sympy.Expr]) -> list[sympy.Expr]:
+        """``items`` (already in reading order) with those holding a ``first_use`` parameter
+        put, within their own slots, in the order of their earliest such parameter."""
+        ranks = [min((self.first_use[s] for s in t.free_symbols if s in self.first_use),
+                     default=None) for t in items]
+        slots = [i for i, r in enumerate(ranks) if r is not None]
+        out = list(items)
+        for i, j in zip(slots, sorted(slots, key=lambda k: ranks[k]), strict=True):
+            out[i] = items[j]
+        return out
 
     def wrap(self, expr: sympy.Expr, at_least: int) -> str:
         text, prec = self.show(expr)
@@ -88,7 +104,7 @@ class _Printer(RegistryPrinting, Printer):
     def _print_Add(self, e: sympy.Add) -> tuple[str, int]:  # noqa: N802
         terms = sympy.Add.make_args(e)
         # positive terms first reads naturally: "1 - z" rather than "-z + 1"
-        terms = sorted(terms, key=self._term_rank)
+        terms = self._in_use_order(sorted(terms, key=self._term_rank))
         out = self.wrap(terms[0], ADD + 1) if not terms[0].could_extract_minus_sign() \
             else self.show(terms[0])[0]
         for t in terms[1:]:
@@ -104,7 +120,7 @@ class _Printer(RegistryPrinting, Printer):
         num, den = sympy.fraction(e)
         if den != 1:
             return f"{self.wrap(num, MUL)}/{self.wrap(den, MUL + 1)}", MUL
-        factors = sorted(sympy.Mul.make_args(e), key=self._factor_rank)
+        factors = self._in_use_order(sorted(sympy.Mul.make_args(e), key=self._factor_rank))
         return self.mul.join(self.wrap(f, MUL + 1) for f in factors), MUL
 
     def _print_Pow(self, e: sympy.Pow) -> tuple[str, int]:  # noqa: N802
@@ -123,16 +139,33 @@ class _Printer(RegistryPrinting, Printer):
 
 
 def cell_text(cell: Cell) -> str:
-    """The cell as ``.cell`` source; ``parse_cell(cell_text(c)) == c``."""
+    """The cell as ``.cell`` source; ``parse_cell(cell_text(c)) == c``.
+
+    Parameters are written in the cell's order of first use (each line puts the terms holding
+    its new parameters in that order), so the text parses back with the same parameter order,
+    hence the same packed layout. Where SymPy's normal form mixes one line's new parameters
+    across nested terms that no term order can untangle, the parse keeps the same equations in
+    another order (:meth:`Cell.same_equations`); run folders and pickles store the order too.
+    """
     lead, ins = frozenset(cell.gates), frozenset(cell.inputs)
+    rank = {p: k for k, p in enumerate(cell.params)}
+    seen: set[str] = set()
+
+    def text(e: sympy.Expr) -> str:
+        names = {s.name for s in e.free_symbols} & rank.keys()
+        out = expr_text(e, lead=lead, inputs=ins,
+                        first_use={p: rank[p] for p in names - seen})
+        seen.update(names)
+        return out
+
     lines = [f"# {d}".rstrip() for d in cell.doc]
     lines.append(f"name   {cell.name}")
     lines += [f"input  {n}" + (" : hidden" if n in cell.hidden_inputs else "")
               for n in cell.inputs]
     lines += [f"state  {n}" for n in cell.states]
     for kind, n in cell.order:
-        lines.append(f"{kind:<6} {n} = {expr_text(cell.definition(n), lead=lead, inputs=ins)}")
-    lines += [f"next   {s} = {expr_text(e, lead=lead)}" for s, e in cell.nexts.items()]
+        lines.append(f"{kind:<6} {n} = {text(cell.definition(n))}")
+    lines += [f"next   {s} = {text(e)}" for s, e in cell.nexts.items()]
     lines.append(f"output {cell.output}")
     return "\n".join(lines) + "\n"
 
