@@ -12,13 +12,60 @@ from __future__ import annotations
 
 import sympy
 from sympy.printing.latex import LatexPrinter
+from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.printer import Printer
 
 from .functions import BY_NAME, Fn, MatVec, RegistryPrinting
 from .ir import Cell
+from .limits import MAX_LITERAL_CHARS
 
 # Binding strength, loosest first; mirrors the grammar in syntax.py.
 ADD, MUL, NEG, MATMUL, POW, ATOM = range(6)
+
+
+def decimal_text(r: sympy.Rational) -> str | None:
+    """A number as a decimal literal of the cell language, as people write it: ``21/500`` ->
+    ``0.042``, ``10**20`` -> ``1e20`` (the parser reads every literal as an exact rational, so
+    the text reads back as the same number). None when no decimal is exact (``1/3``) or the
+    literal would exceed the parser's limit.
+    """
+    p, q = abs(int(r.p)), int(r.q)
+    twos = fives = 0
+    while q % 2 == 0:
+        q, twos = q // 2, twos + 1
+    while q % 5 == 0:
+        q, fives = q // 5, fives + 1
+    if q != 1:
+        return None
+    if p == 0:
+        return "0"
+    k = max(twos, fives)  # r = digits * 10**-k
+    digits = p * 10 ** k // int(r.q)
+    while digits % 10 == 0:
+        digits, k = digits // 10, k - 1
+    d = str(digits)
+    lead = len(d) - 1 - k  # power of ten of the leading digit
+    if -5 <= lead < 16:  # positional, as Python writes floats
+        if k <= 0:
+            text = d + "0" * -k
+        elif len(d) > k:
+            text = f"{d[:-k]}.{d[-k:]}"
+        else:
+            text = "0." + "0" * (k - len(d)) + d
+    else:
+        text = f"{d[0]}{'.' + d[1:] if len(d) > 1 else ''}e{lead}"
+    return text if len(text) <= MAX_LITERAL_CHARS else None
+
+
+def _decimal_coeff(e: sympy.Mul) -> tuple[str, sympy.Expr] | None:
+    """``(decimal, rest)`` when a product's number is a fraction with an exact decimal
+    (``0.042*h`` rather than ``21*h/500``)."""
+    coeff, rest = e.as_coeff_Mul()
+    if coeff.is_Rational and not coeff.is_Integer and rest != 1:
+        text = decimal_text(coeff)
+        if text is not None:
+            return ("-" if coeff < 0 else "") + text, rest
+    return None
 
 
 def expr_text(expr: sympy.Expr, unicode: bool = False, lead: frozenset[str] = frozenset(),
@@ -83,9 +130,14 @@ class _Printer(RegistryPrinting, Printer):
         return e.name, ATOM
 
     def _print_Integer(self, e: sympy.Integer) -> tuple[str, int]:  # noqa: N802
-        return (str(e), ATOM) if e >= 0 else (f"-{-e}", NEG)
+        text = decimal_text(e) or str(abs(e))
+        return (text, ATOM) if e >= 0 else (f"-{text}", NEG)
 
     def _print_Rational(self, e: sympy.Rational) -> tuple[str, int]:  # noqa: N802
+        # a decimal where one is exact (what a person wrote: 0.042), else a fraction (1/3)
+        text = decimal_text(e)
+        if text is not None:
+            return (text, ATOM) if e > 0 else (f"-{text}", NEG)
         text = f"{abs(e.p)}/{e.q}"
         return (text, MUL) if e > 0 else (f"-{text}", NEG)
 
@@ -117,8 +169,14 @@ class _Printer(RegistryPrinting, Printer):
     def _print_Mul(self, e: sympy.Mul) -> tuple[str, int]:  # noqa: N802
         if e.could_extract_minus_sign():
             return "-" + self.wrap(-e, MUL + 1), NEG
+        decimal = _decimal_coeff(e)
+        if decimal is not None:
+            return f"{decimal[0]}{self.mul}{self.wrap(decimal[1], MUL)}", MUL
         num, den = sympy.fraction(e)
         if den != 1:
+            if num != den and self._in_use_order([num, den])[0] is den:
+                # the denominator holds the earlier parameter: write it first, 1/b*h
+                return f"1/{self.wrap(den, MUL + 1)}{self.mul}{self.wrap(num, MUL)}", MUL
             return f"{self.wrap(num, MUL)}/{self.wrap(den, MUL + 1)}", MUL
         factors = self._in_use_order(sorted(sympy.Mul.make_args(e), key=self._factor_rank))
         return self.mul.join(self.wrap(f, MUL + 1) for f in factors), MUL
@@ -188,6 +246,22 @@ def _raised(text: str, exp: str | None) -> str:
 
 
 class _Latex(RegistryPrinting, LatexPrinter):
+    def _print_Rational(self, e: sympy.Rational) -> str:  # noqa: N802 - SymPy's name
+        text = decimal_text(e)
+        if text is None:
+            return super()._print_Rational(e)
+        if "e" in text:
+            m, p = text.split("e")
+            text = rf"{m} \cdot 10^{{{p}}}"
+        return ("-" if e < 0 else "") + text
+
+    def _print_Mul(self, e: sympy.Mul) -> str:  # noqa: N802
+        decimal = _decimal_coeff(e)
+        if decimal is None:
+            return super()._print_Mul(e)
+        num = self._print_Rational(e.as_coeff_Mul()[0])
+        return f"{num} {self.parenthesize(decimal[1], PRECEDENCE['Mul'])}"
+
     def _print_MatVec(self, e: MatVec, exp: str | None = None) -> str:  # noqa: N802 - SymPy
         v = self._print(e.vector)
         if not isinstance(e.vector, sympy.Symbol):
