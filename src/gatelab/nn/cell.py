@@ -23,7 +23,7 @@ from ..cell import load_cell
 from ..cell.evaluate import traceable_step
 from ..engine.layout import Layout
 from ..engine.vendor import bias_blocks, blocks, template_path, vendor_match
-from .checks import check_cell_shapes, check_cell_step, check_hx_as_given, check_sizes
+from .checks import check_cell_shapes, check_cell_sizes, check_cell_step, check_hx_as_given
 from .state import CellPickling
 
 CELL_KERNELS = {"LSTM": _VF.lstm_cell, "GRU": _VF.gru_cell, "RNN_TANH": _VF.rnn_tanh_cell,
@@ -54,7 +54,7 @@ class Cell(CellPickling, nn.Module):
 
     def _build(self, cell, input_size: int, hidden_size: int, bias: bool, device,
                dtype) -> None:
-        check_sizes(input_size, hidden_size)
+        check_cell_sizes(input_size, hidden_size)
         self.cell = load_cell(cell)
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         self._derive()
@@ -83,7 +83,8 @@ class Cell(CellPickling, nn.Module):
         return "vendor" if self._vendor.mode is not None else "reference"
 
     def reset_parameters(self) -> None:
-        k = 1.0 / math.sqrt(self.hidden_size)
+        # torch's RNNCellBase.reset_parameters: an empty cell (hidden_size 0) gets bound 0
+        k = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
         for p in self.parameters():
             nn.init.uniform_(p, -k, k)
 
