@@ -492,3 +492,21 @@ def test_cell_sizes_are_checked_as_torch_checks_them(cls):
         ours.load_state_dict(ref.state_dict())
         x = torch.randn(2, sizes[0])
         torch.testing.assert_close(ours(x), ref(x))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_LSTM_and_GRU_grad_and_gradgrad(mode, bias, backend):
+    """torch: test_LSTM_grad_and_gradgrad and test_GRU_grad_and_gradgrad (CUDA-only there, run
+    on the CPU here): gradcheck and gradgradcheck of every output of a one-step layer."""
+    H = 4
+    mod = _layer(mode, H, H, bias=bias, backend=backend).double()
+    x = torch.rand(1, 3, H, dtype=torch.double, requires_grad=True)
+
+    def flat(inp):
+        out, hidden = mod(inp)
+        return (out, *(hidden if isinstance(hidden, tuple) else (hidden,)))
+
+    assert torch.autograd.gradcheck(flat, (x,), check_batched_grad=False)
+    assert torch.autograd.gradgradcheck(flat, (x,), check_batched_grad=False)
