@@ -90,6 +90,25 @@ def _positional_projection(proj_size) -> None:
         raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
 
 
+def _check_hidden_input(cell: CellIR, input_size: int, hidden_size: int, num_layers: int,
+                        bidirectional: bool) -> None:
+    """A cell reading its input as a hidden-size vector (``input x : hidden``) needs every
+    layer's input to have ``hidden_size`` features; said in the sizes the caller passed (the
+    layout's own check sees a stacked layer's internal input size)."""
+    if not cell.hidden_inputs:
+        return
+    what = f"cell {cell.name!r} declares `input {cell.hidden_inputs[0]} : hidden` (its input is " \
+        "used as a hidden-size vector)"
+    if input_size != hidden_size:
+        raise EngineError(f"{what}, so input_size must equal hidden_size; got input_size="
+                          f"{input_size}, hidden_size={hidden_size}")
+    if num_layers > 1 and bidirectional:
+        raise EngineError(f"{what}, so it cannot be stacked bidirectionally: layers 2 and up "
+                          f"read both directions, 2 * hidden_size = {2 * hidden_size} features "
+                          f"(input_size={input_size}, hidden_size={hidden_size}, num_layers="
+                          f"{num_layers}); use num_layers=1 or bidirectional=False")
+
+
 class RNN(CellPickling, nn.Module):
     """A recurrent layer running a cell; see the module docstring for the two signatures.
 
@@ -171,6 +190,7 @@ class RNN(CellPickling, nn.Module):
         out = self.cell.output
         self.state_names = ((out,) if out in self.cell.states else ()) + tuple(
             s for s in self.cell.states if s != out)
+        _check_hidden_input(self.cell, input_size, hidden_size, num_layers, self.bidirectional)
         self._flat: list[list[dict[str, str]]] = []  # [layer][direction] tensor -> attr name
         factory = {"device": device, "dtype": dtype}
         real_hidden = proj_size or hidden_size
