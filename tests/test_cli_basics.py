@@ -88,11 +88,12 @@ def test_unparsable_command_lines_are_one_error_line():
     ``error:`` line naming the command, exit 2, no usage box (the console entry, as run)."""
     import subprocess
     import sys
+    from pathlib import Path
 
     for argv in (["train", "adding", "--seed", "1.5"], ["bogus"], ["analyze"],
                  ["train", "adding", "--nope"], ["grad", "law", "--steps", "x"]):
-        res = subprocess.run([sys.executable, "-c", "from gatelab.cli import main; main()", *argv],
-                             capture_output=True, text=True, timeout=120)
+        entry = Path(sys.executable).parent / "gatelab"
+        res = subprocess.run([str(entry), *argv], capture_output=True, text=True, timeout=120)
         assert res.returncode == 2, (argv, res.stderr)
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: gatelab"), (argv, res.stderr)
