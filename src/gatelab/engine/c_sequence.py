@@ -1,0 +1,271 @@
+"""The sequence kernel (``backend="sequence"``): one layer and direction as one C call per pass.
+
+Python does the two large GEMMs around the loop (as :mod:`gatelab.engine.autograd` does)::
+
+    Gx = x @ weight_ih.T + bias_ih [+ bias_hh of fused groups]     before the forward loop
+    dx = dGx @ weight_ih ; dW_ih = dGx^T x ; dW_hh = dA^T V         after the backward loop
+
+and the generated C of :mod:`gatelab.engine.c_sequence_codegen` runs the time loops: every
+recurrent GEMM stage (through torch's own BLAS, ``sgemm_``/``dgemm_`` of ``libtorch_cpu``, passed
+in as a function pointer so the library links nothing of torch), the pointwise forward, and the
+backward through time with the SymPy derivatives. Autograd sees one node per layer and direction;
+higher-order gradients keep the exact reference route of :mod:`gatelab.engine.higher_order`.
+
+Shapes: ``x (T, N, I)``, states ``(N, H)``, ``mask (T, N)`` bool or None (padding: states carried,
+output zero), as every backend (:mod:`gatelab.engine.backends`). CPU float32/float64 only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from ..cell.ir import Cell
+from . import c_pointwise
+from .backward import NeedsGrad, Saved, weight_grads
+from .c_sequence_codegen import StepSymbols, library_source
+from .gemm import linear
+from .layout import EngineError, Layout
+from .plan import Plan, identity_blocks, uses_layer_norm
+
+GENERATOR_VERSION = "seq-1"
+CFLAGS = [*c_pointwise.CFLAGS]
+_P = ctypes.c_void_p
+_I64 = ctypes.c_int64
+
+
+@functools.lru_cache(maxsize=1)
+def _blas() -> dict[torch.dtype, int]:
+    """Addresses of torch's own Fortran BLAS ``sgemm_``/``dgemm_`` (MKL in the CPU wheels)."""
+    lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
+    try:
+        return {torch.float32: ctypes.cast(lib.sgemm_, _P).value,
+                torch.float64: ctypes.cast(lib.dgemm_, _P).value}
+    except AttributeError as exc:
+        raise EngineError("this torch build exports no sgemm_/dgemm_ from libtorch_cpu; "
+                          "use backend='generated'") from exc
+
+
+def blas_available() -> bool:
+    """Whether torch's BLAS can be called here (the CPU wheels: MKL)."""
+    try:
+        _blas()
+    except (OSError, EngineError):
+        return False
+    return True
+
+
+def _compiled_library(source: str) -> ctypes.CDLL:
+    """The project's safe cache (:func:`gatelab.cache.compiled_library`) when present."""
+    try:
+        from ..cache import compiled_library
+    except ImportError:  # pragma: no cover - before the cache module lands
+        compiled_library = _shim_compiled_library
+    return compiled_library(source, CFLAGS, link=("-lm",), language="c", kind="kernels")
+
+
+def _shim_compiled_library(source: str, flags, *, link=("-lm",), language="c",
+                           kind="kernels", timeout=300) -> ctypes.CDLL:
+    """Stand-in for :func:`gatelab.cache.compiled_library` until that module is merged."""
+    import subprocess
+    import tempfile
+
+    cc = c_pointwise.compiler()
+    if cc is None:
+        raise EngineError("the sequence kernel needs a C compiler (gcc/cc or $CC)")
+    key = hashlib.sha256("\n".join([c_pointwise._compiler_id(), " ".join(flags),
+                                    source]).encode()).hexdigest()[:32]
+    d = c_pointwise.cache_dir()
+    path = d / f"seq_{key}.so"
+    if not path.exists():
+        d.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=d) as tmp:
+            c_file, so = Path(tmp) / "k.c", Path(tmp) / "k.so"
+            c_file.write_text(source, encoding="utf-8")
+            res = subprocess.run([cc, *flags, "-o", str(so), str(c_file), *link],
+                                 capture_output=True, text=True, timeout=timeout)
+            if res.returncode != 0:
+                raise EngineError(f"{cc} failed: {res.stderr.strip()[:2000]}")
+            os.replace(so, path)
+    return ctypes.CDLL(str(path))
+
+
+def _source_path(key: str) -> tuple[Path, str]:
+    digest = hashlib.sha256(f"{GENERATOR_VERSION}\n{key}".encode()).hexdigest()[:32]
+    return c_pointwise.cache_dir() / f"seqsrc_{digest}.c", digest
+
+
+def _source(ss: StepSymbols) -> str:
+    """The C source for a step, from the disk cache when an earlier process derived it (the
+    SymPy derivatives are the slow part of a first build). The cached text is only source; its
+    first line must name the key's digest, and the compiled library is found by the source's
+    own hash."""
+    path, digest = _source_path(ss.key())
+    head = f"/* gatelab sequence kernel {digest} */\n"
+    try:
+        text = path.read_text(encoding="utf-8")
+        if text.startswith(head):
+            return text
+    except OSError:
+        pass
+    text = head + library_source(ss)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the whole one
+    except OSError:
+        pass  # an unwritable cache folder costs the derivation again next time, nothing else
+    return text
+
+
+class SequenceKernel:
+    """The compiled sequence kernel of one plan: ``fwd[dtype]``, ``bwd[dtype]`` C functions.
+    Also offers ``plan`` and ``index`` as :func:`gatelab.engine.backward.weight_grads` reads
+    them."""
+
+    def __init__(self, plan: Plan) -> None:
+        if uses_layer_norm(plan.layout.cell):
+            raise EngineError(
+                f"cell {plan.layout.cell.name!r} uses layer_norm, a reduction over the hidden "
+                "units, which the sequence kernel does not compute; use backend='generated'")
+        self.plan = plan
+        self.symbols = StepSymbols(plan)
+        self.index = self.symbols.index
+        dll = _compiled_library(_source(self.symbols))
+        self.fwd, self.bwd = {}, {}
+        for dtype, p in c_pointwise.DTYPES.items():
+            f, b = getattr(dll, f"gl_seq_fwd_{p}"), getattr(dll, f"gl_seq_bwd_{p}")
+            f.restype = b.restype = None
+            f.argtypes = [_I64, _I64, _I64, ctypes.c_int, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P]
+            b.argtypes = [_I64, _I64, _I64, ctypes.c_int, _P, _P, _P, _P, _P, _P, _P, _P, _P,
+                          _P, _P, _P, _P, _P, _P]
+            self.fwd[dtype], self.bwd[dtype] = f, b
+        self._dll = dll
+
+
+@functools.lru_cache(maxsize=256)
+def kernel(cell: Cell, bias: bool) -> SequenceKernel:
+    """The sequence kernel of a cell (built once per process; on disk across processes)."""
+    return SequenceKernel(Plan.of(Layout.of(cell), bias))
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def _ptrs(ts) -> ctypes.Array:
+    ts = list(ts)
+    return (_P * max(len(ts), 1))(*(t.data_ptr() for t in ts))
+
+
+def _threads() -> int:
+    return max(1, torch.get_num_threads())
+
+
+class SequenceRNN(torch.autograd.Function):
+    """``apply(kernel, mask, x, w_ih, w_hh, b_ih, b_hh, n_vec, *vectors, *states0)
+    -> (out (T,N,H), *final states)``: one node for a layer and direction.
+
+    Buffers as :class:`gatelab.engine.autograd.FusedRNN`: ``gx (T, N, n_ih*H)`` ends holding the
+    fused groups' ``z = x W^T + h U^T + b``; ``abuf`` an unfused group's GEMM results, ``vbuf`` a
+    prepared group vector, ``sbuf`` each state at every step ``(T+1, N, H)``."""
+
+    @staticmethod
+    def forward(ctx, kern: SequenceKernel, mask, x, w_ih, w_hh, b_ih, b_hh, n_vec: int, *rest):
+        vecs = tuple(v.contiguous() for v in rest[:n_vec])
+        s0 = rest[n_vec:]
+        plan, ss = kern.plan, kern.symbols
+        T, N, _ = x.shape
+        H = s0[0].shape[-1]
+        n_ih = len(plan.xsyms)
+        if n_ih:
+            bias = b_ih.clone() if b_ih is not None else x.new_zeros(n_ih * H)
+            for g in plan.groups:
+                if g.ih_rows is not None and b_hh is not None:
+                    bias[g.ih_rows[0] * H:g.ih_rows[1] * H] += b_hh[g.rows[0] * H:g.rows[1] * H]
+            gx = linear(x.reshape(T * N, -1), w_ih, bias).view(T, N, n_ih * H).contiguous()
+        else:
+            gx = x.new_zeros(T, N, 0)
+        w_c = w_hh.contiguous() if w_hh is not None else None
+        unfused = {k: x.new_empty(T, N, len(g.matrices) * H) for k, g in enumerate(plan.groups)
+                   if g.ih_rows is None}
+        b_un = b_hh.contiguous() if (b_hh is not None and unfused) else None
+        vbuf = {k: x.new_empty(T, N, H) for k in ss.preps}
+        sbuf = [x.new_empty(T + 1, N, H) for _ in s0]
+        for b, s in zip(sbuf, s0, strict=True):
+            b[0] = s
+        out = x.new_empty(T, N, H) if (ss.out_separate or mask is not None) else None
+        m8 = None if mask is None else mask.to(torch.uint8).contiguous()
+        abuf_ptrs = (_P * max(len(plan.groups), 1))(*(
+            unfused[k].data_ptr() if k in unfused else None for k in range(len(plan.groups))))
+        vbuf_ptrs = (_P * max(len(plan.groups), 1))(*(
+            vbuf[k].data_ptr() if k in vbuf else None for k in range(len(plan.groups))))
+        kern.fwd[x.dtype](T, N, H, _threads(), _blas()[x.dtype], _ptr(gx), _ptr(w_c),
+                          _ptr(b_un), _ptrs(vecs), _ptrs(sbuf), vbuf_ptrs, abuf_ptrs,
+                          _ptr(out), _ptr(m8))
+        if out is None:
+            out = sbuf[plan.output_index][1:].clone()
+        ctx.kern, ctx.m8, ctx.n_states = kern, m8, len(s0)
+        ctx.abuf = unfused  # intermediate results, kept on ctx (neither inputs nor outputs)
+        ctx.vbuf_groups = list(vbuf)
+        ctx.save_for_backward(*Saved(x, w_ih, w_c, b_ih, b_hh, gx, vbuf, sbuf, vecs).tensors())
+        return (out, *(b[T] for b in sbuf))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout, *dfinal):
+        kern: SequenceKernel = ctx.kern
+        plan = kern.plan
+        saved = Saved.from_tensors(ctx.saved_tensors, ctx.vbuf_groups, ctx.n_states)
+        gx, sbuf, vecs = saved.gx, saved.sbuf, saved.vecs
+        T, N, _ = gx.shape
+        H = sbuf[0].shape[-1]
+        x = gx
+        dout = x.new_zeros(T, N, H) if dout is None else dout.contiguous()
+        ds = [x.new_zeros(N, H) if d is None else d.contiguous().clone() for d in dfinal]
+        dgx = x.new_empty(gx.shape)
+        dabuf = {k: torch.empty_like(a) for k, a in ctx.abuf.items()}
+        dvec = [torch.zeros_like(v) for v in vecs]
+        dsn = x.new_empty(len(sbuf), N, H)
+        dv = x.new_empty(N, H)
+        ng = max(len(plan.groups), 1)
+        abuf_ptrs = (_P * ng)(*(ctx.abuf[k].data_ptr() if k in ctx.abuf else None
+                                for k in range(len(plan.groups))))
+        dabuf_ptrs = (_P * ng)(*(dabuf[k].data_ptr() if k in dabuf else None
+                                 for k in range(len(plan.groups))))
+        vbuf_ptrs = (_P * ng)(*(saved.vbuf[k].data_ptr() if k in saved.vbuf else None
+                                for k in range(len(plan.groups))))
+        kern.bwd[x.dtype](T, N, H, _threads(), _blas()[x.dtype], _ptr(gx), _ptr(saved.w_hh),
+                          _ptrs(vecs), _ptrs(sbuf), vbuf_ptrs, abuf_ptrs, _ptr(dout),
+                          _ptrs(ds), _ptr(dsn), _ptr(dv), _ptr(dgx), dabuf_ptrs, _ptrs(dvec),
+                          _ptr(ctx.m8))
+        grads = weight_grads(NeedsGrad.of(ctx.needs_input_grad), kern, saved, dgx, dabuf)
+        return (None, None, *grads, None, *dvec, *ds)
+
+
+def supports(x: torch.Tensor) -> bool:
+    """Whether the sequence kernel takes tensors like ``x`` (CPU float32/float64)."""
+    return x.device.type == "cpu" and x.dtype in c_pointwise.DTYPES
+
+
+def run_sequence(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
+                 state0: tuple[torch.Tensor, ...], mask: torch.Tensor | None):
+    """Run one direction of one layer with the sequence kernel (see :mod:`backends`)."""
+    if not supports(x):
+        raise EngineError(f"backend 'sequence' runs CPU float32/float64 tensors, not {x.dtype} "
+                          f"on {x.device}; use backend='generated'")
+    kern = kernel(layout.cell, layout.bias_flag(tensors))
+    vecs = tuple(tensors[v] for v in kern.plan.vector_names)
+    w_ih, b_ih = identity_blocks(layout.cell, tensors.get("weight_ih"), tensors.get("bias_ih"),
+                                 state0[0].shape[-1], x)
+    s0 = tuple(s.to(x.dtype) for s in state0)
+    res = SequenceRNN.apply(kern, mask, x, w_ih, tensors.get("weight_hh"), b_ih,
+                            tensors.get("bias_hh"), len(vecs), *vecs, *s0)
+    return res[0], tuple(res[1:])
