@@ -135,7 +135,7 @@ def _body(inputs: list[sympy.Symbol], loads: list[str], exprs: list[sympy.Expr],
 def _pointwise(lines: list[str], row_skip: str | None = None) -> list[str]:
     """Wrap element statements in the threaded loop over rows ``n`` and columns ``j``."""
     head = ["  {",
-            "    const int nt = (threads > 1 && N * H >= PARALLEL_MIN) ? threads : 1;",
+            f"    const int nt = (threads > 1 && N * H >= {PARALLEL_MIN}) ? threads : 1;",
             "#pragma omp parallel num_threads(nt) if (nt > 1)",
             "    {",
             "      int64_t j0, j1; columns(H, &j0, &j1);",
