@@ -96,8 +96,20 @@ def _shim_compiled_library(source: str, flags, *, link=("-lm",), language="c",
     return ctypes.CDLL(str(path))
 
 
+@functools.lru_cache(maxsize=1)
+def _generator_digest() -> str:
+    """The code generator's own text (this module's codegen and the printer it uses): a changed
+    generator never meets source derived by an older one."""
+    from . import c_sequence_codegen
+
+    h = hashlib.sha256(GENERATOR_VERSION.encode())
+    for mod in (c_sequence_codegen, c_pointwise):
+        h.update(Path(mod.__file__).read_bytes())
+    return h.hexdigest()
+
+
 def _source_path(key: str) -> tuple[Path, str]:
-    digest = hashlib.sha256(f"{GENERATOR_VERSION}\n{key}".encode()).hexdigest()[:32]
+    digest = hashlib.sha256(f"{_generator_digest()}\n{key}".encode()).hexdigest()[:32]
     return c_pointwise.cache_dir() / f"seqsrc_{digest}.c", digest
 
 
@@ -201,7 +213,7 @@ class SequenceRNN(torch.autograd.Function):
         sbuf = [x.new_empty(T + 1, N, H) for _ in s0]
         for b, s in zip(sbuf, s0, strict=True):
             b[0] = s
-        out = x.new_empty(T, N, H) if (ss.out_separate or mask is not None) else None
+        out = x.new_empty(T, N, H)
         m8 = None if mask is None else mask.to(torch.uint8).contiguous()
         abuf_ptrs = (_P * max(len(plan.groups), 1))(*(
             unfused[k].data_ptr() if k in unfused else None for k in range(len(plan.groups))))
@@ -210,8 +222,6 @@ class SequenceRNN(torch.autograd.Function):
         kern.fwd[x.dtype](T, N, H, _threads(), _blas()[x.dtype], _ptr(gx), _ptr(w_c),
                           _ptr(b_un), _ptrs(vecs), _ptrs(sbuf), vbuf_ptrs, abuf_ptrs,
                           _ptr(out), _ptr(m8))
-        if out is None:
-            out = sbuf[plan.output_index][1:].clone()
         ctx.kern, ctx.m8, ctx.n_states = kern, m8, len(s0)
         ctx.abuf = unfused  # intermediate results, kept on ctx (neither inputs nor outputs)
         ctx.vbuf_groups = list(vbuf)

@@ -6,7 +6,7 @@ tensors' data pointers (row-major, contiguous; ``GX = n_ih*H`` the row width of 
 
     gl_seq_fwd_<p>(T, N, H, threads, gemm, gx (T,N,GX), w_hh (G_h*H,H), b_hh|NULL, vecs[],
                    sbuf[] (T+1,N,H each, slot 0 filled), vbuf[] (T,N,H per prepare group),
-                   abuf[] (T,N,G_k*H per unfused group), out (T,N,H)|NULL, mask (T,N)|NULL)
+                   abuf[] (T,N,G_k*H per unfused group), out (T,N,H), mask (T,N)|NULL)
 
     for t:  for each GEMM group k (stage order):
                 V = prepare_k(step t)                  (pointwise, into vbuf[k][t])  or a state
@@ -42,6 +42,16 @@ from .plan import Plan
 from .pointwise import vjp
 
 PARALLEL_MIN = 4096  # fewer elements per pointwise pass than this: one thread
+
+
+class SequencePrinter(KernelPrinter):
+    """:class:`KernelPrinter` with ``tanh(x)`` spelled ``2 / (1 + exp(-2x)) - 1`` (exact in real
+    numbers, within a few ulp of 1 in floating point): glibc's vector ``tanhf`` sends lanes to
+    its scalar ``tanhf``/``expm1f`` (seen in ``perf``), its vector ``expf`` does not."""
+
+    def _print_tanh(self, e):
+        return (f"(((real)2) / (((real)1) + EXP(((real)-2) * ({self._print(e.args[0])})))"
+                " - ((real)1))")
 
 
 @dataclass
@@ -123,7 +133,7 @@ def _body(inputs: list[sympy.Symbol], loads: list[str], exprs: list[sympy.Expr],
     exprs = [sympy.sympify(e).xreplace(names) for e in exprs]
     repl, reduced = sympy.cse(exprs, symbols=sympy.numbered_symbols("t_"))
     used = set().union(*(e.free_symbols for e in reduced), *(e.free_symbols for _, e in repl))
-    p = KernelPrinter()
+    p = SequencePrinter()
     out = [f"{indent}const real v{k} = {ld};" for k, (s, ld) in enumerate(zip(inputs, loads,
                                                                                strict=True))
            if names[s] in used]
@@ -249,13 +259,9 @@ def forward_source(ss: StepSymbols) -> str:
                      f"w_hh + {r0} * H * H, H, {beta}, {ptr}, {ld});")
     stores = [f"S{i}[((t + 1) * N + n) * H + j] = live ? {{v}} : S{i}[(t * N + n) * H + j];"
               for i in range(len(plan.states))]
-    if ss.out_separate:
-        stores.append("if (out) out[(t * N + n) * H + j] = live ? {v} : (real)0;")
-        exprs = ss.outs
-    else:
-        oi = plan.output_index
-        stores.append("if (out) out[(t * N + n) * H + j] = live ? {v} : (real)0;")
-        exprs = [*ss.outs, ss.outs[oi]]
+    # An unconditional store: a store under ``if (out)`` keeps gcc from vectorising the loop.
+    stores.append("out[(t * N + n) * H + j] = live ? {v} : (real)0;")
+    exprs = ss.outs if ss.out_separate else [*ss.outs, ss.outs[plan.output_index]]
     lines += _pointwise(_body(ss.inputs, [_src(ss, s, "t") for s in ss.inputs], exprs, stores,
                               "          "),
                         "const int live = mask ? mask[t * N + n] != 0 : 1;")
