@@ -256,8 +256,51 @@ class SequenceRNN(torch.autograd.Function):
                           _ptrs(vecs), _ptrs(sbuf), vbuf_ptrs, abuf_ptrs, _ptr(dout),
                           _ptrs(ds), _ptr(dsn), _ptr(dv), _ptr(dgx), dabuf_ptrs, _ptrs(dvec),
                           _ptr(ctx.m8))
-        grads = weight_grads(NeedsGrad.of(ctx.needs_input_grad), kern, saved, dgx, dabuf)
+        need = NeedsGrad.of(ctx.needs_input_grad)
+        I = saved.x.shape[-1]
+        if x.dtype == torch.float32 and T * N * gx.shape[-1] * max(I, H) >= LARGE_WEIGHT_GRADS:
+            grads = weight_grads(need, kern, saved, dgx, dabuf)  # oneDNN, made-contiguous operands
+        else:
+            grads = _small_weight_grads(need, kern, saved, dgx, dabuf)
         return (None, None, *grads, None, *dvec, *ds)
+
+
+# Multiply-adds of one weight-gradient GEMM from which oneDNN on transposed copies
+# (:func:`gatelab.engine.backward.weight_grads`) beats torch.mm on transposed views.
+LARGE_WEIGHT_GRADS = 1 << 24
+
+
+def _small_weight_grads(need: NeedsGrad, kern: SequenceKernel, saved: Saved, dgx, dabuf):
+    """``dx, dW_ih, dW_hh, db_ih, db_hh`` as :func:`gatelab.engine.backward.weight_grads`, with
+    ``torch.mm`` on transposed views (no copies: at small sizes the copies and oneDNN's per-call
+    cost dominate)."""
+    plan = kern.plan
+    x, w_ih, w_hh = saved.x, saved.w_ih, saved.w_hh
+    T, N, _ = x.shape
+    H = saved.sbuf[0].shape[-1]
+    flat = dgx.view(T * N, -1)
+    n_ih = flat.shape[1]
+    dx = dw_ih = dw_hh = db_ih = db_hh = None
+    if need.x:
+        dx = torch.mm(flat, w_ih).view(T, N, -1) if n_ih else torch.zeros_like(x)
+    if n_ih and need.w_ih:
+        dw_ih = torch.mm(flat.t(), x.reshape(T * N, -1))
+    if saved.b_ih is not None and need.b_ih:
+        db_ih = flat.sum(0)
+    if w_hh is not None and (need.w_hh or need.b_hh):
+        dw_hh = torch.empty_like(w_hh)
+        dbs = []
+        for k, g in enumerate(plan.groups):
+            v = saved.vbuf[k] if k in saved.vbuf else saved.sbuf[kern.index[g.vector]][:-1]
+            if k in dabuf:
+                da = dabuf[k].view(T * N, -1)
+            else:
+                da = flat[:, g.ih_rows[0] * H:g.ih_rows[1] * H]
+            torch.mm(da.t(), v.reshape(T * N, H), out=dw_hh[g.rows[0] * H:g.rows[1] * H])
+            dbs.append(da.sum(0))
+        if saved.b_hh is not None:
+            db_hh = torch.cat(dbs)
+    return dx, dw_ih, dw_hh, db_ih, db_hh
 
 
 def supports(x: torch.Tensor) -> bool:
