@@ -7,11 +7,15 @@ the reference loop: forward + backward of one layer, float32, ratios within one 
 The cases of one size and thread count are timed round-robin (one sample of each in turn,
 ``repeats`` times) and the median is reported, so load that comes and goes on a shared machine
 falls on every case alike; the spread (max/min of the samples) of each case is printed too.
+Objects alive after the warm-up (SymPy's caches, the models) are frozen out of Python's cyclic
+garbage collector (``gc.freeze``): otherwise a full collection over them lands in whichever case
+happens to be running.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import time
 from collections.abc import Callable
@@ -49,6 +53,8 @@ def timed(fns: dict[str, Callable[[], None]], repeats: int,
         t = time.perf_counter()
         f()
         inner[name] = max(1, int(min_s / max(time.perf_counter() - t, 1e-6)))
+    gc.collect()
+    gc.freeze()
     samples: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
         for name, f in fns.items():
@@ -56,6 +62,7 @@ def timed(fns: dict[str, Callable[[], None]], repeats: int,
             for _ in range(inner[name]):
                 f()
             samples[name].append((time.perf_counter() - t) / inner[name])
+    gc.unfreeze()
     return {k: (statistics.median(v), max(v) / min(v)) for k, v in samples.items()}
 
 
