@@ -13,8 +13,15 @@ import pytest  # noqa: E402
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
-    """Tests never read or fill the user's cache (the tour's cached model)."""
+    """Tests never read or fill the user's cache (compiled kernels, the tour's cached model).
+    The xdist workers of one session share one cache (its builders take turns: gatelab.cache),
+    so each C kernel library is compiled once per session, not once per worker."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    folder = base / "gatelab-cache"
     mp = pytest.MonkeyPatch()
-    mp.setenv("GATELAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+    mp.setenv("GATELAB_CACHE_DIR", str(folder))
+    mp.setenv("GATELAB_CACHE", str(folder))
     yield
     mp.undo()

@@ -13,6 +13,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import gatelab
 import gatelab.nn as gn
+from gatelab import cache
 from gatelab.cell.functions import relu, sigmoid, softplus
 from gatelab.engine import c_pointwise as cp
 from gatelab.engine import c_scan
@@ -141,26 +142,27 @@ def test_cache_on_disk_second_process_does_not_compile(tmp_path, monkeypatch):
     monkeypatch.setenv("GATELAB_CACHE_DIR", str(tmp_path))
     body = cp.kernel_body("0", [x, y], [x * y + 2])
     lib = cp.build([body])
-    so = list((tmp_path / "kernels").glob("gl_*.so"))
-    assert lib.path in so and len(so) == 1
-    cp._LOADED.clear()  # as a new process: nothing loaded, the library is on disk
+    so = list((tmp_path / "kernels").glob("*.so"))
+    assert so == [tmp_path / "kernels" / f"{lib.key}.so"]
+    cache._LOADED.clear()  # as a new process: nothing loaded, the library is on disk
 
     def no_compiler(*a, **k):
         raise AssertionError("the compiler ran although the library was cached")
 
     monkeypatch.setattr(subprocess, "run", no_compiler)
     again = cp.build([body])
-    assert again.path == lib.path
+    assert again.key == lib.key
     a = torch.arange(6.0).view(2, 3)
     assert torch.equal(again.function(0, 1)(a, a)[0], a * a + 2)
 
 
 def test_cache_dir_is_overridable_and_defaults_to_the_user_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("GATELAB_CACHE_DIR", str(tmp_path / "c"))
-    assert cp.cache_dir() == tmp_path / "c" / "kernels"
+    assert cache.cache_folder("kernels") == tmp_path / "c" / "kernels"
     monkeypatch.delenv("GATELAB_CACHE_DIR")
+    monkeypatch.delenv("GATELAB_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert cp.cache_dir() == tmp_path / "xdg" / "gatelab" / "kernels"
+    assert cache.cache_folder("kernels") == tmp_path / "xdg" / "gatelab" / "kernels"
 
 
 def test_without_a_compiler_the_eager_step_runs_and_says_so_once(monkeypatch):
@@ -225,8 +227,8 @@ def test_second_process_loads_the_step_without_sympy_derivatives(tmp_path, monke
     monkeypatch.setenv("GATELAB_CACHE_DIR", str(tmp_path))
     plan = Plan.of(Layout.of(gatelab.load_cell("mgu")))
     first = ag.CompiledStep(plan, "c")
-    assert list((tmp_path / "kernels").glob("step_*.json"))
-    cp._LOADED.clear()
+    assert list((tmp_path / "kernels").glob("step-*.json"))
+    cache._LOADED.clear()
 
     def refuse(*a, **k):
         raise AssertionError("derived or compiled again")

@@ -167,7 +167,7 @@ def test_tour_section_without_any_data_is_a_note(tmp_path, monkeypatch):
 def _tiny_tour_model(monkeypatch, tmp_path):
     from gatelab.explain import tourmodel
 
-    monkeypatch.setenv("GATELAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("GATELAB_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(tourmodel, "MODEL", {"task": "drugs", "cell": "mgu", "seed": 0, **TINY})
     monkeypatch.setattr(tourmodel, "KEEP_BIAS", 2.0)
     return tourmodel

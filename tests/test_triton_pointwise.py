@@ -3,8 +3,6 @@ reference evaluator and against torch autograd, for every zoo cell."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import sympy
 import torch
@@ -215,17 +213,20 @@ def test_cpu_without_interpreter_is_refused(monkeypatch):
         fn(torch.randn(2, 2))
 
 
-def test_kernel_files_go_to_a_folder_we_own(monkeypatch, tmp_path):
+def test_kernels_run_from_memory_and_no_file_is_read(monkeypatch, tmp_path):
+    """The generated kernel is executed from memory: no file is written, and a file planted
+    where an earlier version kept kernel sources is never imported."""
     from gatelab.engine import triton_pointwise as tp
 
-    monkeypatch.setenv("GATELAB_CACHE", str(tmp_path))
-    assert tp.cache_dir() == tmp_path / "triton"
-    monkeypatch.delenv("GATELAB_CACHE")
-    monkeypatch.setattr(tp.tempfile, "gettempdir", lambda: str(tmp_path))
-    mine = tp.cache_dir()
-    assert mine.parent.name.startswith("gatelab-") and mine.stat().st_uid == os.getuid()
-    # A shared folder owned by someone else is never imported from.
-    monkeypatch.setattr(tp, "_PRIVATE_DIR", [])  # module state this test must not leak
-    monkeypatch.setattr(tp.os, "getuid", lambda: os.stat(mine).st_uid + 1)
-    other = tp.cache_dir()
-    assert other != mine and other.name.startswith("gatelab-triton-")
+    monkeypatch.setenv("GATELAB_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(tp, "_KERNELS", {})
+    x = sympy.Symbol("x")
+    source = tp.kernel_source([x], [x * 3 + 1])
+    digest = __import__("hashlib").sha256(source.encode()).hexdigest()[:24]
+    planted = tmp_path / "triton" / f"pw_{digest}.py"
+    planted.parent.mkdir()
+    marker = tmp_path / "planted-ran"
+    planted.write_text(f"open({str(marker)!r}, 'w')\n")
+    out = compile_triton_pointwise([x], [x * 3 + 1])(torch.arange(4.0).view(1, 4))[0]
+    assert torch.equal(out, torch.arange(4.0).view(1, 4) * 3 + 1)
+    assert not marker.exists() and [p.name for p in tmp_path.rglob("*")] == ["triton", planted.name]

@@ -11,8 +11,14 @@ The polyphonic-music task of Boulanger-Lewandowski et al. (2012), used by Greff 
 - **Split** (fixed, by chorale): the files sorted by name; the chorale at sorted position ``i``
   goes to ``valid`` if ``i % 10 == 8``, to ``test`` if ``i % 10 == 9``, else to ``train``
   (80/10/10).
-- **Cache**: the first parse (about two minutes) is stored as ``jsb-v1.npz`` in the user's cache
-  folder (``$XDG_CACHE_HOME/gatelab``, else ``~/.cache/gatelab``; ``GATELAB_CACHE`` overrides).
+- **Cache**: the first parse (about two minutes) is stored as ``jsb-v2-<digest>.npz`` in the
+  ``data`` folder of gatelab's private cache (:mod:`gatelab.cache`), ``<digest>`` a hash of the
+  files' names and contents; it is read back without pickles and checked field by field (a
+  damaged or foreign file is parsed again and replaced).
+- **music21's own caches**: music21 would load pickled scores from its scratch folder (by
+  default ``$TMPDIR/music21``, which every user may write). Scores are parsed from their source
+  (``forceSource``, no pickle written or read), and music21's scratch folder is pointed at the
+  ``music21`` folder of gatelab's private cache.
 
 >>> roll_from_notes([(0.0, 2.0, [60, 64]), (1.5, 0.5, [67])], length=3)[:, [39, 43, 46]].tolist()
 [[1, 1, 0], [1, 1, 0], [0, 0, 0]]
@@ -21,30 +27,24 @@ The polyphonic-music task of Boulanger-Lewandowski et al. (2012), used by Greff 
 from __future__ import annotations
 
 import hashlib
-import os
+import io
+import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .. import cache
 from .errors import DataUnavailable
 
 KEYS = 88
 LOWEST_MIDI = 21  # A0, the lowest piano key
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+CACHE_LIMIT = 1 << 30  # bytes of a cached parse read back (the corpus's is a few MB)
 SPLITS = ("train", "valid", "test")
 INSTALL = ("JSB Chorales are read from the music21 corpus, and music21 is not installed: "
            "pip install music21 (it ships the Bach chorales; nothing is downloaded)")
-
-
-def cache_dir() -> Path:
-    """Where parsed data sets are kept: ``GATELAB_CACHE``, ``$XDG_CACHE_HOME/gatelab`` or
-    ``~/.cache/gatelab``."""
-    if os.environ.get("GATELAB_CACHE"):
-        return Path(os.environ["GATELAB_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "gatelab"
 
 
 def split_of(index: int) -> str:
@@ -72,11 +72,25 @@ def roll_from_notes(notes: Iterable[tuple[float, float, Sequence[int]]],
     return roll
 
 
-def _corpus_files() -> list[Path]:
+def _music21():
+    """music21, its scratch folder (where it keeps pickles) set to gatelab's private one for this
+    process only (nothing is written to the user's music21 settings)."""
     try:
-        from music21 import corpus
+        import music21
+        from music21 import environment
     except ImportError:
         raise DataUnavailable(INSTALL) from None
+    folder = cache.cache_folder("music21")
+    env = environment.Environment()
+    env["directoryScratch"] = str(folder)
+    if Path(env.getRootTempDir()) != folder:  # music21 escapes &, < and > in the value
+        raise DataUnavailable(f"music21 cannot keep its scratch files in {folder} (a path with "
+                              "&, < or >): set GATELAB_CACHE_DIR to a simpler path")
+    return music21
+
+
+def _corpus_files() -> list[Path]:
+    corpus = _music21().corpus
     files = [Path(p) for p in corpus.getComposer("bach")
              if Path(p).name.startswith("bwv") and Path(p).suffix == ".mxl"]
     if not files:
@@ -87,12 +101,9 @@ def _corpus_files() -> list[Path]:
 
 def parse_chorale(path: Path) -> np.ndarray:
     """One chorale file as a ``(T, 88)`` piano roll (music21 parses it)."""
-    try:
-        import music21
-    except ImportError:
-        raise DataUnavailable(INSTALL) from None
-    try:
-        score = music21.converter.parse(str(path))
+    music21 = _music21()
+    try:  # from the source: never a pickle music21 finds in its scratch folder
+        score = music21.converter.parse(str(path), forceSource=True, storePickle=False)
     except Exception as e:  # music21 raises many kinds for a broken file
         raise DataUnavailable(f"cannot read the chorale {path}: {e}") from None
     notes = []
@@ -114,9 +125,49 @@ def _files(path: str | Path | None) -> list[Path]:
     return files
 
 
-def _cache_path(files: list[Path]) -> Path:
-    key = hashlib.sha256("\n".join(f"{p.name}:{p.stat().st_size}" for p in files).encode())
-    return cache_dir() / f"jsb-v{CACHE_VERSION}-{key.hexdigest()[:12]}.npz"
+def _cache_name(files: list[Path]) -> str:
+    """The cache file of a parse of ``files``: a hash of their names and contents."""
+    key = hashlib.sha256(f"jsb-v{CACHE_VERSION}".encode())
+    for p in files:
+        key.update(f"\0{p.name}\0".encode())
+        if not p.is_file():  # a FIFO or device would block or never end
+            raise DataUnavailable(f"the chorale {p} is not a regular file")
+        try:
+            key.update(hashlib.sha256(p.read_bytes()).digest())
+        except OSError as e:
+            raise DataUnavailable(f"cannot read the chorale {p}: {e.strerror or e}") from None
+    return f"jsb-v{CACHE_VERSION}-{key.hexdigest()[:32]}.npz"
+
+
+def _read_cache(name: str, files: list[Path]) -> list[np.ndarray] | None:
+    """The rolls stored under ``name``, if the file is a parse of exactly ``files``: plain arrays
+    (no pickles), field by field; None (parse again) for anything else."""
+    data = cache.read_entry("data", name, CACHE_LIMIT)
+    if data is None:
+        return None
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            if set(z.files) != {"names", "frames", "bounds"}:
+                return None
+            names, frames, bounds = z["names"], z["frames"], z["bounds"]
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        return None
+    if (names.dtype.kind != "U" or names.shape != (len(files),)
+            or names.tolist() != [p.name for p in files]
+            or frames.dtype != np.uint8 or frames.ndim != 2 or frames.shape[1] != KEYS
+            or frames.max(initial=0) > 1
+            or bounds.dtype.kind not in "iu" or bounds.shape != (len(files) + 1,)
+            or bounds[0] != 0 or bounds[-1] != len(frames) or (np.diff(bounds) < 0).any()):
+        return None
+    return [frames[a:b] for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]
+
+
+def _write_cache(name: str, rolls: list[np.ndarray], names: list[str]) -> None:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, names=np.array(names, dtype=str),
+                        frames=np.concatenate(rolls) if rolls else np.zeros((0, KEYS), np.uint8),
+                        bounds=np.cumsum([0] + [len(r) for r in rolls]).astype(np.int64))
+    cache.write_entry("data", name, buf.getvalue())  # atomic: never half a cache
 
 
 def _parse_all(files: list[Path], limit: int | None, use_cache: bool
@@ -124,21 +175,15 @@ def _parse_all(files: list[Path], limit: int | None, use_cache: bool
     if limit is not None:  # a few chorales (tests): parsed, never cached
         files = files[:limit]
         use_cache = False
-    cache = _cache_path(files)
-    if use_cache and cache.is_file():
-        with np.load(cache) as z:
-            names, frames, bounds = list(z["names"]), z["frames"], z["bounds"]
-        chorales = [frames[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-        return [str(n) for n in names], chorales
-    rolls = [parse_chorale(p) for p in files]
     names = [p.name for p in files]
-    if use_cache:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        bounds = np.cumsum([0] + [len(r) for r in rolls])
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, names=np.array(names), frames=np.concatenate(rolls),
-                            bounds=bounds)
-        os.replace(tmp, cache)  # atomic: a killed parse never leaves half a cache
+    name = _cache_name(files) if use_cache else None
+    if name is not None:
+        rolls = _read_cache(name, files)
+        if rolls is not None:
+            return names, rolls
+    rolls = [parse_chorale(p) for p in files]
+    if name is not None:
+        _write_cache(name, rolls, names)
     return names, rolls
 
 

@@ -15,9 +15,12 @@ unit column stride (any row stride: column blocks of a larger buffer are read in
 ``(cols,)`` vector broadcast along the rows. float32 and float64 CPU tensors only: anything else
 raises :class:`KernelError` (the callers choose the backend before, see :func:`supports`).
 
-Compiled libraries are cached on disk, keyed by a hash of the generated source, the generator
-version and the compiler (``GATELAB_CACHE_DIR``, else ``$XDG_CACHE_HOME/gatelab``, else
-``~/.cache/gatelab``; under ``kernels/``), so a second process only loads the library.
+Compiled libraries are kept by :mod:`gatelab.cache` (``kernels/`` in the private cache folder),
+named by a hash of the generated source, the flags and the compiler and verified against the
+digest recorded when they were built, so a second process only loads the library. A step's
+functions are found again by a hash of what their expressions derive from (:func:`load_step`):
+its record holds only the library's key and a count; what the kernels take is compiled into the
+library itself (``gl_step_tag``) and checked before any is called.
 The one-pass C linear scan built the same way is :mod:`gatelab.engine.c_scan`.
 """
 
@@ -27,21 +30,19 @@ import ctypes
 import functools
 import hashlib
 import json
-import os
-import shutil
-import subprocess
-import tempfile
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 import sympy
 import torch
 from sympy.printing.c import C99CodePrinter
 
+from .. import cache
 from ..cell.functions import RegistryPrinting
+from ..errors import GatelabError
 
-GENERATOR_VERSION = "c-1"
+GENERATOR_VERSION = "c-2"
+KIND = "kernels"  # the cache folder (gatelab.cache.cache_folder)
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=c99",
           # Vectorised exp/tanh/log come from glibc's libmvec only under fast math; NaN and
           # infinity keep their meaning (sigmoid(-inf) = 0, not garbage).
@@ -56,7 +57,7 @@ _PRECISION = {
 PARALLEL_MIN = 4096  # fewer elements than this: one thread (waking the pool costs more)
 
 
-class KernelError(RuntimeError):
+class KernelError(GatelabError, RuntimeError):
     """A C kernel cannot be built or cannot take these tensors."""
 
 
@@ -143,9 +144,13 @@ def kernel_body(name: str, inputs: Sequence[sympy.Symbol], outputs: Sequence[sym
     return "\n".join(lines) + "\n"
 
 
-def library_source(bodies: Sequence[str]) -> str:
-    """One C file holding every kernel in both precisions (``NAME_f32_k``, ``NAME_f64_k``)."""
-    out = ["#include <math.h>", "#include <stdint.h>", ""]
+def library_source(bodies: Sequence[str], tag: str = "") -> str:
+    """One C file holding every kernel in both precisions (``gl_f32_k``, ``gl_f64_k``) and the
+    string ``gl_step_tag`` (what the kernels are: :func:`build_step`)."""
+    literal = "".join(c if c.isalnum() or c in " ,:[]{}._-+" else f"\\{ord(c):03o}"
+                      for c in tag)
+    out = ["#include <math.h>", "#include <stdint.h>", "",
+           f'const char *const gl_step_tag = "{literal}";', ""]
     for prec, table in _PRECISION.items():
         out += [f"#define {k} {v}" for k, v in table.items()]
         for body in bodies:
@@ -154,41 +159,17 @@ def library_source(bodies: Sequence[str]) -> str:
     return "\n".join(out)
 
 
-# ---- building and the disk cache -----------------------------------------------------------
-def cache_dir() -> Path:
-    """Where compiled kernels live: ``$GATELAB_CACHE_DIR/kernels`` (else the XDG cache)."""
-    root = os.environ.get("GATELAB_CACHE_DIR")
-    if not root:
-        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        root = str(Path(xdg) / "gatelab")
-    return Path(root) / "kernels"
-
-
-@functools.lru_cache(maxsize=1)
+# ---- building, and the step records in the cache ------------------------------------------
 def compiler() -> str | None:
-    """The C compiler (``$CC``, else ``gcc``/``cc`` on PATH), or None; its version goes into the
-    cache key."""
-    for cand in (os.environ.get("CC"), "gcc", "cc"):
-        if cand and shutil.which(cand):
-            return cand
-    return None
-
-
-@functools.lru_cache(maxsize=1)
-def _compiler_id() -> str:
-    cc = compiler()
-    try:
-        ver = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30)
-        first = ver.stdout.splitlines()[0] if ver.stdout else ""
-    except (OSError, subprocess.SubprocessError):
-        first = ""
-    return f"{cc} {first}"
+    """The C compiler (:func:`gatelab.cache.compiler`), or None."""
+    return cache.compiler()
 
 
 @functools.lru_cache(maxsize=1)
 def available() -> bool:
     """Whether C kernels can be built here (a compiler that builds and runs a test kernel).
-    Warns once when not, and the engine keeps to generated torch code."""
+    Warns once when not, and the engine keeps to generated torch code. A refused cache folder
+    (:class:`gatelab.cache.CacheError`) is raised, not worked around."""
     if compiler() is None:
         warnings.warn("gatelab: no C compiler found (gcc/cc or $CC); the CPU engine runs its "
                       "slower eager torch step", RuntimeWarning, stacklevel=2)
@@ -210,79 +191,109 @@ def available() -> bool:
 
 
 class Library:
-    """A loaded kernel library; ``function(k, n_out)`` is the k-th kernel as a pointwise
-    function."""
+    """A loaded kernel library (``key``: its :func:`gatelab.cache.library_key`);
+    ``function(k, n_out)`` is the k-th kernel as a pointwise function."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.dll = ctypes.CDLL(str(path))
+    def __init__(self, key: str, dll: ctypes.CDLL) -> None:
+        self.key = key
+        self.dll = dll
 
     def function(self, k: int, n_out: int, used: Sequence[int] | None = None) -> CKernel:
         """``used``: positions of the inputs the kernel reads (others may be None)."""
         return CKernel(self, k, n_out, used)
 
 
-_LOADED: dict[str, Library] = {}
-
-
-def build(bodies: Sequence[str]) -> Library:
-    """Compile (or load from the disk cache) a library of kernels made by :func:`kernel_body`."""
-    src = library_source(bodies)
-    cc = compiler()
-    if cc is None:
-        raise KernelError("no C compiler found (gcc/cc or $CC)")
-    key = hashlib.sha256("\n".join([GENERATOR_VERSION, _compiler_id(), " ".join(CFLAGS),
-                                    src]).encode()).hexdigest()[:32]
-    d = cache_dir()
-    path = d / f"gl_{key}.so"
-    if str(path) in _LOADED:  # by path: the step records name a library in this cache folder
-        return _LOADED[str(path)]
-    if not path.exists():
-        d.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=d) as tmp:
-            c_file, so = Path(tmp) / "k.c", Path(tmp) / "k.so"
-            c_file.write_text(src, encoding="utf-8")
-            res = subprocess.run([cc, *CFLAGS, "-o", str(so), str(c_file), "-lm"],
-                                 capture_output=True, text=True, timeout=300)
-            if res.returncode != 0:
-                raise KernelError(f"{cc} failed: {res.stderr.strip()[:2000]}")
-            (d / f"gl_{key}.c").write_text(src, encoding="utf-8")  # kept for reading
-            os.replace(so, path)  # atomic: concurrent processes never load a partial file
-    lib = Library(path)
-    _LOADED[str(path)] = lib
-    return lib
-
-
-def _step_path(key: str) -> Path:
-    salt = hashlib.sha256("\n".join([GENERATOR_VERSION, _compiler_id(), " ".join(CFLAGS),
-                                     key]).encode()).hexdigest()[:32]
-    return cache_dir() / f"step_{salt}.json"
-
-
-def save_step(key: str, lib: Library, metas: list[dict]) -> None:
-    """Remember which library holds the functions derived from ``key`` (written atomically)."""
-    path = _step_path(key)
-    path.parent.mkdir(parents=True, exist_ok=True)  # the folder may be new since the build
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"library": lib.path.name, "functions": metas}), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def load_step(key: str, n: int) -> tuple[Library, list[dict]] | None:
-    """The library and function descriptions saved for ``key`` by an earlier process (None
-    when absent, unreadable or not ``n`` functions: the caller then builds them again)."""
-    path = _step_path(key)
+def build(bodies: Sequence[str], tag: str = "") -> Library:
+    """Compile (or load, verified, from the cache) a library of kernels made by
+    :func:`kernel_body`; ``tag`` is stored in it as the string ``gl_step_tag``."""
+    src = library_source(bodies, tag)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        so = cache_dir() / data["library"]
-        metas = data["functions"]
-        if len(metas) != n or not so.exists():
-            return None
-        lib = _LOADED.get(str(so)) or Library(so)
-        _LOADED[str(so)] = lib
-        return lib, metas
-    except (OSError, ValueError, KeyError, TypeError):
+        key = cache.library_key(src, CFLAGS)
+        dll = cache.compiled_library(src, CFLAGS, kind=KIND)
+    except cache.CompileError as e:
+        raise KernelError(str(e)) from None
+    return Library(key, dll)
+
+
+def build_step(specs: Sequence[tuple[Sequence[sympy.Symbol], Sequence[sympy.Expr]]],
+               lives: Sequence[Sequence[int]], key: str | None = None
+               ) -> tuple[Library, list[dict]]:
+    """One library of the functions ``specs`` (``(inputs, outputs)``, outputs at ``lives``
+    non-constant) and their descriptions (``n_out``, ``live``, ``consts``, ``used``). With
+    ``key`` (a hash of everything the outputs derive from) the descriptions are compiled into
+    the library and the cache records ``key`` -> library key, for :func:`load_step`."""
+    metas = [{"n_out": len(outs), "live": list(live),
+              "consts": {str(i): float(o) for i, o in enumerate(outs) if o.is_Number},
+              "used": [j for j, s in enumerate(ins)
+                       if any(s in outs[i].free_symbols for i in live)]}
+             for (ins, outs), live in zip(specs, lives, strict=True)]
+    lib = build([kernel_body(str(k), ins, [outs[i] for i in live])
+                 for k, ((ins, outs), live) in enumerate(zip(specs, lives, strict=True))],
+                "" if key is None else _step_tag(key, metas))
+    if key is not None:
+        cache.write_json(KIND, _step_name(key), {"library": lib.key, "functions": len(metas)})
+    return lib, metas
+
+
+def load_step(key: str, n_inputs: Sequence[int]) -> tuple[Library, list[dict]] | None:
+    """The library and function descriptions :func:`build_step` made for ``key`` in an earlier
+    process, for functions of ``n_inputs[k]`` inputs each; None (build again) when the record
+    is absent or invalid, the library is missing or fails its digest, or the descriptions
+    compiled into it are not those of ``key`` with these input counts."""
+    lib_key = cache.read_json(KIND, _step_name(key), lambda o: _valid_record(o, len(n_inputs)))
+    dll = None if lib_key is None else cache.load_library(lib_key, KIND)
+    if dll is None:
         return None
+    try:
+        tag = ctypes.c_char_p.in_dll(dll, "gl_step_tag").value.decode("utf-8")
+        got = json.loads(tag)
+        metas = got["functions"]
+        if (got["step"] != key or tag != _step_tag(key, metas)
+                or not _valid_metas(metas, n_inputs)):
+            return None
+    except (AttributeError, ValueError, TypeError, KeyError, UnicodeDecodeError):
+        return None
+    return Library(lib_key, dll), metas
+
+
+def _step_name(key: str) -> str:
+    return "step-" + hashlib.sha256(f"{GENERATOR_VERSION}\n{key}".encode()).hexdigest()[:32]
+
+
+def _step_tag(key: str, metas: list[dict]) -> str:
+    return json.dumps({"step": key, "functions": metas}, sort_keys=True, separators=(",", ":"))
+
+
+def _valid_record(obj, n: int) -> str:
+    if (not isinstance(obj, dict) or set(obj) != {"library", "functions"}
+            or obj["functions"] != n or not isinstance(obj["library"], str)):
+        raise ValueError("not a step record of this step")
+    return obj["library"]
+
+
+def _ints(xs, bound: int) -> bool:
+    return (isinstance(xs, list) and all(type(i) is int and 0 <= i < bound for i in xs)
+            and xs == sorted(set(xs)))
+
+
+def _valid_metas(metas, n_inputs: Sequence[int]) -> bool:
+    """Field by field: counts, positions in range, constants exactly the outputs not live."""
+    if not isinstance(metas, list) or len(metas) != len(n_inputs):
+        return False
+    for m, n_in in zip(metas, n_inputs, strict=True):
+        if not isinstance(m, dict) or set(m) != {"n_out", "live", "consts", "used"}:
+            return False
+        n_out = m["n_out"]
+        if type(n_out) is not int or not 0 <= n_out <= 4096:
+            return False
+        if not (_ints(m["live"], n_out) and _ints(m["used"], n_in)):
+            return False
+        consts = m["consts"]
+        if (not isinstance(consts, dict)
+                or set(consts) != {str(i) for i in range(n_out) if i not in m["live"]}
+                or not all(isinstance(v, float) for v in consts.values())):
+            return False
+    return True
 
 
 def supports(t: torch.Tensor) -> bool:
@@ -306,6 +317,8 @@ class CKernel:
                           ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
 
     def __call__(self, *args, out=None):
+        if self.used and max(self.used) >= len(args):
+            raise KernelError(f"C kernel reads input {max(self.used)} of {len(args)} given")
         ref = next((a for a in args if torch.is_tensor(a) and a.dim() == 2), None)
         if ref is None:
             ref = next(a for a in args if torch.is_tensor(a))

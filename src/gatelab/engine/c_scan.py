@@ -1,8 +1,9 @@
 """The linear scan ``h_t = a_t h_{t-1} + b_t`` as one C kernel (CPU float32/float64).
 
-Built and cached like the pointwise kernels (:func:`gatelab.engine.c_pointwise.build`): columns
-are independent, so blocks of 256 are shared among torch's OpenMP threads and each walks all
-steps with its block's state in L1 — one pass over ``a``, ``b`` and ``h``.
+Built, cached and verified like the pointwise kernels (:func:`gatelab.engine.c_pointwise.build`,
+through :mod:`gatelab.cache`): columns are independent, so blocks of 256 are shared among
+torch's OpenMP threads and each walks all steps with its block's state in L1 — one pass over
+``a``, ``b`` and ``h``.
 """
 
 from __future__ import annotations

