@@ -5,6 +5,7 @@ batches, given ``hx``), gradcheck, generated cells, float32, the fallbacks and r
 
 from __future__ import annotations
 
+import ctypes
 import warnings
 
 import pytest
@@ -188,3 +189,45 @@ def test_generated_cells_equal_the_reference_loop(text):
         return _loss(*torch.func.functional_call(small, dict(zip(names, ps, strict=True)), (x,)))
 
     assert torch.autograd.gradcheck(f, (xs, *ps), eps=1e-6, atol=1e-6)
+
+
+@needs_cc
+def test_a_later_process_loads_the_kernel_without_deriving_or_compiling(tmp_path, monkeypatch):
+    """The first build records the library; a later process (here: the in-memory caches
+    cleared) finds it through the record, verified, without SymPy derivatives or the compiler;
+    a record naming another step's library is not trusted (rebuilt)."""
+    from gatelab import cache
+    from gatelab.engine import c_sequence, c_sequence_codegen
+
+    monkeypatch.setenv("GATELAB_CACHE_DIR", str(tmp_path))
+    assert cp.available()  # its test kernel is built before the compiler is taken away
+    monkeypatch.setattr(cache, "_LOADED", {})  # as a fresh process: built into tmp_path
+    cell = gatelab.load_cell("mgu")
+    first = c_sequence.SequenceKernel(c_sequence.Plan.of(Layout.of(cell)))
+    monkeypatch.setattr(cache, "_LOADED", {})
+
+    def refuse(*a, **k):
+        raise AssertionError("compiled or derived again although the kernel was cached")
+
+    monkeypatch.setattr(cache, "_compile", refuse)
+    monkeypatch.setattr(c_sequence, "library_source", refuse)
+    again = c_sequence.SequenceKernel(c_sequence.Plan.of(Layout.of(cell)))
+    x = torch.randn(4, 2, 3, dtype=F64)
+    model = gn.RNN("mgu", 3, 5, backend="sequence").double()
+    monkeypatch.setattr(c_sequence, "kernel", lambda c, b: again)
+    out_again = model(x)[0]
+    monkeypatch.setattr(c_sequence, "kernel", lambda c, b: first)
+    assert torch.equal(out_again, model(x)[0])
+    # a record pointing at another cell's library: its tag does not match, so it is rebuilt
+    monkeypatch.undo()
+    monkeypatch.setenv("GATELAB_CACHE_DIR", str(tmp_path))
+    other = c_sequence_codegen.StepSymbols(c_sequence.Plan.of(Layout.of(gatelab.load_cell("rnn"))))
+    c_sequence._library(other)
+    name = c_sequence._record_name(first.symbols.key())
+    other_key = cache.read_json("kernels", c_sequence._record_name(other.key()),
+                                c_sequence._valid_record)
+    cache.write_json("kernels", name, {"library": other_key})
+    monkeypatch.setattr(cache, "_LOADED", {})
+    rebuilt = c_sequence.SequenceKernel(c_sequence.Plan.of(Layout.of(cell)))
+    tag = ctypes.c_char_p.in_dll(rebuilt._dll, "gl_seq_tag").value.decode()
+    assert tag == name

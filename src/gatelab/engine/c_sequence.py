@@ -20,12 +20,12 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
-import os
 from pathlib import Path
 
 import torch
 from torch.autograd.function import once_differentiable
 
+from .. import cache
 from ..cell.ir import Cell
 from . import c_pointwise
 from .backward import NeedsGrad, Saved, weight_grads
@@ -35,6 +35,7 @@ from .layout import EngineError, Layout
 from .plan import Plan, identity_blocks, uses_layer_norm
 
 GENERATOR_VERSION = "seq-1"
+KIND = "kernels"
 CFLAGS = [*c_pointwise.CFLAGS]
 _P = ctypes.c_void_p
 _I64 = ctypes.c_int64
@@ -61,45 +62,10 @@ def blas_available() -> bool:
     return True
 
 
-def _compiled_library(source: str) -> ctypes.CDLL:
-    """The project's safe cache (:func:`gatelab.cache.compiled_library`) when present."""
-    try:
-        from ..cache import compiled_library
-    except ImportError:  # pragma: no cover - before the cache module lands
-        compiled_library = _shim_compiled_library
-    return compiled_library(source, CFLAGS, link=("-lm",), language="c", kind="kernels")
-
-
-def _shim_compiled_library(source: str, flags, *, link=("-lm",), language="c",
-                           kind="kernels", timeout=300) -> ctypes.CDLL:
-    """Stand-in for :func:`gatelab.cache.compiled_library` until that module is merged."""
-    import subprocess
-    import tempfile
-
-    cc = c_pointwise.compiler()
-    if cc is None:
-        raise EngineError("the sequence kernel needs a C compiler (gcc/cc or $CC)")
-    key = hashlib.sha256("\n".join([c_pointwise._compiler_id(), " ".join(flags),
-                                    source]).encode()).hexdigest()[:32]
-    d = c_pointwise.cache_dir()
-    path = d / f"seq_{key}.so"
-    if not path.exists():
-        d.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=d) as tmp:
-            c_file, so = Path(tmp) / "k.c", Path(tmp) / "k.so"
-            c_file.write_text(source, encoding="utf-8")
-            res = subprocess.run([cc, *flags, "-o", str(so), str(c_file), *link],
-                                 capture_output=True, text=True, timeout=timeout)
-            if res.returncode != 0:
-                raise EngineError(f"{cc} failed: {res.stderr.strip()[:2000]}")
-            os.replace(so, path)
-    return ctypes.CDLL(str(path))
-
-
 @functools.lru_cache(maxsize=1)
 def _generator_digest() -> str:
-    """The code generator's own text (this module's codegen and the printer it uses): a changed
-    generator never meets source derived by an older one."""
+    """The code generator's own text (the codegen module and the printer it uses): a changed
+    generator never meets a record written by an older one."""
     from . import c_sequence_codegen
 
     h = hashlib.sha256(GENERATOR_VERSION.encode())
@@ -108,33 +74,43 @@ def _generator_digest() -> str:
     return h.hexdigest()
 
 
-def _source_path(key: str) -> tuple[Path, str]:
-    digest = hashlib.sha256(f"{_generator_digest()}\n{key}".encode()).hexdigest()[:32]
-    return c_pointwise.cache_dir() / f"seqsrc_{digest}.c", digest
+def _record_name(key: str) -> str:
+    """The cache record of a step: named by the generator, the flags and the step's key (not
+    the compiler: asking it its version costs a process start, and a library built from the
+    same source by an older compiler computes the same thing)."""
+    parts = [_generator_digest(), " ".join(CFLAGS), key]
+    return "seq-" + hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 
-def _source(ss: StepSymbols) -> str:
-    """The C source for a step, from the disk cache when an earlier process derived it (the
-    SymPy derivatives are the slow part of a first build). The cached text is only source; its
-    first line must name the key's digest, and the compiled library is found by the source's
-    own hash."""
-    path, digest = _source_path(ss.key())
-    head = f"/* gatelab sequence kernel {digest} */\n"
+def _valid_record(obj) -> str:
+    key = obj["library"]
+    if not isinstance(key, str) or len(key) != 64 or any(c not in "0123456789abcdef"
+                                                         for c in key):
+        raise ValueError("not a library key")
+    return key
+
+
+def _library(ss: StepSymbols) -> ctypes.CDLL:
+    """The step's library: found through its cache record by an earlier process (no SymPy
+    derivation, no compiler; the library's embedded tag must name this record), else generated,
+    built by :func:`gatelab.cache.compiled_library` and recorded."""
+    name = _record_name(ss.key())
+    lib_key = cache.read_json(KIND, name, _valid_record)
+    dll = None if lib_key is None else cache.load_library(lib_key, KIND)
+    if dll is not None:
+        try:
+            if ctypes.c_char_p.in_dll(dll, "gl_seq_tag").value.decode() == name:
+                return dll
+        except (AttributeError, ValueError, UnicodeDecodeError):
+            pass
+    source = f'const char *const gl_seq_tag = "{name}";\n' + library_source(ss)
     try:
-        text = path.read_text(encoding="utf-8")
-        if text.startswith(head):
-            return text
-    except OSError:
-        pass
-    text = head + library_source(ss)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the whole one
-    except OSError:
-        pass  # an unwritable cache folder costs the derivation again next time, nothing else
-    return text
+        dll = cache.compiled_library(source, CFLAGS, kind=KIND)
+    except cache.CompileError as e:
+        raise EngineError(f"the sequence kernel of cell {ss.plan.layout.cell.name!r} did not "
+                          f"build: {e}") from None
+    cache.write_json(KIND, name, {"library": cache.library_key(source, CFLAGS)})
+    return dll
 
 
 class SequenceKernel:
@@ -150,7 +126,7 @@ class SequenceKernel:
         self.plan = plan
         self.symbols = StepSymbols(plan)
         self.index = self.symbols.index
-        dll = _compiled_library(_source(self.symbols))
+        dll = _library(self.symbols)
         self.fwd, self.bwd = {}, {}
         for dtype, p in c_pointwise.DTYPES.items():
             f, b = getattr(dll, f"gl_seq_fwd_{p}"), getattr(dll, f"gl_seq_bwd_{p}")
