@@ -15,6 +15,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import gatelab
 import gatelab.nn as gn
+from cellgrammar import cell_texts
 from gatelab.engine import c_pointwise as cp
 from gatelab.engine.backends import resolve
 from gatelab.engine.layout import EngineError, Layout
@@ -231,3 +232,32 @@ def test_a_later_process_loads_the_kernel_without_deriving_or_compiling(tmp_path
     rebuilt = c_sequence.SequenceKernel(c_sequence.Plan.of(Layout.of(cell)))
     tag = ctypes.c_char_p.in_dll(rebuilt._dll, "gl_seq_tag").value.decode()
     assert tag == name
+
+
+@needs_cc
+@pytest.mark.slow
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(cell_texts())
+def test_cells_from_the_grammar_equal_the_reference_loop(text):
+    """Cells drawn from the grammar itself (any function, power, constant, a matrix applied to
+    any expression, a second state): where the reference loop gives finite numbers, the kernel
+    gives the same ones (relative 1e-9: constants up to 1e16 make some sums ill-conditioned)."""
+    from hypothesis import assume
+
+    try:
+        cell = gatelab.parse_cell(text, default_name="generated")
+        Layout.of(cell)
+    except gatelab.CellError:
+        assume(False)
+    except EngineError:
+        assume(False)
+    assume(not uses_layer_norm(cell))
+    torch.manual_seed(3)
+    ref, seq = _pair(cell, 3, 4)
+    x = torch.randn(4, 2, 3, dtype=F64)
+    want = _run(ref, x, None, torch.tensor([4, 2]))
+    assume(all(torch.isfinite(w).all() for w in want))
+    got = _run(seq, x, None, torch.tensor([4, 2]))
+    for a, b in zip(want, got, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-9)
