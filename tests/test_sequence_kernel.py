@@ -193,7 +193,8 @@ def test_generated_cells_equal_the_reference_loop(text):
 
 
 @needs_cc
-def test_a_later_process_loads_the_kernel_without_deriving_or_compiling(tmp_path, monkeypatch):
+def test_a_later_process_loads_the_kernel_without_deriving_or_compiling(tmp_path, monkeypatch,
+                                                                        capsys):
     """The first build records the library; a later process (here: the in-memory caches
     cleared) finds it through the record, verified, without SymPy derivatives or the compiler;
     a record naming another step's library is not trusted (rebuilt)."""
@@ -204,7 +205,9 @@ def test_a_later_process_loads_the_kernel_without_deriving_or_compiling(tmp_path
     assert cp.available()  # its test kernel is built before the compiler is taken away
     monkeypatch.setattr(cache, "_LOADED", {})  # as a fresh process: built into tmp_path
     cell = gatelab.load_cell("mgu")
+    capsys.readouterr()
     first = c_sequence.SequenceKernel(c_sequence.Plan.of(Layout.of(cell)))
+    assert capsys.readouterr().err.count("building the sequence kernel of cell 'mgu'") == 1
     monkeypatch.setattr(cache, "_LOADED", {})
 
     def refuse(*a, **k):
@@ -213,6 +216,7 @@ def test_a_later_process_loads_the_kernel_without_deriving_or_compiling(tmp_path
     monkeypatch.setattr(cache, "_compile", refuse)
     monkeypatch.setattr(c_sequence, "library_source", refuse)
     again = c_sequence.SequenceKernel(c_sequence.Plan.of(Layout.of(cell)))
+    assert capsys.readouterr().err == ""  # a load says nothing
     x = torch.randn(4, 2, 3, dtype=F64)
     model = gn.RNN("mgu", 3, 5, backend="sequence").double()
     monkeypatch.setattr(c_sequence, "kernel", lambda c, b: again)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import sys
 from pathlib import Path
 
 import torch
@@ -103,6 +104,9 @@ def _library(ss: StepSymbols) -> ctypes.CDLL:
                 return dll
         except (AttributeError, ValueError, UnicodeDecodeError):
             pass
+    # One progress line: a first build takes seconds (SymPy derivatives, then the compiler).
+    print(f"gatelab: building the sequence kernel of cell {ss.plan.layout.cell.name!r} "
+          "(once; cached for later processes)", file=sys.stderr, flush=True)
     source = f'const char *const gl_seq_tag = "{name}";\n' + library_source(ss)
     try:
         dll = cache.compiled_library(source, CFLAGS, kind=KIND)
