@@ -119,16 +119,17 @@ def zoo_table(threads: list[int], repeats: int, T: int = 35, N: int = 20,
             ref = res["reference"][0]
             lines.append(f"| {th} | {name} | {path} | {res['auto'][0] * 1e3:.2f} | "
                          f"{'-' if seq is None else f'{seq * 1e3:.2f}'} | {ref * 1e3:.2f} | "
-                         f"{ref / res['auto'][0]:.1f} | {_ratio(ref, seq, inverse=True)} | "
+                         f"{ref / res['auto'][0]:.1f} | {_ratio(ref, seq, digits=1)} | "
                          f"{max(r[1] for r in res.values()):.1f} |")
             print(lines[-1], flush=True)
     return lines
 
 
-def _ratio(a: float, b: float | None, inverse: bool = False) -> str:
+def _ratio(a: float, b: float | None, digits: int = 2) -> str:
+    """``a / b`` as text ("-" when there is no ``b``)."""
     if b is None:
         return "-"
-    return f"{(b / a if inverse else a / b):.2f}"
+    return f"{a / b:.{digits}f}"
 
 
 def main() -> None:
