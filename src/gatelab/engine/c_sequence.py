@@ -24,7 +24,6 @@ import sys
 from pathlib import Path
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from .. import cache
 from ..cell.ir import Cell
@@ -202,18 +201,22 @@ class SequenceRNN(torch.autograd.Function):
         kern.fwd[x.dtype](T, N, H, _threads(), _blas()[x.dtype], _ptr(gx), _ptr(w_c),
                           _ptr(b_un), _ptrs(vecs), _ptrs(sbuf), vbuf_ptrs, abuf_ptrs,
                           _ptr(out), _ptr(m8))
-        ctx.kern, ctx.m8, ctx.n_states = kern, m8, len(s0)
+        ctx.kern, ctx.m8, ctx.n_states, ctx.mask = kern, m8, len(s0), mask
         ctx.abuf = unfused  # intermediate results, kept on ctx (neither inputs nor outputs)
         ctx.vbuf_groups = list(vbuf)
-        ctx.save_for_backward(*Saved(x, w_ih, w_c, b_ih, b_hh, gx, vbuf, sbuf, vecs).tensors())
+        mine = Saved(x, w_ih, w_c, b_ih, b_hh, gx, vbuf, sbuf, vecs).tensors()
+        ctx.n_mine = len(mine)  # then the inputs as given: a double backward differentiates them
+        ctx.save_for_backward(*mine, x, w_ih, w_hh, b_ih, b_hh, *rest)
         return (out, *(b[T] for b in sbuf))
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dout, *dfinal):
+        if torch.is_grad_enabled():  # create_graph=True: the exact route, see _twice_backward
+            return _twice_backward(ctx, dout, dfinal)
         kern: SequenceKernel = ctx.kern
         plan = kern.plan
-        saved = Saved.from_tensors(ctx.saved_tensors, ctx.vbuf_groups, ctx.n_states)
+        saved = Saved.from_tensors(ctx.saved_tensors[:ctx.n_mine], ctx.vbuf_groups,
+                                   ctx.n_states)
         gx, sbuf, vecs = saved.gx, saved.sbuf, saved.vecs
         T, N, _ = gx.shape
         H = sbuf[0].shape[-1]
@@ -243,6 +246,39 @@ class SequenceRNN(torch.autograd.Function):
         else:
             grads = _small_weight_grads(need, kern, saved, dgx, dabuf)
         return (None, None, *grads, None, *dvec, *ds)
+
+
+def _twice_backward(ctx, dout, dfinal):
+    """A backward that is itself differentiable (``create_graph=True``: gradient penalties,
+    Hessian-vector products, ``gradgradcheck``): the reference loop of
+    :func:`gatelab.engine.backends.run_reference` rebuilt on the inputs as given and
+    differentiated by autograd, as :mod:`gatelab.engine.higher_order` does for the other
+    generated backends; exact to every order, at the reference loop's speed."""
+    from .backends import run_reference
+
+    kern: SequenceKernel = ctx.kern
+    layout, plan = kern.plan.layout, kern.plan
+    x, w_ih, w_hh, b_ih, b_hh, *rest = ctx.saved_tensors[ctx.n_mine:]
+    n_vec = len(plan.vector_names)
+    vecs, s0 = rest[:n_vec], rest[n_vec:]
+    H = s0[0].shape[-1]
+    rows = len(layout.ih) * H  # weight_ih's own rows (identity blocks appended after them)
+    tensors = {name: t for name, t in (
+        ("weight_ih", None if not layout.ih else w_ih[:rows]), ("weight_hh", w_hh),
+        ("bias_ih", None if b_ih is None or not layout.ih else b_ih[:rows]), ("bias_hh", b_hh))
+        if t is not None}
+    tensors.update(zip(plan.vector_names, vecs, strict=True))
+    out, states = run_reference(layout, tensors, x, tuple(s0), ctx.mask)
+    inputs = [x, w_ih, w_hh, b_ih, b_hh, *vecs, *s0]
+    pairs = [(r, g) for r, g in zip((out, *states), (dout, *dfinal), strict=True)
+             if g is not None and r.requires_grad]
+    want = [i for i, t in enumerate(inputs) if t is not None and t.requires_grad]
+    got = torch.autograd.grad([r for r, _ in pairs], [inputs[i] for i in want],
+                              [g for _, g in pairs], allow_unused=True, create_graph=True)
+    grads: list = [None] * len(inputs)
+    for i, g in zip(want, got, strict=True):
+        grads[i] = g
+    return (None, None, *grads[:5], None, *grads[5:])
 
 
 # Multiply-adds of one weight-gradient GEMM from which oneDNN on transposed copies
