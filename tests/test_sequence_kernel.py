@@ -279,3 +279,22 @@ def test_cells_from_the_grammar_equal_the_reference_loop(text):
     got = _run(seq, x, None, torch.tensor([4, 2]))
     for a, b in zip(want, got, strict=True):
         torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-9)
+
+
+@needs_cc
+@pytest.mark.parametrize("name", ["lstm-peephole", "mgu", "indrnn"])
+def test_threaded_pointwise_loops_equal_the_reference(name):
+    """Rows of at least 4096 elements take the OpenMP column split (H = 70: an uneven split
+    in whole SIMD vectors; vector parameters' gradients summed per thread's columns), with a
+    padding mask: equal to the reference loop at 2 threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(4)
+        ref, seq = _pair(name, 3, 70)
+        x = torch.randn(4, 64, 3, dtype=F64)
+        lengths = torch.randint(1, 5, (64,))
+        lengths[0] = 4
+        _assert_equal(_run(ref, x, None, lengths), _run(seq, x, None, lengths))
+    finally:
+        torch.set_num_threads(threads)
