@@ -17,6 +17,10 @@ pointwise kernels and the Triton scan; CUDA or ``TRITON_INTERPRET=1``), ``"vendo
 own fused kernels, for a cell :func:`gatelab.engine.vendor.vendor_match` proves equal to torch's
 LSTM/GRU/RNN; run by :class:`gatelab.nn.RNN` for all layers at once, not here).
 
+``"sequence"``: the whole time loop of a layer and direction, forward and backward, in one
+generated C call per pass (:mod:`gatelab.engine.c_sequence`; CPU float32/float64; not for
+``layer_norm`` cells). Without a C compiler it warns once and the generated step runs.
+
 ``"c"``: the generated loops with the pointwise part as multi-threaded C kernels
 (:mod:`gatelab.engine.c_pointwise`; CPU float32/float64). ``"auto"`` uses ``"c"`` instead of
 ``"generated"`` (and the C kernels inside ``"scan"``) only when ``GATELAB_CPU_KERNELS=c`` is set:
@@ -31,7 +35,9 @@ by torch's autograd; the C and Triton kernels refuse it.
 The generated backends' backward is first-order code; :func:`run_layer` wraps them so that a
 backward with ``create_graph=True`` (gradient penalties, Hessian-vector products) recomputes the
 step with the ``reference`` loop and differentiates that: correct higher-order gradients, at the
-reference loop's speed, never a silently wrong number.
+reference loop's speed, never a silently wrong number. The sequence kernel's own node does the
+same in its backward (one node instead of two: the wrapper's second graph cost a fifth of a
+small layer's time).
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ import torch
 from ..cell.evaluate import iterate
 from .layout import EngineError, Layout
 
-BACKENDS = ("auto", "vendor", "generated", "c", "scan", "triton", "reference")
+BACKENDS = ("auto", "vendor", "generated", "sequence", "c", "scan", "triton", "reference")
 ALIASES = {"torch": "generated"}  # the generated backend's name before the vendor path existed
 
 # Triton is the default on CUDA only once benchmarks/gpu.sh has passed its parity checks on a
@@ -74,6 +80,8 @@ def resolve(layout: Layout, backend: str, device: torch.device,
         if not c_pointwise.available():
             raise EngineError("backend 'c' needs a C compiler (gcc/cc or $CC) that builds "
                               "OpenMP kernels; use backend='generated'")
+    if backend == "sequence":
+        return _sequence_or_generated(layout, device, dtype)
     if backend == "scan" and not is_scan_parallel(layout):
         from ..analysis.core import scan_parallel
         from ..analysis.memory import find_memory
@@ -94,6 +102,21 @@ def resolve(layout: Layout, backend: str, device: torch.device,
     if device.type == "cpu" and c_kernels_default() and c_kernels_ok(dtype):
         return "c"
     return "generated"
+
+
+def _sequence_or_generated(layout: Layout, device: torch.device, dtype: torch.dtype) -> str:
+    """``"sequence"`` where it can run; ``"generated"`` (warned once) without a C compiler."""
+    from . import c_pointwise
+    from .plan import uses_layer_norm
+
+    if device.type != "cpu" or dtype not in c_pointwise.DTYPES:
+        raise EngineError(f"backend 'sequence' runs CPU float32/float64 tensors, not {dtype} on "
+                          f"{device}; use backend='generated'")
+    if uses_layer_norm(layout.cell):
+        raise EngineError(f"cell {layout.cell.name!r} uses layer_norm, a reduction over the "
+                          "hidden units, which the sequence kernel does not compute; use "
+                          "backend='generated'")
+    return "sequence" if c_pointwise.available() else "generated"
 
 
 def c_kernels_default() -> bool:
@@ -137,6 +160,10 @@ def run_layer(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
     backend = resolve(layout, backend, x.device, x.dtype)
     if backend == "reference":
         return run_reference(layout, tensors, x, state0, mask)
+    if backend == "sequence":  # one autograd node that takes the exact route itself
+        from .c_sequence import run_sequence
+
+        return run_sequence(layout, tensors, x, state0, mask)
     from .higher_order import with_reference_double_backward
 
     return with_reference_double_backward(
