@@ -93,18 +93,27 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def engine(cell: str = typer.Argument(..., help="built-in name or .cell file"),
                code: bool = typer.Option(False, "--code", help="print the generated code"),
+               backend: str = typer.Option("auto", "--backend",
+                                           help="the backend whose path to state (CPU)"),
+               double: bool = typer.Option(False, "--float64",
+                                           help="the path for float64 (default float32)"),
                ) -> None:
-        """Show how the engine runs a cell: which path ``auto`` takes (torch's kernels for a cell
-        proved equal to torch's, else gatelab's), the GEMMs of a step and the pointwise code."""
+        """Show how the engine runs a cell: which path a backend takes (``auto``: torch's
+        kernels for a cell proved equal to torch's, else gatelab's), the GEMMs of a step and
+        the pointwise code."""
+        import torch
+
         from ..cell import load_cell
         from .autograd import compiled
         from .plan import is_scan_parallel
-        from .vendor import explain_path
+        from .route import route
 
         c = load_cell(cell)
         console = Console()
-        where = explain_path(c)
-        console.print(f"path (backend='auto'): {where['path']}: {where['reason']}",
+        # the one route (an EngineError, e.g. a backend this cell cannot take, goes to
+        # gatelab.cli's handler as one line)
+        where = route(c, backend=backend, dtype=torch.float64 if double else torch.float32)
+        console.print(f"path (backend={backend!r}): {where.path}: {where.reason}",
                       highlight=False, markup=False)
         step = compiled(c, True, "torch")  # an EngineError goes to gatelab.cli's handler
         console.print("gatelab's own engine (backend='generated' forces it):")

@@ -44,8 +44,8 @@ from torch.nn.utils.rnn import PackedSequence
 from ..cell import Cell as CellIR
 from ..cell import load_cell, zoo_names
 from ..cell.evaluate import traceable_step
-from ..engine.backends import check_backend
 from ..engine.layout import EngineError, Layout
+from ..engine.route import Route, check_backend, route
 from ..engine.vendor import template_path, vendor_match
 from .checks import check_layer_args
 from .forward import layer_forward
@@ -208,11 +208,17 @@ class RNN(CellPickling, nn.Module):
         return 2 if self.bidirectional else 1
 
     @property
+    def route(self) -> Route:
+        """The path calls take and why, for this module's ``backend``, device and dtype
+        (:func:`gatelab.engine.route.route`, the decision the forward follows)."""
+        w = self._flat_weights[0]
+        return route(self.cell, backend=self.backend, device=w.device, dtype=w.dtype)
+
+    @property
     def path(self) -> str:
-        """``"vendor"`` when calls run torch's kernels, else the engine backend asked for."""
-        if self._vendor.mode is not None and self.backend in ("auto", "vendor"):
-            return "vendor"
-        return self.backend
+        """The path calls take: ``"vendor"`` (torch's kernels), ``"scan"``, ``"generated"``,
+        ... (``self.route.path``)."""
+        return self.route.path
 
     def reset_parameters(self) -> None:
         """Uniform in ``±1/sqrt(hidden_size)``, as torch's recurrent layers."""
