@@ -39,12 +39,20 @@ def register(app: typer.Typer) -> None:
                                        "(default: benchmarks/cells/mymgu.cell)"),
         as_json: Path = typer.Option(None, "--json", help="also write the result as JSON"),
         markdown: Path = typer.Option(None, "--markdown", help="also write Markdown tables"),
+        peer: str = typer.Option("", "--peer", help="also time the same cells written in a "
+                                 "peer framework: 'jax' (jax.lax.scan under jax.jit, needs the "
+                                 "'peer' extra)"),
+        peer_cells: str = typer.Option("mgu,lstm-peephole", "--peer-cells",
+                                       help="cells of the peer rows, comma-separated"),
+        peer_only: bool = typer.Option(False, "--peer-only", help="only the peer rows"),
     ) -> None:
         """Time the engine against torch and the Python loop (ratios, peak memory, scan).
 
         Forward+backward of gatelab LSTM/GRU/MGU and a user cell against torch nn.LSTM/GRU and
         the plain Python loop, interleaved rounds, medians; minGRU scan vs sequential."""
         from ..cell import load_cell
+        from ..errors import GatelabError
+        from . import jax_peer_bench
         from .bench import format_markdown, format_summary, run_benchmark
         from .bench_compile import compile_times, format_compile
         from .layout import EngineError, Layout
@@ -58,34 +66,58 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"--threads wants counts like 1,2, got {threads!r}") from None
         if any(t < 0 for t in counts):
             raise typer.BadParameter(f"--threads wants counts of at least 0, got {threads!r}")
+        if peer not in ("", "jax"):
+            raise typer.BadParameter(f"--peer knows 'jax', got {peer!r}")
+        if peer_only and not peer:
+            raise typer.BadParameter("--peer-only needs --peer jax")
         small = (small_steps, small_batch, small_hidden, small_layers) if small_steps else None
         if user_cell is not None:
             try:
                 Layout.of(load_cell(user_cell))
             except EngineError as e:
                 raise typer.BadParameter(f"{user_cell}: {e}") from None
+        cells = [c.strip() for c in peer_cells.split(",") if c.strip()]
+        for c in cells if peer else ():
+            try:
+                Layout.of(load_cell(c))
+            except (EngineError, GatelabError) as e:
+                raise typer.BadParameter(f"--peer-cells {c}: {e}") from None
         console = Console()
+        runs, peer_runs, text = [], None, ""
+        if peer and not jax_peer_bench.jax_available():
+            console.print("JAX peer skipped: jax is not installed (pip install "
+                          "'gatelab[peer]')", markup=False, highlight=False)
+            peer = ""
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                       console=console, transient=True) as progress:
             task = progress.add_task("bench", total=None)
-            runs = [run_benchmark(steps, batch, hidden, repeats, scan_steps, scan_batch,
-                                  scan_hidden, n or None, memory, loops, user_cell,
-                                  progress=lambda s: progress.update(task, description=s),
-                                  small=small) for n in counts]
-            if compile_time:
+            say = lambda s: progress.update(task, description=s)  # noqa: E731
+            if not peer_only:
+                runs = [run_benchmark(steps, batch, hidden, repeats, scan_steps, scan_batch,
+                                      scan_hidden, n or None, memory, loops, user_cell,
+                                      progress=say, small=small) for n in counts]
+            if compile_time and not peer_only:
                 progress.update(task, description="compile times (fresh processes)")
                 times = compile_times()
+            if peer:
+                peer_runs = jax_peer_bench.run_peer_threads(
+                    [n for n in counts if n] or [1, 2], cells=cells, repeats=repeats,
+                    progress=say)
         text = "\n".join(format_markdown(r) for r in runs)
         if len(runs) > 1:
             text += "\n" + format_summary(runs)
-        if compile_time:
+        if compile_time and not peer_only:
             text += "\nC kernels: first call and cached second process, per cell:\n\n" \
                 + format_compile(times)
+        if peer_runs:
+            text += "\n" + jax_peer_bench.format_peer(peer_runs)
         console.print(text, markup=False, highlight=False, soft_wrap=True)
         if as_json:
             result = dict(runs[0]) if len(runs) == 1 else {"runs": runs}
-            if compile_time:
+            if compile_time and not peer_only:
                 result["compile"] = times
+            if peer_runs:
+                result["peer"] = {"jax": peer_runs}
             as_json.write_text(json.dumps(result, indent=1), encoding="utf-8")
         if markdown:
             markdown.write_text(text, encoding="utf-8")
