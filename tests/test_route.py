@@ -145,6 +145,26 @@ def test_scan_cell_with_layer_norm_on_x_is_reported_as_the_scan_it_runs(tmp_path
     assert r.exit_code == 0 and "path (backend='auto'): scan" in r.output
 
 
+@pytest.mark.parametrize("name", ["lstm", "mgu", "mingru"])
+@pytest.mark.parametrize("backend", ["auto", "generated", "scan"])
+def test_while_tracing_the_route_is_the_traced_one(name, backend, spies, monkeypatch):
+    """Under an exporter or compiler the layer states and runs torch's kernels or the unrolled
+    reference step, never a cached Python decision the tracer would have to follow."""
+    from gatelab.engine import backends
+
+    cell = gatelab.load_cell(name)
+    if backend == "scan" and route(cell).path != "scan":
+        return
+    m = gn.RNN(cell, I, H, backend=backend)
+    monkeypatch.setattr(backends, "run_traceable", lambda *a, **k: (_ for _ in ()).throw(
+        Ran("reference")))
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    with torch.no_grad():  # (with autograd recording, forward's _compiled_autograd case)
+        assert m.path == ran(m, torch.float32)
+    want = "vendor" if route(cell).path == "vendor" and backend == "auto" else "reference"
+    assert m.route == route_mod.traced_route(m._vendor_route, backend) and m.path == want
+
+
 # ---- generated cells --------------------------------------------------------------------------
 
 @st.composite

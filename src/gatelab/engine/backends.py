@@ -46,7 +46,7 @@ from ..cell.evaluate import iterate
 from .layout import Layout
 
 # the backend names and the one decision of which path runs (re-exported for older callers)
-from .route import ALIASES, BACKENDS, check_backend, route  # noqa: F401
+from .route import ALIASES, BACKENDS, check_backend, graph_capture, route  # noqa: F401
 
 
 def resolve(layout: Layout, backend: str, device: torch.device,
@@ -103,13 +103,6 @@ def run_layer(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
     return with_reference_double_backward(
         lambda xs, s0, ts: _run_generated(layout, ts, xs, s0, mask, backend),
         lambda xs, s0, ts: run_reference(layout, ts, xs, s0, mask), x, state0, tensors)
-
-
-def graph_capture() -> bool:
-    """Whether an exporter or compiler is tracing (``torch.onnx.export``, ``torch.jit.trace``,
-    ``torch.export``, ``torch.compile``): the engine then runs the reference loop."""
-    return bool(torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
-                or torch.compiler.is_compiling())
 
 
 def _run_generated(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,

@@ -22,9 +22,11 @@ on CUDA once :data:`TRITON_BY_DEFAULT` is set; ``c`` on CPU with ``GATELAB_CPU_K
 else ``generated``. A backend named explicitly is taken as asked, or refused with an
 :class:`~gatelab.engine.layout.EngineError` that says why (never a silent substitute).
 
-One exception is not a route: while an exporter or compiler traces
-(:func:`gatelab.engine.backends.graph_capture`) the reference step runs unrolled, whatever the
-route, so that the trace sees plain torch ops.
+While an exporter or compiler traces (:func:`graph_capture`) the route is :func:`traced_route`:
+torch's kernels where they take the cell, else the reference step unrolled, so that the trace
+sees plain torch ops (and no Python decision: :func:`route`'s caches and SymPy stay outside).
+One case stays the layer's own: under ``torch.compile`` with autograd recording, a vendor cell
+runs the unrolled reference step too (:func:`gatelab.nn.forward._compiled_autograd` says why).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import torch
 
 from ..cell.ir import Cell
 from .layout import EngineError, Layout
-from .vendor import vendor_match
+from .vendor import VendorMatch, vendor_match
 
 BACKENDS = ("auto", "vendor", "generated", "sequence", "c", "scan", "triton", "reference")
 ALIASES = {"torch": "generated"}  # the generated backend's name before the vendor path existed
@@ -69,6 +71,31 @@ class Route:
     def to_dict(self) -> dict:
         """Plain data, as ``analyze --format json`` prints it."""
         return {"path": self.path, "torch": self.torch, "reason": self.reason}
+
+
+VENDOR_BACKENDS = ("auto", "vendor")  # the names that take torch's kernels where the proof holds
+TRACED = Route("reference", "an exporter or compiler is tracing: the reference step, unrolled "
+               "(plain torch ops)")
+
+
+def vendor_route(match: VendorMatch) -> Route | None:
+    """torch's kernels' route for a cell whose proof holds, None where it does not."""
+    if match.mode is None:
+        return None
+    return Route("vendor", f"torch's fused {match.mode} kernels: {match.reason}", match.mode)
+
+
+def traced_route(vendor: Route | None, backend: str) -> Route:
+    """The route while :func:`graph_capture` holds, from the cell's :func:`vendor_route`: plain
+    Python on its arguments, so that a tracer sees no decision being made."""
+    return vendor if vendor is not None and backend in VENDOR_BACKENDS else TRACED
+
+
+def graph_capture() -> bool:
+    """Whether an exporter or compiler is tracing (``torch.onnx.export``, ``torch.jit.trace``,
+    ``torch.export``, ``torch.compile``): the engine then runs the reference loop."""
+    return bool(torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+                or torch.compiler.is_compiling())
 
 
 def check_backend(backend: str) -> str:
@@ -128,8 +155,8 @@ def _route(cell: Cell, backend: str, device: str, dtype: torch.dtype, vendor: bo
     not_torch = f"not torch's: {m.reason}"
     if backend == "vendor" and m.mode is None:
         raise EngineError(f"cell {cell.name!r} cannot take the vendor path: {m.reason}")
-    if vendor and m.mode is not None and backend in ("auto", "vendor"):
-        return Route("vendor", f"torch's fused {m.mode} kernels: {m.reason}", m.mode)
+    if vendor and m.mode is not None and backend in VENDOR_BACKENDS:
+        return vendor_route(m)
     Layout.of(cell)  # a cell the engine cannot lay out: its EngineError
     asked = f"backend={backend!r} asked for"
     if backend == "reference":
