@@ -34,6 +34,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -226,8 +227,13 @@ def _check_c(device: str, dtype: torch.dtype, c_ok: bool) -> None:
 
 
 def sequence_available() -> bool:
-    """Whether the compiled sequence kernel's module is in this build (checked without
-    importing it)."""
+    """Whether the compiled sequence kernel's module is in this build (imported already, or
+    found without importing it; looked for once per process)."""
+    return SEQUENCE_MODULE in sys.modules or _sequence_found()
+
+
+@lru_cache(maxsize=1)
+def _sequence_found() -> bool:
     return importlib.util.find_spec(SEQUENCE_MODULE) is not None
 
 
