@@ -103,7 +103,8 @@ def test_every_zoo_cell_runs_the_path_reported(name, spies, monkeypatch):
     assert route(cell).path == auto.path
     monkeypatch.setattr(route_mod, "SEQUENCE_BY_DEFAULT", True)
     flipped = route(cell)
-    assert flipped.path == (auto.path if auto.path in ("vendor", "scan") else "sequence")
+    kept = auto.path in ("vendor", "scan") or "layer_norm" in auto.reason
+    assert flipped.path == (auto.path if kept else "sequence")
     check_cell(cell, ("auto",), (torch.float64,))
 
 
@@ -122,6 +123,16 @@ def test_the_sequence_backend_absent_is_one_clear_error():
         gn.MGU(I, H, backend="sequence")(torch.randn(3, 2, I))
     r = CliRunner().invoke(app, ["engine", "mgu", "--backend", "sequence"])
     assert r.exit_code == 2 and "error: backend 'sequence'" in r.output
+
+
+def test_the_sequence_backend_without_a_compiler_runs_the_generated_step(spies, monkeypatch):
+    from gatelab.engine import c_pointwise as cp
+
+    monkeypatch.setitem(sys.modules, route_mod.SEQUENCE_MODULE, spies)
+    monkeypatch.setattr(cp, "available", lambda: False)
+    said = route(gatelab.load_cell("mgu"), backend="sequence")
+    assert said.path == "generated" and "no C compiler" in said.reason
+    check_cell(gatelab.load_cell("mgu"), ("sequence",), (torch.float64,))
 
 
 LN_SCAN = ("input x\nstate h\ngate z = sigmoid(layer_norm(W_z @ x) + b_z)\n"

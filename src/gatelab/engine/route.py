@@ -16,11 +16,13 @@ for each layer and direction), ``gatelab engine CELL`` and ``analyze``'s ``engin
 ``"reference"``  the plain loop over :func:`gatelab.cell.evaluate.step`.
 
 ``backend="auto"`` takes, in order: ``vendor`` where the proof holds; ``scan`` where the cell is
-scan-parallel; ``sequence`` on CPU once :data:`SEQUENCE_BY_DEFAULT` is set; ``generated`` for a
-``layer_norm`` cell (a row reduction: the C and Triton pointwise kernels refuse it); ``triton``
-on CUDA once :data:`TRITON_BY_DEFAULT` is set; ``c`` on CPU with ``GATELAB_CPU_KERNELS=c``;
-else ``generated``. A backend named explicitly is taken as asked, or refused with an
-:class:`~gatelab.engine.layout.EngineError` that says why (never a silent substitute).
+scan-parallel; ``generated`` for a ``layer_norm`` cell (a row reduction: the sequence kernel and
+the C and Triton pointwise kernels refuse it); ``sequence`` on CPU float32/float64 with a C
+compiler once :data:`SEQUENCE_BY_DEFAULT` is set; ``triton`` on CUDA once
+:data:`TRITON_BY_DEFAULT` is set; ``c`` on CPU with ``GATELAB_CPU_KERNELS=c``; else
+``generated``. A backend named explicitly is taken as asked, or refused with an
+:class:`~gatelab.engine.layout.EngineError` that says why; one exception, as the C kernels'
+``auto``: ``backend="sequence"`` without a C compiler runs ``generated`` (warned once).
 
 While an exporter or compiler traces (:func:`graph_capture`) the route is :func:`traced_route`:
 torch's kernels where they take the cell, else the reference step unrolled, so that the trace
@@ -122,7 +124,8 @@ def route(cell: Cell, *, backend: str = "auto", device: torch.device | str = "cp
     backend = check_backend(backend)
     # what the machine offers, read on every call (the decision itself is cached)
     c_opt_in = os.environ.get("GATELAB_CPU_KERNELS", "") == "c"
-    c_ok = _c_ok(dtype) if backend == "c" or (c_opt_in and device.type == "cpu") else False
+    c_ok = device.type == "cpu" and (backend in ("c", "sequence") or c_opt_in
+                                     or SEQUENCE_BY_DEFAULT) and _c_ok(dtype)
     here = _Here(c_opt_in, c_ok, sequence_available(), SEQUENCE_BY_DEFAULT,
                  TRITON_BY_DEFAULT and device.type == "cuda"
                  and importlib.util.find_spec("triton") is not None)
@@ -143,7 +146,7 @@ class _Here:
     """What this process offers, as the decision reads it (part of its cache key)."""
 
     c_opt_in: bool  # GATELAB_CPU_KERNELS=c
-    c_ok: bool  # the C pointwise kernels build here and take this dtype
+    c_ok: bool  # a C compiler builds kernels here (warned once if not), for this dtype on CPU
     sequence: bool  # the sequence kernel's module is in this build
     sequence_default: bool  # SEQUENCE_BY_DEFAULT
     triton_default: bool  # TRITON_BY_DEFAULT, on CUDA, Triton importable
@@ -167,7 +170,10 @@ def _route(cell: Cell, backend: str, device: str, dtype: torch.dtype, vendor: bo
     if backend == "triton":
         return Route("triton", f"{asked}: the generated loops with Triton kernels")
     if backend == "sequence":
-        _check_sequence(device, here.sequence)
+        _check_sequence(cell, device, dtype, here.sequence)
+        if not here.c_ok:
+            return Route("generated", f"{asked}, but no C compiler builds it here: gatelab's "
+                         "generated step")
         return Route("sequence", f"{asked}: the compiled sequence kernel")
     if backend == "c":
         _check_c(device, dtype, here.c_ok)
@@ -181,13 +187,13 @@ def _route(cell: Cell, backend: str, device: str, dtype: torch.dtype, vendor: bo
     # "auto" (and "vendor" for one layer of a vendor cell, run by the engine)
     if scan:
         return Route("scan", f"gatelab's parallel scan (scan-parallel); {not_torch}")
-    if device == "cpu" and here.sequence_default and here.sequence:
-        return Route("sequence", f"gatelab's compiled sequence kernel; {not_torch}")
     from .plan import uses_layer_norm
 
-    if uses_layer_norm(cell):
+    if uses_layer_norm(cell):  # a row reduction: neither the sequence nor the pointwise kernels
         return Route("generated", "gatelab's generated engine, layer_norm's backward by torch's "
                      f"autograd (a reduction over the hidden units); {not_torch}")
+    if here.sequence_default and here.sequence and here.c_ok:
+        return Route("sequence", f"gatelab's compiled sequence kernel; {not_torch}")
     if here.triton_default:
         return Route("triton", f"gatelab's generated loops with Triton kernels; {not_torch}")
     if device == "cpu" and here.c_opt_in and here.c_ok:
@@ -240,14 +246,25 @@ def _sequence_found() -> bool:
 def sequence_module():
     """:mod:`gatelab.engine.c_sequence` (``run_sequence(layout, tensors, x, state0, mask)``,
     the contract of :func:`gatelab.engine.backends.run_layer`), or an EngineError when absent."""
-    _check_sequence("cpu", sequence_available())
+    if not sequence_available():
+        raise EngineError(_NO_SEQUENCE)
     return importlib.import_module(SEQUENCE_MODULE)
 
 
-def _check_sequence(device: str, present: bool) -> None:
+_NO_SEQUENCE = ("backend 'sequence' (the compiled sequence kernel) is not in this build of "
+                "gatelab; use backend='generated'")
+
+
+def _check_sequence(cell: Cell, device: str, dtype: torch.dtype, present: bool) -> None:
+    from . import c_pointwise
+    from .plan import uses_layer_norm
+
     if not present:
-        raise EngineError("backend 'sequence' (the compiled sequence kernel) is not in this "
-                          "build of gatelab; use backend='generated'")
-    if device != "cpu":
-        raise EngineError(f"backend 'sequence' runs CPU tensors, not tensors on {device}; "
-                          "use backend='generated'")
+        raise EngineError(_NO_SEQUENCE)
+    if device != "cpu" or dtype not in c_pointwise.DTYPES:
+        raise EngineError(f"backend 'sequence' runs CPU float32/float64 tensors, not {dtype} on "
+                          f"{device}; use backend='generated'")
+    if uses_layer_norm(cell):
+        raise EngineError(f"cell {cell.name!r} uses layer_norm, a reduction over the hidden "
+                          "units, which the sequence kernel does not compute; use "
+                          "backend='generated'")
