@@ -113,7 +113,7 @@ def register(app: typer.Typer) -> None:
             text += "\n" + jax_peer_bench.format_peer(peer_runs)
         console.print(text, markup=False, highlight=False, soft_wrap=True)
         if as_json:
-            result = dict(runs[0]) if len(runs) == 1 else {"runs": runs}
+            result = {} if peer_only else dict(runs[0]) if len(runs) == 1 else {"runs": runs}
             if compile_time and not peer_only:
                 result["compile"] = times
             if peer_runs:
