@@ -45,6 +45,9 @@ def register(app: typer.Typer) -> None:
         peer_cells: str = typer.Option("mgu,lstm-peephole", "--peer-cells",
                                        help="cells of the peer rows, comma-separated"),
         peer_only: bool = typer.Option(False, "--peer-only", help="only the peer rows"),
+        peer_backends: str = typer.Option("auto", "--peer-backends",
+                                          help="gatelab backends of the peer rows, e.g. "
+                                          "auto,sequence"),
     ) -> None:
         """Time the engine against torch and the Python loop (ratios, peak memory, scan).
 
@@ -56,6 +59,7 @@ def register(app: typer.Typer) -> None:
         from .bench import format_markdown, format_summary, run_benchmark
         from .bench_compile import compile_times, format_compile
         from .layout import EngineError, Layout
+        from .route import check_backend
 
         for name, v in (("--T", steps), ("--N", batch), ("--H", hidden)):
             if v < 1:
@@ -77,6 +81,11 @@ def register(app: typer.Typer) -> None:
             except EngineError as e:
                 raise typer.BadParameter(f"{user_cell}: {e}") from None
         cells = [c.strip() for c in peer_cells.split(",") if c.strip()]
+        try:
+            gl_backends = tuple(check_backend(b.strip()) for b in peer_backends.split(",")
+                                if b.strip()) or ("auto",)
+        except EngineError as e:
+            raise typer.BadParameter(f"--peer-backends: {e}") from None
         for c in cells if peer else ():
             try:
                 Layout.of(load_cell(c))
@@ -102,7 +111,7 @@ def register(app: typer.Typer) -> None:
             if peer:
                 peer_runs = jax_peer_bench.run_peer_threads(
                     [n for n in counts if n] or [1, 2], cells=cells, repeats=repeats,
-                    progress=say)
+                    progress=say, backends=gl_backends)
         text = "\n".join(format_markdown(r) for r in runs)
         if len(runs) > 1:
             text += "\n" + format_summary(runs)

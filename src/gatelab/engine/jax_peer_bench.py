@@ -46,9 +46,10 @@ def jax_available() -> bool:
     return importlib.util.find_spec("jax") is not None
 
 
-def cell_cases(name: str, T: int, N: int, H: int) -> list[Case]:
-    """gatelab's layer (``backend="auto"``, its route in the label) and its JAX peer with the
-    same parameters, checked equal first: raises EngineError when they disagree."""
+def cell_cases(name: str, T: int, N: int, H: int,
+               backends: tuple[str, ...] = ("auto",)) -> list[Case]:
+    """gatelab's layer (one case per backend, its route in the label) and its JAX peer with the
+    same parameters, each checked equal first: raises EngineError when they disagree."""
     import jax.numpy as jnp
 
     from ..cell import load_cell
@@ -57,16 +58,23 @@ def cell_cases(name: str, T: int, N: int, H: int) -> list[Case]:
 
     cell = load_cell(name)
     torch.manual_seed(0)
-    model, x = RNN(cell, H, H), torch.randn(T, N, H)
-    P = {k: jnp.asarray(v.detach().numpy()) for k, v in model.cell_params().items()}
+    first, x = RNN(cell, H, H), torch.randn(T, N, H)
+    P = {k: jnp.asarray(v.detach().numpy()) for k, v in first.cell_params().items()}
     X = jnp.asarray(x.numpy())
     peer = JaxPeer(cell, H)
-    check_same_function(model, x, peer, P, X)
     Q = peer.pack(P)
+    cases = []
+    for backend in backends:
+        model = RNN(cell, H, H, backend=backend)
+        model.load_state_dict(first.state_dict())  # the same numbers in every case
+        check_same_function(model, x, peer, P, X)
 
-    def gatelab_run() -> None:
-        model.zero_grad(set_to_none=True)
-        model(x)[0].sum().backward()
+        def gatelab_run(model=model) -> None:
+            model.zero_grad(set_to_none=True)
+            model(x)[0].sum().backward()
+
+        label = model.path if backend == "auto" else f"{backend}: {model.path}"
+        cases.append(Case(f"{name}: gatelab ({label})", lambda run=gatelab_run: run))
 
     def jax_run() -> None:
         loss, grads = peer.loss_and_grads(Q, X)
@@ -74,8 +82,7 @@ def cell_cases(name: str, T: int, N: int, H: int) -> list[Case]:
         for g in grads.values():
             g.block_until_ready()
 
-    return [Case(f"{name}: gatelab ({model.path})", lambda: gatelab_run),
-            Case(f"{name}: JAX", lambda: jax_run)]
+    return [*cases, Case(f"{name}: JAX", lambda: jax_run)]
 
 
 def check_same_function(model, x: torch.Tensor, peer, P: dict, X) -> None:
@@ -126,7 +133,8 @@ def _seconds(run: Callable[[], None], k: int) -> float:
 
 
 def run_peer(sizes=PEER_SIZES, cells=PEER_CELLS, repeats: int = 7,
-             progress: Callable[[str], None] = lambda s: None) -> dict:
+             progress: Callable[[str], None] = lambda s: None,
+             backends: tuple[str, ...] = ("auto",)) -> dict:
     """Medians (ms) of every case at every size, in this process's thread settings."""
     import jax
 
@@ -143,7 +151,7 @@ def run_peer(sizes=PEER_SIZES, cells=PEER_CELLS, repeats: int = 7,
         cases = [Case("torch nn.LSTM", lstm)]
         for name in cells:
             progress(f"JAX peer: {name} at T={T} N={N} H={H}: checking it is gatelab's")
-            cases += cell_cases(name, T, N, H)
+            cases += cell_cases(name, T, N, H, backends)
         times = time_batched(cases, repeats, progress)
         rows.append({"sizes": {"T": T, "N": N, "I": H, "H": H},
                      "median_ms": {k: round(1e3 * statistics.median(v), 3)
@@ -162,12 +170,14 @@ def _child(args: str) -> None:
         cpus = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, set(cpus[:n]))
     torch.set_num_threads(n)
-    r = run_peer([tuple(s) for s in a["sizes"]], a["cells"], a["repeats"])
+    r = run_peer([tuple(s) for s in a["sizes"]], a["cells"], a["repeats"],
+                 backends=tuple(a["backends"]))
     print(json.dumps(r))
 
 
 def run_peer_threads(counts: list[int], sizes=PEER_SIZES, cells=PEER_CELLS, repeats: int = 7,
-                     progress: Callable[[str], None] = lambda s: None) -> list[dict]:
+                     progress: Callable[[str], None] = lambda s: None,
+                     backends: tuple[str, ...] = ("auto",)) -> list[dict]:
     """:func:`run_peer` in a fresh process per thread count (1 and 2 by default)."""
     runs = []
     for n in counts:
@@ -176,7 +186,7 @@ def run_peer_threads(counts: list[int], sizes=PEER_SIZES, cells=PEER_CELLS, repe
         if n == 1:
             env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + ONE_THREAD_XLA).strip()
         args = json.dumps({"threads": n, "sizes": sizes, "cells": list(cells),
-                           "repeats": repeats})
+                           "repeats": repeats, "backends": list(backends)})
         code = f"from gatelab.engine.jax_peer_bench import _child; _child({args!r})"
         res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              env=env)
