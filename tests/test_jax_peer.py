@@ -66,6 +66,8 @@ def test_bench_peer_option_is_checked_and_skipped_without_jax(monkeypatch):
     assert r.exit_code == 2 and "--peer knows 'jax'" in r.output
     r = runner.invoke(app, ["bench", "--peer-only"])
     assert r.exit_code == 2
+    r = runner.invoke(app, ["bench", "--peer", "jax", "--peer-only", "--peer-backends", "fast"])
+    assert r.exit_code == 2 and "unknown backend 'fast'" in r.output
     monkeypatch.setattr(jax_peer_bench, "jax_available", lambda: False)
     r = runner.invoke(app, ["bench", "--peer", "jax", "--peer-only"])
     assert r.exit_code == 0, r.output
