@@ -135,9 +135,9 @@ class Analysis:
 
 
 def _engine_path(cell: Cell) -> dict:
-    from ..engine.vendor import explain_path  # the engine's decision, stated by the engine
+    from ..engine.route import describe  # the engine's one route, stated by the engine
 
-    return explain_path(cell)
+    return describe(cell)
 
 
 def analyze(cell: Cell | str) -> Analysis:

@@ -44,8 +44,8 @@ from torch.nn.utils.rnn import PackedSequence
 from ..cell import Cell as CellIR
 from ..cell import load_cell, zoo_names
 from ..cell.evaluate import traceable_step
-from ..engine.backends import check_backend
 from ..engine.layout import EngineError, Layout
+from ..engine.route import Route, check_backend, graph_capture, route, traced_route, vendor_route
 from ..engine.vendor import template_path, vendor_match
 from .checks import check_layer_args
 from .forward import layer_forward
@@ -220,6 +220,7 @@ class RNN(CellPickling, nn.Module):
         # the step as closures over torch ops, for exporters and compilers (engine.backends)
         self.layout.traceable = traceable_step(self.cell)
         self._vendor = vendor_match(self.cell)
+        self._vendor_route = vendor_route(self._vendor)
         # torch's RNNBase.mode; for a cell torch does not have, the cell's name
         self.mode = self._vendor.mode or self.cell.name
 
@@ -228,11 +229,19 @@ class RNN(CellPickling, nn.Module):
         return 2 if self.bidirectional else 1
 
     @property
+    def route(self) -> Route:
+        """The path calls take and why, for this module's ``backend``, device and dtype
+        (:func:`gatelab.engine.route.route`, the decision the forward follows)."""
+        if graph_capture():  # a tracer sees no decision made (no caches, no SymPy)
+            return traced_route(self._vendor_route, self.backend)
+        w = self._flat_weights[0]
+        return route(self.cell, backend=self.backend, device=w.device, dtype=w.dtype)
+
+    @property
     def path(self) -> str:
-        """``"vendor"`` when calls run torch's kernels, else the engine backend asked for."""
-        if self._vendor.mode is not None and self.backend in ("auto", "vendor"):
-            return "vendor"
-        return self.backend
+        """The path calls take: ``"vendor"`` (torch's kernels), ``"scan"``, ``"generated"``,
+        ... (``self.route.path``)."""
+        return self.route.path
 
     def reset_parameters(self) -> None:
         """Uniform in ``±1/sqrt(hidden_size)``, as torch's recurrent layers."""
