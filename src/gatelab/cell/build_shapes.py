@@ -4,7 +4,10 @@ every elementwise parameter's shape, handed down.
 Shapes are the labels of :mod:`gatelab.cell.shapes`. A number or an elementwise parameter
 *adapts* (its bottom-up shape is None): a parameter takes the shape of the nearest enclosing
 expression whose shape is known, and a statement's parameters that meet no sized signal take the
-statement's shape (its declared one, else the hidden size). ``W @ v`` has as many rows as the
+statement's shape (its declared one, else the hidden size); a declared shape reaches them
+through unary elementwise functions (``let dA : hidden x 16 = exp(-delta * exp(A_log))`` makes
+``A_log`` a hidden x 16 parameter, ``delta`` a hidden vector scaling its rows). ``W @ v`` has
+as many rows as the
 statement it is in (``let d : 1 = softplus(w @ x + b)``: ``w`` is ``1 x I``). Each misuse is one
 problem at the column of the operator or call that cannot take its operands.
 """
@@ -205,8 +208,10 @@ class ShapeChecks:
             if isinstance(n, Name):
                 if n.id not in self.kind_of:
                     self._set_param_dim(n.id, shapes.parts(d), line)
-            elif isinstance(n, Neg):
-                todo.append((n.operand, self.own[id(n.operand)] or d))
+            elif isinstance(n, Neg):  # elementwise and unary: a declared shape passes through
+                todo.append((n.operand, d))
+            elif isinstance(n, BinOp) and n.op == "**":
+                todo.append((n.left, d))
             elif isinstance(n, BinOp):
                 todo += [(c, self.own[id(c)] or d) for c in (n.left, n.right)]
             elif isinstance(n, MatMul):
@@ -228,6 +233,8 @@ class ShapeChecks:
             both = own[0] if len(own) == 1 else shapes.broadcast(own[0] or own[1] or HIDDEN,
                                                                  own[1] or own[0] or HIDDEN)
             fall = [both or HIDDEN] * len(own)
+        elif len(n.args) == 1 and n.func not in ("layer_norm", "rms_norm"):
+            return [(n.args[0], d)]  # elementwise and unary: a declared shape passes through
         else:
             fall = [d] * len(own)
         return [(a, o or f) for a, o, f in zip(n.args, own, fall, strict=True)]

@@ -299,6 +299,9 @@ FUNCTIONS: dict[str, Callable[[sympy.Expr], sympy.Expr]] = {
 FUNCTION_ALIASES = {f.unicode: f.name for f in REGISTRY if f.cell and f.unicode != f.name
                     and f.unicode.isidentifier()}
 BY_NAME = {f.name: f for f in REGISTRY}
+# Functions only the reference evaluator runs yet (no kernel template): cells that use them are
+# refused by the engine, the analysis and the diagram (gatelab.cell.support).
+REFERENCE_ONLY = frozenset(f.name for f in REGISTRY if f.cell and not f.triton)
 _BY_CLASS = {f.cls: f for f in REGISTRY if f.cls is not None}
 _BY_CLASS[sympy.tanh] = BY_NAME["tanh"]  # SymPy's own, as written by hand in Python
 _BY_CLASS[sympy.Abs] = BY_NAME["abs"]
