@@ -30,6 +30,7 @@ from ..analysis.symbols import as_switches
 from ..cell import Cell, MatVec
 from ..cell.functions import by_class
 from ..cell.printers import expr_text
+from ..cell.support import require_vector_cell
 from ..errors import GatelabError
 
 MAX_PARTS = 400  # circuit symbols in one drawing (README "Limits")
@@ -331,6 +332,7 @@ def build_circuit(analysis: Analysis) -> Circuit:
     substituted as the analysis does (LSTM: ``h_{t-1} → o ⊙ tanh(c_{t-1})``), then one tree per
     readout that never feeds back (or holds a gate not drawn yet), reading the new memory."""
     cell = analysis.cell
+    require_vector_cell(cell, "the diagram")
     memory = list(analysis.memory_states)
     exprs = drawn_expressions(analysis)
     shown = {g for e in exprs.values() for g in analysis.gates if sympy.Symbol(g) in e.free_symbols}
