@@ -5,7 +5,9 @@ Shapes: inputs ``(N, I)``, states ``(N, H)``, matrices ``(H, in)``, vectors ``(H
 A matrix signal (``state C : hidden x 16``) is ``(N, H, 16)`` and a per-step scalar ``(N, 1)``;
 an elementwise parameter of matrix shape is passed as ``(H, 16)``. Where a vector meets a matrix
 elementwise it scales the matrix's rows (``f * C`` is ``diag(f) C``), as the shape check in
-:mod:`gatelab.cell.build_shapes` promises.
+:mod:`gatelab.cell.build_shapes` promises: the evaluator is told which names are matrices
+(:func:`matrix_names`) and gives the vector operands of a matrix-valued sum or product a
+trailing axis. Leading axes are free (the scan engine evaluates ``(T, N, H)`` at once).
 It walks the SymPy tree (a SymPy printer whose output is values, not text; no code generation),
 so it is slow and obviously right.
 """
@@ -31,20 +33,37 @@ from .functions import (
     MatVec,
     RegistryPrinting,
     VecMat,
+    layer_norm,
+    outer,
+    rms_norm,
+    sum_,
 )
 from .ir import HIDDEN, Cell
 
 
-def evaluate(expr: sympy.Expr, env: dict[str, torch.Tensor]) -> torch.Tensor | float:
-    """Value of ``expr`` with every symbol looked up in ``env`` (signals and parameters)."""
-    return closure(expr)(env)
+def evaluate(expr: sympy.Expr, env: dict[str, torch.Tensor],
+             matrices: frozenset[str] = frozenset()) -> torch.Tensor | float:
+    """Value of ``expr`` with every symbol looked up in ``env`` (signals and parameters);
+    ``matrices``: the names that hold matrices (:func:`matrix_names`)."""
+    return closure(expr, matrices)(env)
 
 
 @functools.lru_cache(maxsize=4096)
-def closure(expr: sympy.Expr) -> Callable[[dict], torch.Tensor | float]:
+def closure(expr: sympy.Expr, matrices: frozenset[str] = frozenset()
+            ) -> Callable[[dict], torch.Tensor | float]:
     """``expr`` as a function of the environment (name -> tensor), built once per expression:
-    the one evaluator behind :func:`evaluate`, :func:`step` and :func:`traceable_step`."""
-    return _Closures()._print(expr)
+    the one evaluator behind :func:`evaluate`, :func:`step` and :func:`traceable_step`.
+    ``matrices`` names the matrix-valued symbols (none for cells of vectors only)."""
+    return _Closures(matrices)._print(expr)
+
+
+@functools.lru_cache(maxsize=256)
+def matrix_names(cell: Cell) -> frozenset[str]:
+    """The names of ``cell`` whose values are matrices: matrix signals and elementwise
+    parameters of matrix shape."""
+    names = {n for n, d in cell.dims.items() if shapes.is_matrix(d)}
+    names |= {n for n, p in cell.params.items() if p.role == "vector" and len(p.shape) == 2}
+    return frozenset(names)
 
 
 @dataclass
@@ -67,12 +86,13 @@ def step(cell: Cell, inputs: dict[str, torch.Tensor], states: dict[str, torch.Te
     """
     force = force or {}
     env: dict = {**batched_params(cell, params), **inputs, **states}
+    mats = matrix_names(cell)
     values: dict[str, torch.Tensor] = {}
     for _, name in cell.order:
         if name in force:
             val = torch.full_like(_like(cell, name, states), float(force[name]))
         else:
-            val = evaluate(cell.definition(name), env)
+            val = evaluate(cell.definition(name), env, mats)
             if not torch.is_tensor(val):
                 val = torch.full_like(_like(cell, name, states), float(val))
             if gate_fn is not None and name in cell.gates:
@@ -80,7 +100,7 @@ def step(cell: Cell, inputs: dict[str, torch.Tensor], states: dict[str, torch.Te
         env[name] = values[name] = val
     new = {}
     for s, e in cell.nexts.items():
-        v = evaluate(e, env)
+        v = evaluate(e, env, mats)
         new[s] = v if torch.is_tensor(v) else torch.full_like(states[s], float(v))
     out = new[cell.output] if cell.output in new else values[cell.output]
     return StepResult(values, new, out)
@@ -177,8 +197,9 @@ def traceable_step(cell: Cell) -> StepFn:
     The SymPy walk happens here, not per call, so tracers that read Python bytecode
     (``torch.compile``, ``torch.export``) see only tensor operations and no SymPy objects.
     """
-    defs = [(name, closure(cell.definition(name))) for _, name in cell.order]
-    nexts = [(s, closure(e)) for s, e in cell.nexts.items()]
+    mats = matrix_names(cell)
+    defs = [(name, closure(cell.definition(name), mats)) for _, name in cell.order]
+    nexts = [(s, closure(e, mats)) for s, e in cell.nexts.items()]
     output, states = cell.output, list(cell.states)
 
     def run(env: Env) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -198,7 +219,38 @@ def traceable_step(cell: Cell) -> StepFn:
 
 class _Closures(RegistryPrinting, Printer):
     """A SymPy printer whose "text" is a function of the environment: tensors for signals,
-    floats for numbers, so constant parts stay Python floats until they meet a tensor."""
+    floats for numbers, so constant parts stay Python floats until they meet a tensor.
+    ``matrices``: the matrix-valued names; a vector operand of a matrix-valued sum, product or
+    ``max`` gets a trailing axis, so that it scales (or shifts) the matrix's rows."""
+
+    def __init__(self, matrices: frozenset[str] = frozenset()):
+        super().__init__()
+        self.matrices = matrices
+        self._matrix: dict[sympy.Basic, bool] = {}
+
+    def is_matrix(self, e: sympy.Basic) -> bool:
+        """Whether ``e``'s value is a matrix (the shape rule of the builder, read off the
+        tree): a matrix name or an outer product, and what is elementwise over one."""
+        if e not in self._matrix:
+            if isinstance(e, sympy.Symbol):
+                out = e.name in self.matrices
+            elif isinstance(e, outer):
+                out = True
+            elif isinstance(e, (MatVec, MatApply, VecMat, sum_, rms_norm, layer_norm)) \
+                    or not self.matrices:
+                out = False
+            else:
+                out = any(self.is_matrix(a) for a in e.args)
+            self._matrix[e] = out
+        return self._matrix[e]
+
+    def _operands(self, expr: sympy.Expr) -> list:
+        """The closures of ``expr``'s arguments; vector ones padded when ``expr`` is a matrix."""
+        parts = [self._print(a) for a in expr.args]
+        if not self.is_matrix(expr):
+            return parts
+        return [p if self.is_matrix(a) else _rows(p) for a, p in zip(expr.args, parts,
+                                                                    strict=True)]
 
     def emptyPrinter(self, expr: sympy.Basic):  # noqa: N802 - SymPy's name
         raise TypeError(f"cannot evaluate {type(expr).__name__}")
@@ -216,12 +268,12 @@ class _Closures(RegistryPrinting, Printer):
         return lambda env: vec(env) @ env[mat].T
 
     def _fold(self, expr: sympy.Expr, start: float, op):
-        parts = [self._print(a) for a in expr.args]
+        parts = self._operands(expr)
 
         def run(env):
             out = start
             for p in parts:
-                out = op(*_broadcast(out, p(env)))
+                out = op(out, p(env))
             return out
         return run
 
@@ -232,10 +284,10 @@ class _Closures(RegistryPrinting, Printer):
         return self._fold(expr, 1.0, lambda a, b: a * b)
 
     def _print_maximum(self, expr: sympy.Expr):
-        a, b = (self._print(x) for x in expr.args)
+        a, b = self._operands(expr)
 
         def run(env):
-            x, y = _broadcast(a(env), b(env))
+            x, y = a(env), b(env)
             if not torch.is_tensor(x):
                 x, y = y, x
             if not torch.is_tensor(x):
@@ -299,13 +351,10 @@ def _tensor(v) -> torch.Tensor:
     return v if torch.is_tensor(v) else torch.tensor(v)
 
 
-def _broadcast(a, b):
-    """``a`` and ``b`` ready for an elementwise operation: a vector meeting a batch of matrices
-    (3-D) gets a trailing axis, so that it scales the rows (``(N, R)`` or ``(R,)`` against
-    ``(N, R, C)``). Cells without matrix signals never have 3-D tensors: torch's rules apply."""
-    if torch.is_tensor(a) and torch.is_tensor(b) and (a.dim() == 3) != (b.dim() == 3):
-        if a.dim() < 3:
-            a = a.unsqueeze(-1)
-        else:
-            b = b.unsqueeze(-1)
-    return a, b
+def _rows(fn):
+    """``fn`` with a trailing axis on a tensor value: a vector ``(N, R)`` (or a parameter
+    ``(R,)``, a per-step scalar ``(N, 1)``) that meets a matrix ``(N, R, C)`` scales its rows."""
+    def run(env):
+        v = fn(env)
+        return v.unsqueeze(-1) if torch.is_tensor(v) else v
+    return run
