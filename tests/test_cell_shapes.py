@@ -48,6 +48,8 @@ MISUSE = [
     ("let y : hidden = C", 18, "let y is a vector of the hidden size but its expression is a "
      "hidden x hidden matrix"),
     ("let y : 4 = W @ x + h", 19, "'+' combines a vector of size 4 and a vector of the hidden"),
+    ("let y = outer(2, h)", 15, "outer of a constant has no size"),
+    ("let y = C @ 2", 13, "applies to only numbers"),
     ("let y = max(h)", 14, "max takes 2 arguments"),
     ("let y = sin(h, h)", 14, "sin takes one argument"),
     ("let y : hidden x banana = h", 9, "unknown size 'hidden x banana'"),

@@ -167,6 +167,23 @@ def test_traceable_step_equals_reference(name):
         torch.testing.assert_close(y, outs[t], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("name", ["mlstm", "mamba"])
+def test_padding_carries_matrix_states(name):
+    """Rows that are not live keep their (matrix) states: the loop's `live` mask broadcasts over
+    the memory's two axes."""
+    from gatelab.cell.evaluate import iterate
+
+    cell, params, x = _setup(name)
+    _, final = run_sequence(cell, x[:2], params)
+    states = {s: torch.zeros_like(v) for s, v in final.items()}
+    live = torch.ones(T, N, dtype=torch.bool)
+    live[2:, 0] = False  # row 0 ends after two steps
+    *_, last = iterate(cell, x, states, params, live=live)
+    for s in cell.states:
+        torch.testing.assert_close(last.states[s][0], final[s][0], rtol=0, atol=0)
+        assert not torch.equal(last.states[s][1], final[s][1])
+
+
 @pytest.mark.parametrize("name", sorted(PAPER))
 def test_round_trip(name):
     cell = load_file(CELLS / f"{name}.cell")

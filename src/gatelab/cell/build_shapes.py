@@ -151,6 +151,10 @@ class ShapeChecks:
         if f == "sum":
             return "1"
         if f == "outer":
+            for a in node.args:  # a number has no rows: outer(2, k) has no size to take
+                if not _names(a):
+                    raise _Fail(a.col, "outer of a constant has no size",
+                                "vectors (a learned vector is a name: outer(g, k))")
             return shapes.matrix(ds[0] or HIDDEN, ds[1] or HIDDEN)
         return ds[0]
 
@@ -177,6 +181,9 @@ class ShapeChecks:
             self.matmul_kind[id(node)] = "param"
             return self.rows
         left = self.dims.get(w, HIDDEN)
+        if not _names(node.vector):
+            raise _Fail(node.vector.col, f"{w} @ ... applies to only numbers", "a vector "
+                        f"expression, e.g. {w} @ q")
         dv = self._dim(node.vector, line)
         if shapes.is_matrix(left):  # `S @ v` with S a matrix signal
             if shapes.is_matrix(dv):
