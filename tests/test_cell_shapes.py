@@ -131,7 +131,7 @@ def test_parameters_take_their_shape_from_the_expression():
     """An elementwise parameter takes the shape of its nearest enclosing sized expression; a
     declared shape reaches it through unary functions (Mamba's A_log); `W @ v` has the rows of
     its statement."""
-    cell = parse_cell(HEAD + "gate d : 1 = softplus(w @ x + b_d)\n"
+    cell = parse_cell(HEAD + "gate d : scalar = softplus(w @ x + b_d)\n"
                       "let dA : hidden x 4 = exp(-d * exp(A_log))\n"
                       "let z : 2*hidden = V @ h + c\n" + TAIL.replace("M = M", "M = dA * M + g"))
     shapes = {n: p.shape for n, p in cell.params.items()}

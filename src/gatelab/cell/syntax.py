@@ -8,7 +8,7 @@ The grammar (one statement per line, ``#`` starts a comment)::
                 | ("gate" | "let") NAME (":" shape)? "=" expr
                 | "next" NAME "=" expr | "output" NAME
     shape      := size (("x" | "×") size)?              # a vector, or a rows x cols matrix
-    size       := "hidden" | INT "*" "hidden" | INT      # INT: a fixed size; 1: a per-step scalar
+    size       := "hidden" | INT "*" "hidden" | INT | "scalar"   # 1 or "scalar": per-step scalar
     expr       := term (("+" | "-") term)*
     term       := unary (("*" | "⊙" | "/") unary)*
     unary      := "-" unary | matmul
@@ -464,7 +464,7 @@ def _parse_line(code: str, lineno: int) -> Statement:
     return st
 
 
-_SIZE = r"(?:(\d+)\s*\*\s*)?(hidden)|(\d+)"
+_SIZE = r"(?:(\d+)\s*\*\s*)?(hidden)|(\d+|scalar)"
 _SHAPE = re.compile(rf"\s*(?:{_SIZE})\s*(?:(?:x|×)\s*(?:{_SIZE}))?\s*$")
 SHAPE_HELP = ("a size such as `hidden`, `2*hidden`, `16` or `1` (a per-step scalar), or a "
               "matrix `hidden x hidden`")
@@ -485,6 +485,7 @@ def parse_shape(text: str, col: int) -> str:
     for k, hid, num in (m.group(1, 2, 3), m.group(4, 5, 6)):
         if hid is None and num is None:
             continue
+        num = "1" if num == "scalar" else num  # `let d : scalar` is `let d : 1`
         factor = int(k) if k else int(num) if num else 1
         if not 1 <= factor <= MAX_SIZE or (hid and k and factor < 2):
             raise ParseError(where, f"size factor {factor} is out of range",
