@@ -50,6 +50,7 @@ MISUSE = [
     ("let y : 4 = W @ x + h", 19, "'+' combines a vector of size 4 and a vector of the hidden"),
     ("let y = outer(2, h)", 15, "outer of a constant has no size"),
     ("let y = C @ 2", 13, "applies to only numbers"),
+    ("let y = h * xᵀ", 14, "the transpose mark ᵀ is not part of the language"),
     ("let y = max(h)", 14, "max takes 2 arguments"),
     ("let y = sin(h, h)", 14, "sin takes one argument"),
     ("let y : hidden x banana = h", 9, "unknown size 'hidden x banana'"),

@@ -142,6 +142,10 @@ def tokenize(text: str) -> list[Token]:
             if j - i > MAX_NAME_CHARS:
                 raise ParseError(col, f"name of {j - i} characters is too long",
                                  f"a name of at most {MAX_NAME_CHARS} characters")
+            if "ᵀ" in text[i:j]:  # a letter to Python, so `kᵀ` would be a new parameter
+                raise ParseError(i + text[i:j].index("ᵀ") + 1, "the transpose mark ᵀ is not "
+                                 "part of the language", "outer(v, k) or v ⊗ k for v kᵀ, "
+                                 "q @ S for Sᵀ q")
             tokens.append(Token("NAME", text[i:j], col))
             i = j
         elif ch in DIGITS or (ch == "." and i + 1 < n and text[i + 1] in DIGITS):
