@@ -195,7 +195,7 @@ def markdown(res: dict[str, Any]) -> str:
     for f in res["fits"]:
         ci = f" [{_f(f['ci'][0], 2)}, {_f(f['ci'][1], 2)}]" if f["ci"] else ""
         miss = ", ".join(f"{m['cell']} ({m['predicted']})" for m in f["misses"]) or "–"
-        lines.append(f"| {f['readout']} | {f['cells']} | {_f(f["coef"], 2)}{ci} | "
+        lines.append(f"| {f['readout']} | {f['cells']} | {_f(f['coef'], 2)}{ci} | "
                      f"{_f(f['fisher_p'], 2)} | {_f(f['loco_accuracy'], 2)} | "
                      f"{_f(f['majority_accuracy'], 2)} | {f['note'] or miss} |")
     return "\n".join(lines) + "\n"
