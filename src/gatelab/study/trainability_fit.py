@@ -47,10 +47,10 @@ def _logit(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
     return float(m.intercept_[0]), float(m.coef_[0, 0])
 
 
-def fit_readout(name: str, cells: dict[str, dict], runs: list[dict], seed: int = 0
-                ) -> dict[str, Any]:
+def fit_readout(name: str, cells: dict[str, dict], runs: list[dict], seed: int = 0,
+                boot: int = BOOT) -> dict[str, Any]:
     """The fits of one read-out (module docstring). ``cells``: cell -> read-outs; ``runs``:
-    finished runs with ``cell`` and ``success``."""
+    finished runs with ``cell`` and ``success``; ``boot`` bootstrap resamples."""
     xs = {c: _value(r.get(name)) for c, r in cells.items()}
     use = [c for c in dict.fromkeys(r["cell"] for r in runs) if xs.get(c) is not None]
     out: dict[str, Any] = {"readout": name, "cells": len(use), "coef": None, "ci": None,
@@ -80,13 +80,13 @@ def fit_readout(name: str, cells: dict[str, dict], runs: list[dict], seed: int =
         return out
     out["coef"] = fit[1]
     rng = np.random.default_rng(seed)
-    boot = []
-    for _ in range(BOOT):
+    slopes = []
+    for _ in range(boot):
         f = _logit(*arrays(list(rng.choice(use, size=len(use), replace=True))))
         if f is not None:
-            boot.append(f[1])
-    if len(boot) >= BOOT // 2:
-        out["ci"] = [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))]
+            slopes.append(f[1])
+    if len(slopes) >= boot // 2:
+        out["ci"] = [float(np.percentile(slopes, 2.5)), float(np.percentile(slopes, 97.5))]
     if set(raw.tolist()) <= {0.0, 1.0}:
         from scipy.stats import fisher_exact
 
@@ -112,7 +112,7 @@ def fit_readout(name: str, cells: dict[str, dict], runs: list[dict], seed: int =
     return out
 
 
-def analyse(folder: str | Path) -> dict[str, Any]:
+def analyse(folder: str | Path, boot: int = BOOT) -> dict[str, Any]:
     """Read the study in ``folder``, fit every read-out, write ``results.json``,
     ``trainability.md`` and ``trainability.png``; returns the results."""
     folder = Path(folder)
@@ -135,7 +135,7 @@ def analyse(folder: str | Path) -> dict[str, Any]:
                                          if any(r["steps"] for r in rs) else None),
                         "stops": _count(r["stop_reason"] or r["status"] for r in rs)}
         per_cell.append(entry)
-    fits = [fit_readout(n, cells, done) for n in READOUTS]
+    fits = [fit_readout(n, cells, done, boot=boot) for n in READOUTS]
     results = {"spec": {k: spec[k] for k in ("cells", "tasks", "T", "seeds", "margin",
                                              "fixed")},
                "runs": len(runs), "finished": len(done),
