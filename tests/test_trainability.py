@@ -85,8 +85,9 @@ def test_bad_study_options_are_refused_before_anything_is_written(tmp_path, kw, 
 
 
 @pytest.mark.slow
-def test_report_reads_the_committed_records_alone(tmp_path):
-    """analyse() needs only trainability.json and each task's plan + trial records."""
+def test_report_reads_the_committed_records_alone(tmp_path, monkeypatch):
+    """analyse() needs only trainability.json and each task's plan + trial records; the tour
+    redraws its section from what analyse() wrote."""
     folder = tmp_path / "t"
     spec = {"cells": ["a", "b", "c"], "tasks": ["adding"], "T": 200, "seeds": 2,
             "margin": 0.5, "fixed": {"patience": 3, "steps": 100},
@@ -116,6 +117,17 @@ def test_report_reads_the_committed_records_alone(tmp_path):
     assert (folder / "trainability.md").read_text().count("| a |") == 1
     assert (folder / "trainability.png").stat().st_size > 1000
     assert json.loads((folder / "results.json").read_text())["finished"] == 6
+    # the tour shows the committed folder, marked as a pilot
+    from gatelab.report.page import TourContext
+    from gatelab.study import report
+
+    monkeypatch.setattr(report, "BENCH", tmp_path)
+    monkeypatch.setattr(report, "TRAINABILITY", "t")
+    page = report._trainability(TourContext(out=tmp_path / "out"))
+    assert "A PILOT" in page and "<td>a</td>" in page and "6/6 runs finished" in page
+    assert (tmp_path / "out" / "study-trainability" / "trainability.png").is_file()
+    monkeypatch.setattr(report, "TRAINABILITY", "nothing")
+    assert report._trainability(TourContext(out=tmp_path / "out2")) == ""
 
 
 def test_study_config_takes_patience_and_the_step_cap(tmp_path):
