@@ -327,7 +327,10 @@ class JSBTask(Task):
     Training sequences are windows of at most ``max_len`` frames (a random start per chorale,
     drawn from ``(seed, step)``; the default 300 keeps whole chorales); evaluation always reads
     whole test chorales. Early stopping reads the ``valid`` split of :mod:`gatelab.data.jsb`
-    (every tenth chorale by file name, another tenth being the test).
+    (every tenth chorale by file name, another tenth being the test). This is not
+    Boulanger-Lewandowski et al.'s split (a fixed list of 382 chorales, 229 train / 76 valid /
+    77 test): music21's 408 files split 80/10/10 by name, so the test chorales differ and
+    published numbers compare only approximately.
     """
 
     name = "jsb"
