@@ -39,11 +39,11 @@ def test_trainability_runs_both_tasks_on_loopback_and_redraws_from_its_folder(tm
     assert res["finished"] == res["runs"] == 4
     for task in ("adding", "copy"):
         for cell in ("lstm", "rnn"):
-            trial = json.loads((out / task / "runs" / f"{cell}-000-s0" / "trial.json")
+            trial = json.loads((out / task / "runs" / f"{cell}-000" / "trial.json")
                                .read_text())
             assert trial["stop_reason"] in ("patience", "max_steps")
             assert trial["steps"] <= 10 and trial["best_step"] <= trial["steps"]
-            assert json.loads((out / task / "runs" / f"{cell}-000-s0" / "config.json")
+            assert json.loads((out / task / "runs" / f"{cell}-000" / "config.json")
                               .read_text())["outcome"]["test_metric"] == trial["metric"]
     md = (out / "trainability.md").read_text()
     (out / "trainability.md").unlink()
