@@ -193,3 +193,20 @@ def test_a_task_without_a_validation_split_refuses_patience_before_writing(tmp_p
 def test_patience_is_refused_with_ddp():
     with pytest.raises(UsageError, match="--nproc 1"):
         trainer.train(TrainConfig(**TINY, steps=10, patience=2, nproc=2), progress=False)
+
+
+def test_cli_patience_reports_the_best_checkpoints_test_metric(tmp_path):
+    from typer.testing import CliRunner
+
+    from gatelab.cli import app
+
+    out = tmp_path / "cli"
+    args = ["train", "adding", "--hidden", "6", "-T", "12", "--batch", "8", "--eval-every", "5",
+            "--eval-size", "32", "--steps", "1000", "--lr", "1e-20", "--patience", "2",
+            "--out", str(out)]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    result = json.loads((out / "config.json").read_text())["outcome"]
+    assert "stopped: patience; best validation at step 5" in " ".join(r.output.split())
+    assert f"{result['test_metric']:.4f}" in r.output
+    assert json.loads((out / "config.json").read_text())["patience"] == 2
