@@ -54,6 +54,9 @@ def register(app: typer.Typer) -> None:
         eval_size: int = typer.Option(None, "--eval-size"),
         data: Path = typer.Option(None, "--data"), device: str = typer.Option(None, "--device"),
         threads: int = typer.Option(None, "--threads"),
+        patience: int = typer.Option(None, "--patience",
+                                     help="stop each trial after N evaluations without a better "
+                                          "validation metric (--steps is then the cap)"),
     ) -> None:
         """Random search over cells and hyperparameters (Ray Tune), then the analysis:
         box plots, Welch/rank tests against the vanilla cell, fANOVA importances."""
@@ -78,7 +81,7 @@ def register(app: typer.Typer) -> None:
                                   "dropout": dropout, "forget_bias": forget_bias,
                                   "eval_every": eval_every, "train_size": train_size,
                                   "eval_size": eval_size, "device": device,
-                                  "threads": threads,
+                                  "threads": threads, "patience": patience,
                                   "data_path": str(data.resolve()) if data else None})
             except TrialsFailed as failed:
                 _summarise_what_finished(failed.folder)
