@@ -81,3 +81,20 @@ def test_check_fails_a_cell_the_layers_cannot_run(tmp_path):
         assert r.exit_code == 2 and why in r.output and "cannot run" in r.output, r.output
         r = CliRunner().invoke(app, ["analyze", str(path)])
         assert r.exit_code == 0
+
+
+def test_unparsable_command_lines_are_one_error_line():
+    """An option of the wrong type, an unknown option or command, a missing argument: one
+    ``error:`` line naming the command, exit 2, no usage box (the console entry, as run)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    for argv in (["train", "adding", "--seed", "1.5"], ["bogus"], ["analyze"],
+                 ["train", "adding", "--nope"], ["grad", "law", "--steps", "x"]):
+        entry = Path(sys.executable).parent / "gatelab"
+        res = subprocess.run([str(entry), *argv], capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2, (argv, res.stderr)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: gatelab"), (argv, res.stderr)
+        assert "╭" not in res.stderr

@@ -16,6 +16,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
+MY_CELL = """# a user's minimal gated unit
+input x
+state h
+gate f = sigmoid(W_f @ x + U_f @ h + b_f)
+let n = tanh(W_n @ x + U_n @ (f * h) + b_n)
+next h = f * n + (1 - f) * h
+output h
+"""
+
 
 def _run(cmd: list[str], cwd: Path, env: dict | None = None, timeout: int = 900):
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -78,7 +87,9 @@ def test_core_commands_run_from_the_wheel(installed):
                 "import importlib.util as u; print([m for m in ('ray', 'optuna', 'music21') "
                 "if u.find_spec(m)])"], cwd=work, env=env)
     assert res.stdout.strip() == "[]", res.stdout + res.stderr
-    for cmd in (["check", "mgu"], ["analyze", "lstm"], ["diagram", "gru", "--out", "gru.svg"],
+    (work / "my.cell").write_text(MY_CELL, encoding="utf-8")
+    for cmd in (["check", "my.cell"], ["analyze", "my.cell"], ["analyze", "lstm"],
+                ["diagram", "gru", "--out", "gru.svg"],
                 ["train", "adding", "--cell", "mgu", "--steps", "3", "--hidden", "8",
                  "--batch", "4", "-T", "10", "--out", "run-mgu"]):
         res = _run([gl, *cmd], cwd=work, env=env, timeout=600)

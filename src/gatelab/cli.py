@@ -21,7 +21,13 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
+try:  # the Click that Typer runs on: its own copy from Typer 0.29 on
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - older Typer on the click package
+    from click.exceptions import ClickException
+
 from .cell import CellError, cell_latex, cell_text, cell_unicode, load_cell, load_file, zoo_names
+from .cell.support import COMMANDS_NEEDING_VECTOR_CELLS, reference_only_features
 from .engine.layout import EngineError, Layout
 from .errors import GatelabError
 
@@ -45,6 +51,29 @@ class GatelabGroup(TyperGroup):
         except (GatelabError, OSError) as e:
             print_error(e)
             raise typer.Exit(getattr(e, "exit_code", 2)) from None
+
+    def main(self, args=None, prog_name=None, complete_var=None,  # type: ignore[no-untyped-def]
+             standalone_mode=True, **extra):
+        """As Typer's, except that a command line Click cannot parse (an option of the wrong
+        type, an unknown option or command, a missing argument) is one ``error:`` line naming
+        the command, exit status 2, instead of a usage box."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except ClickException as e:
+            ctx = getattr(e, "ctx", None)
+            if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:
+                print(ctx.get_help())
+                sys.exit(0)
+            path = ctx.command_path if ctx is not None else "gatelab"
+            message = " ".join(e.format_message().split())
+            print(f"error: {path}: {message} (see '{path} --help')", file=sys.stderr)
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            print("Aborted!", file=sys.stderr)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
 
 app = typer.Typer(cls=GatelabGroup, add_completion=False, no_args_is_help=True,
@@ -131,6 +160,13 @@ def check(files: list[Path] = typer.Argument(..., help=".cell files to validate"
         except CellError as e:  # every file is checked: report this one and go on
             bad = True
             print_error(e)
+            continue
+        later = reference_only_features(c)
+        if later:  # valid, and said plainly which commands cannot run it yet
+            console.print(escape(f"{f}: ok ({c.name}: {len(c.states)} state(s), "
+                                 f"{len(c.gates)} gate(s)); reference loop and show only: "
+                                 f"{', '.join(COMMANDS_NEEDING_VECTOR_CELLS)} do not run it "
+                                 f"yet (it uses {', '.join(later[:3])})"), highlight=False)
             continue
         try:  # passing means every command works, training included
             Layout.of(c)

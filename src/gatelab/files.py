@@ -5,6 +5,9 @@ may write.
   (``/dev/zero``), a FIFO or a socket is refused before any read, so a hostile path can neither
   hang a command nor fill the memory (a ``.cell`` symlink to ``/dev/urandom`` is a device once
   followed).
+- :func:`open_zip` and :func:`read_member` read an archive the same way: the archive itself
+  through :func:`read_limited`, at most ``MAX_ZIP_ENTRIES`` members, and each member's declared
+  *and* actual decompressed size checked while it is read, so a zip bomb stops at the limit.
 - :func:`safe_name` turns any text (a cell's name, a task) into one harmless folder-name part.
 - :func:`inside` joins a parent folder and a name and refuses a result that would lie outside
   the parent (``..``, absolute names, links): every command that writes derives its paths with
@@ -22,9 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import re
 import stat
+import zipfile
+import zlib
 from pathlib import Path
 
 from .errors import UsageError
@@ -75,6 +81,47 @@ def read_limited(path: str | Path, limit: int, what: str = "file") -> bytes:
     if size > limit:
         raise FileProblem(f"{p}: {what} is too large (more than the limit of {limit} bytes)")
     return b"".join(chunks)
+
+
+MAX_ZIP_ENTRIES = 1000
+
+
+def open_zip(path: str | Path, limit: int, what: str = "archive") -> zipfile.ZipFile:
+    """The zip archive ``path`` (a regular file of at most ``limit`` bytes, read whole), with
+    at most :data:`MAX_ZIP_ENTRIES` members; :class:`FileProblem` otherwise."""
+    data = read_limited(path, limit, what)
+    try:
+        z = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, zlib.error, ValueError, EOFError, NotImplementedError) as e:
+        raise FileProblem(f"{path}: not a readable zip {what} ({e})") from None
+    if len(z.infolist()) > MAX_ZIP_ENTRIES:
+        raise FileProblem(f"{path}: the {what} holds {len(z.infolist())} entries, more than "
+                          f"{MAX_ZIP_ENTRIES}")
+    return z
+
+
+def read_member(z: zipfile.ZipFile, name: str | zipfile.ZipInfo, limit: int,
+                where: str = "archive") -> bytes:
+    """The decompressed bytes of member ``name`` of ``z``: refused (:class:`FileProblem`) when
+    its declared size or the bytes it really unpacks to exceed ``limit`` (at most
+    ``limit + 1`` are decompressed), when it is missing, encrypted or corrupt."""
+    try:
+        info = name if isinstance(name, zipfile.ZipInfo) else z.getinfo(name)
+    except KeyError:
+        raise FileProblem(f"{where}: no member {name!r}") from None
+    if info.file_size > limit:
+        raise FileProblem(f"{where}:{info.filename} unpacks to {info.file_size} bytes, more than "
+                          f"the limit of {limit}")
+    try:
+        with z.open(info) as f:
+            data = f.read(limit + 1)
+    except (zipfile.BadZipFile, zlib.error, RuntimeError, ValueError, EOFError, OSError,
+            NotImplementedError) as e:
+        raise FileProblem(f"{where}:{info.filename}: cannot unpack ({e})") from None
+    if len(data) > limit:
+        raise FileProblem(f"{where}:{info.filename} unpacks to more than the limit of {limit} "
+                          "bytes")
+    return data
 
 
 def _reason(e: OSError) -> str:

@@ -18,6 +18,7 @@ from functools import lru_cache
 import sympy
 
 from ..cell import Cell, cell_unicode, load_cell
+from ..cell.support import require_vector_cell
 from .core import CoreBlock, find_core, scan_parallel
 from .memory import Memory, find_memory
 from .paths import gradient
@@ -135,9 +136,9 @@ class Analysis:
 
 
 def _engine_path(cell: Cell) -> dict:
-    from ..engine.vendor import explain_path  # the engine's decision, stated by the engine
+    from ..engine.route import describe  # the engine's one route, stated by the engine
 
-    return explain_path(cell)
+    return describe(cell)
 
 
 def analyze(cell: Cell | str) -> Analysis:
@@ -150,6 +151,7 @@ def analyze(cell: Cell | str) -> Analysis:
 
 @lru_cache(maxsize=64)
 def _analyze(cell: Cell) -> Analysis:
+    require_vector_cell(cell, "the analysis (analyze, diagram, explain)", AnalysisError)
     memory = find_memory(cell)
     # Stage 1 sets the gates aside; remember which of them read the previous state.
     gate_reads = {g: tuple(s for s in cell.states if cell.sym(s) in cell.inline(e).free_symbols)

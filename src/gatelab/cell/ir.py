@@ -87,10 +87,27 @@ class Cell:
 
     # ---- identity --------------------------------------------------------------------------
     def _key(self) -> tuple:
-        # definitions compare as sets: their order in a file carries no meaning
-        return (self.name, self.doc, self.inputs, self.states, self.output,
-                frozenset(self.gates.items()), frozenset(self.lets.items()),
-                frozenset(self.nexts.items()))
+        """What a cell is: everything its normalised ``.cell`` text states (name, doc lines,
+        inputs with their sizes, states, definitions, output) plus the order of its parameters.
+
+        The engine's caches (plans, layouts, vendor matches) key on the cell, so two cells that
+        compute differently must never compare equal: ``dims`` (``input x : hidden`` changes
+        every matrix that multiplies ``x``) and the parameters' shapes and order (the order
+        fixes the packed layout of ``weight_ih``/``weight_hh``) are part of the key. The name
+        and doc lines are too, so a cache never hands one cell's name to another, and so is the
+        order of the lines (the text shows it), so different normalised texts always mean
+        different cells. ``source`` (where the text was read from) is not part of it.
+        """
+        return (self.name, self.doc, self.inputs, self.states, self.output, self.order,
+                frozenset(self.gates.items()), frozenset(self.lets.items()),  # order: above
+                tuple(self.nexts.items()), frozenset(self.dims.items()),
+                tuple(self.params.values()))
+
+    def same_equations(self, other: Cell) -> bool:
+        """Equal up to the order of the parameters (what a re-parse of the normalised text
+        preserves: the printer may order terms, hence first uses, differently from the file)."""
+        return self._key()[:-1] == other._key()[:-1] and set(self.params.values()) == set(
+            other.params.values())
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Cell) and self._key() == other._key()
@@ -171,5 +188,6 @@ class Cell:
 
     def param_shape(self, name: str, input_size: int, hidden_size: int) -> tuple[int, ...]:
         """The concrete shape of a parameter for given sizes (one input size for all inputs)."""
-        return tuple(hidden_size if lab == HIDDEN else input_size
-                     for lab in self.params[name].shape)
+        from .shapes import size_value
+
+        return tuple(size_value(lab, input_size, hidden_size) for lab in self.params[name].shape)

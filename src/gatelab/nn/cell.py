@@ -23,7 +23,7 @@ from ..cell import load_cell
 from ..cell.evaluate import traceable_step
 from ..engine.layout import Layout
 from ..engine.vendor import bias_blocks, blocks, template_path, vendor_match
-from .checks import check_cell_shapes, check_cell_step, check_hx_as_given, check_sizes
+from .checks import check_cell_shapes, check_cell_sizes, check_cell_step, check_hx_as_given
 from .state import CellPickling
 
 CELL_KERNELS = {"LSTM": _VF.lstm_cell, "GRU": _VF.gru_cell, "RNN_TANH": _VF.rnn_tanh_cell,
@@ -32,7 +32,10 @@ CELL_KERNELS = {"LSTM": _VF.lstm_cell, "GRU": _VF.gru_cell, "RNN_TANH": _VF.rnn_
 
 class Cell(CellPickling, nn.Module):
     """A single step: ``cell(input (N, I) or (I,), hx=None) -> h'`` (one state) or a tuple of
-    new states with the output state first (LSTM: ``(h', c')``). Parameters ``weight_ih``,
+    new states with the output state first (LSTM: ``(h', c')``), as torch's cells return.
+    ``cell(input, hx, return_output=True) -> (y, states)`` also gives the step's output ``y``
+    ``(N, H)`` (the cell's ``output`` line): the output state's new value, or the let it names
+    (an LRU's ``y = C @ h' + D * u``), which the states alone do not give. Parameters ``weight_ih``,
     ``weight_hh``, ``bias_ih``, ``bias_hh`` in the layout of :class:`gatelab.nn.RNN`
     (``bias_ih``/``bias_hh`` are None with ``bias=False``, as torch's cells).
 
@@ -51,7 +54,7 @@ class Cell(CellPickling, nn.Module):
 
     def _build(self, cell, input_size: int, hidden_size: int, bias: bool, device,
                dtype) -> None:
-        check_sizes(input_size, hidden_size)
+        check_cell_sizes(input_size, hidden_size)
         self.cell = load_cell(cell)
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         self._derive()
@@ -80,7 +83,8 @@ class Cell(CellPickling, nn.Module):
         return "vendor" if self._vendor.mode is not None else "reference"
 
     def reset_parameters(self) -> None:
-        k = 1.0 / math.sqrt(self.hidden_size)
+        # torch's RNNCellBase.reset_parameters: an empty cell (hidden_size 0) gets bound 0
+        k = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
         for p in self.parameters():
             nn.init.uniform_(p, -k, k)
 
@@ -101,7 +105,7 @@ class Cell(CellPickling, nn.Module):
         return self.layout.cell_params({t: getattr(self, t) for t in self._names},
                                        self.hidden_size)
 
-    def forward(self, input: torch.Tensor, hx=None):
+    def forward(self, input: torch.Tensor, hx=None, *, return_output: bool = False):
         n = len(self.state_names)
         several = n > 1
         # torch checks every entry of hx as it iterates (the rows of a tensor given by mistake)
@@ -122,16 +126,18 @@ class Cell(CellPickling, nn.Module):
             hs = tuple(hx[i].unsqueeze(0) for i in range(n))
         if self.path == "vendor":
             new = self._vendor_step(x, hs)
+            y = new[0]  # torch's cells emit their (first) state
         else:
             check_cell_shapes(x, hs, self.input_size, self.hidden_size)
             states = dict(zip(self.state_names, hs, strict=True))
             # the reference step, as closures (no SymPy per call: torch.compile sees tensors)
-            nxt, _ = self.layout.traceable({**self.cell_params(), **states,
+            nxt, y = self.layout.traceable({**self.cell_params(), **states,
                                             self.cell.inputs[0]: x})
             new = tuple(nxt[s] for s in self.state_names)
         if not batched:
-            new = tuple(s.squeeze(0) for s in new)
-        return new if several else new[0]
+            new, y = tuple(s.squeeze(0) for s in new), y.squeeze(0)
+        states = new if several else new[0]
+        return (y, states) if return_output else states
 
     def _vendor_step(self, x: torch.Tensor, hs: tuple[torch.Tensor, ...]) -> tuple:
         v, H = self._vendor, self.hidden_size

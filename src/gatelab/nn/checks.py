@@ -56,6 +56,19 @@ def check_sizes(input_size, hidden_size) -> None:
         raise ValueError("hidden_size must be greater than zero")
 
 
+def check_cell_sizes(input_size, hidden_size) -> None:
+    """torch's cells check no sizes themselves: ``torch.empty`` refuses a size that is not an
+    integer (``TypeError``) or is negative (``RuntimeError``), and 0 builds an empty cell that
+    runs (``RNNCell(10, 0)`` maps ``(N, 10)`` to ``(N, 0)``)."""
+    for size in (input_size, hidden_size):
+        if not isinstance(size, int):
+            raise TypeError(f"empty(): argument 'size' failed to unpack the object with error "
+                            f"\"type must be tuple of ints,but got {type(size).__name__}\"")
+        if size < 0:
+            raise RuntimeError(f"Trying to create tensor with negative dimension {size}: "
+                               f"input_size={input_size}, hidden_size={hidden_size}")
+
+
 def check_input(input: torch.Tensor, weight_dtype: torch.dtype, input_size: int,
                 packed: bool, kernel_dtype_error: bool = False) -> None:
     """``torch.nn.RNNBase.check_input``: dtype, dimensions and feature size. With

@@ -139,9 +139,11 @@ def _engine_forward(m, x: torch.Tensor, batch_sizes: torch.Tensor | None,
     T, N = x.shape[0], x.shape[1]
     if T == 0:
         raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
-    if N == 0:  # torch returns empty outputs and the (empty) initial states
-        out = x.new_zeros(T, 0, m.num_directions * m.hidden_size)
-        return (out.transpose(0, 1) if m.batch_first else out), tuple(h.clone() for h in hs)
+    if N == 0:  # torch returns empty outputs and the (empty) initial states, in the graph of
+        # the weights as its kernel's are (backward through them runs and gives zero gradients)
+        tie = sum(w.sum() for w in m._flat_weights) * 0
+        out = x.new_zeros(T, 0, m.num_directions * m.hidden_size) + tie
+        return (out.transpose(0, 1) if m.batch_first else out), tuple(h + tie for h in hs)
     layer_in, final = _layers(m, x, hs, lengths)
     if batch_sizes is not None:
         return repack(layer_in, packed, index).data, final

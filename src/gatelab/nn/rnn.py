@@ -44,8 +44,8 @@ from torch.nn.utils.rnn import PackedSequence
 from ..cell import Cell as CellIR
 from ..cell import load_cell, zoo_names
 from ..cell.evaluate import traceable_step
-from ..engine.backends import check_backend
 from ..engine.layout import EngineError, Layout
+from ..engine.route import Route, check_backend, graph_capture, route, traced_route, vendor_route
 from ..engine.vendor import template_path, vendor_match
 from .checks import check_layer_args
 from .forward import layer_forward
@@ -88,6 +88,25 @@ def _positional_projection(proj_size) -> None:
                         "and 'int' (proj_size)")
     if proj_size != 0:
         raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+
+
+def _check_hidden_input(cell: CellIR, input_size: int, hidden_size: int, num_layers: int,
+                        bidirectional: bool) -> None:
+    """A cell reading its input as a hidden-size vector (``input x : hidden``) needs every
+    layer's input to have ``hidden_size`` features; said in the sizes the caller passed (the
+    layout's own check sees a stacked layer's internal input size)."""
+    if not cell.hidden_inputs:
+        return
+    what = f"cell {cell.name!r} declares `input {cell.hidden_inputs[0]} : hidden` (its input is " \
+        "used as a hidden-size vector)"
+    if input_size != hidden_size:
+        raise EngineError(f"{what}, so input_size must equal hidden_size; got input_size="
+                          f"{input_size}, hidden_size={hidden_size}")
+    if num_layers > 1 and bidirectional:
+        raise EngineError(f"{what}, so it cannot be stacked bidirectionally: layers 2 and up "
+                          f"read both directions, 2 * hidden_size = {2 * hidden_size} features "
+                          f"(input_size={input_size}, hidden_size={hidden_size}, num_layers="
+                          f"{num_layers}); use num_layers=1 or bidirectional=False")
 
 
 class RNN(CellPickling, nn.Module):
@@ -171,6 +190,7 @@ class RNN(CellPickling, nn.Module):
         out = self.cell.output
         self.state_names = ((out,) if out in self.cell.states else ()) + tuple(
             s for s in self.cell.states if s != out)
+        _check_hidden_input(self.cell, input_size, hidden_size, num_layers, self.bidirectional)
         self._flat: list[list[dict[str, str]]] = []  # [layer][direction] tensor -> attr name
         factory = {"device": device, "dtype": dtype}
         real_hidden = proj_size or hidden_size
@@ -200,6 +220,7 @@ class RNN(CellPickling, nn.Module):
         # the step as closures over torch ops, for exporters and compilers (engine.backends)
         self.layout.traceable = traceable_step(self.cell)
         self._vendor = vendor_match(self.cell)
+        self._vendor_route = vendor_route(self._vendor)
         # torch's RNNBase.mode; for a cell torch does not have, the cell's name
         self.mode = self._vendor.mode or self.cell.name
 
@@ -208,11 +229,19 @@ class RNN(CellPickling, nn.Module):
         return 2 if self.bidirectional else 1
 
     @property
+    def route(self) -> Route:
+        """The path calls take and why, for this module's ``backend``, device and dtype
+        (:func:`gatelab.engine.route.route`, the decision the forward follows)."""
+        if graph_capture():  # a tracer sees no decision made (no caches, no SymPy)
+            return traced_route(self._vendor_route, self.backend)
+        w = self._flat_weights[0]
+        return route(self.cell, backend=self.backend, device=w.device, dtype=w.dtype)
+
+    @property
     def path(self) -> str:
-        """``"vendor"`` when calls run torch's kernels, else the engine backend asked for."""
-        if self._vendor.mode is not None and self.backend in ("auto", "vendor"):
-            return "vendor"
-        return self.backend
+        """The path calls take: ``"vendor"`` (torch's kernels), ``"scan"``, ``"generated"``,
+        ... (``self.route.path``)."""
+        return self.route.path
 
     def reset_parameters(self) -> None:
         """Uniform in ``±1/sqrt(hidden_size)``, as torch's recurrent layers."""

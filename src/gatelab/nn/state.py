@@ -45,9 +45,15 @@ class CellPickling:
         return state
 
     def __setstate__(self, state: dict) -> None:
-        state = dict(state)
-        state["cell"] = cell_from_state(state["cell"])
+        """Accepts gatelab's pickled form (the cell as text) and, as torch's modules do, a
+        module's ``__dict__`` (the cell as a :class:`~gatelab.cell.Cell`; what is derived from
+        it is rebuilt). A state without ``proj_size`` (torch's LSTM before 1.8) gets 0."""
+        state = {k: v for k, v in state.items() if k not in DERIVED}
+        if not isinstance(state["cell"], Cell):
+            state["cell"] = cell_from_state(state["cell"])
         super().__setstate__(state)  # torch.nn.Module's: restores hook dictionaries
+        if "_flat" in state and "proj_size" not in state:  # a layer, pickled before proj_size
+            self.proj_size = 0
         self._derive()
 
     def __prepare_scriptable__(self):  # noqa: ANN204 - torch.jit.script's hook

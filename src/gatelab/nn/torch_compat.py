@@ -2,14 +2,17 @@
 (same names, layouts and gate order, derived by :class:`~gatelab.engine.layout.Layout`), and
 :func:`from_torch` builds the matching twin with the same weights.
 
-:data:`PUBLIC_CLASSES` lists the classes a ``weights_only`` load of a whole saved model needs::
-
-    with torch.serialization.safe_globals([*gatelab.nn.PUBLIC_CLASSES, MyModel]):
-        model = torch.load("model.pt", weights_only=True)
+:data:`PUBLIC_CLASSES` are the only globals a pickled gatelab module references (its cell is
+pickled as ``.cell`` text, rebuilt by the whitelist parser; everything else is tensors and plain
+data), so importing :mod:`gatelab.nn` registers them with
+``torch.serialization.add_safe_globals``: a script that swaps ``from torch.nn import LSTM`` for
+``from gatelab.nn import LSTM`` reloads its whole saved model with ``torch.load(f,
+weights_only=True)``, whatever its own ``safe_globals`` list names (torch's classes, say).
 """
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .cell import Cell, GRUCell, LSTMCell, RNNCell
@@ -17,6 +20,8 @@ from .layers import GRU, LSTM, MGU
 from .rnn import RNN
 
 PUBLIC_CLASSES = (RNN, LSTM, GRU, MGU, Cell, RNNCell, LSTMCell, GRUCell)
+# safe to unpickle: __setstate__ (gatelab.nn.state) parses the cell text, nothing else runs
+torch.serialization.add_safe_globals(list(PUBLIC_CLASSES))
 
 
 def from_torch(module: nn.Module, backend: str = "auto") -> RNN | Cell:

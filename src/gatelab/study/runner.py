@@ -159,6 +159,7 @@ def run_trial(config: dict[str, Any]) -> None:
     """
     from ray import tune
 
+    from .. import budget
     from ..train.config import TrainConfig
     from ..train.runs import METRICS, read_metrics
     from ..train.trainer import TrainingDiverged, train
@@ -168,6 +169,7 @@ def run_trial(config: dict[str, Any]) -> None:
     t0 = time.time()
     try:
         base = TrainConfig(**trial["config"])
+        budget.check(budget.train_estimate(base))  # refused trials fail with one line
         total = base.steps
         every = base.eval_every or max(1, total // 20)
         higher = None

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from .. import budget
 from .config import TASKS, TrainConfig
 
 console = Console()
@@ -69,6 +70,8 @@ def register(app: typer.Typer) -> None:
         data=typer.Option(None, "--data", help="path of the data (instead of the package)"),
         threshold=typer.Option(None, "--threshold", help="metric level for 'steps to reach'"),
         threads=typer.Option(1, "--threads", help="torch CPU threads per process"),
+        memory_budget=typer.Option(None, "--memory-budget", help="GB the run may use (default: "
+                                   f"half the machine's memory, or ${budget.ENV})"),
     )
 
     @app.command("train")
@@ -90,6 +93,7 @@ def register(app: typer.Typer) -> None:
         eval_every: int = common["eval_every"], train_size: int = common["train_size"],
         eval_size: int = common["eval_size"], data: Path = common["data"],
         threshold: float = common["threshold"], threads: int = common["threads"],
+        memory_budget: float = common["memory_budget"],
         patience: int = typer.Option(
             None, "--patience",
             help="stop after N evaluations without a better validation metric (--steps is "
@@ -103,6 +107,8 @@ def register(app: typer.Typer) -> None:
             cfg = _config(ctx, task, cell, hidden, layers, steps, epochs, batch, lr, clip, seed,
                           device, out, T, dropout, eval_every, train_size, eval_size, data,
                           nproc, threshold, threads, patience)
+            # the memory the options imply, refused past the budget before any tensor exists
+            budget.check(budget.train_estimate(cfg), memory_budget, option=True)
             folder = train(cfg, progress=True, resume=resume)
             run = load_run(folder)
         last = run.metrics[-1] if run.metrics else {}
@@ -133,19 +139,19 @@ def register(app: typer.Typer) -> None:
         eval_every: int = common["eval_every"], train_size: int = common["train_size"],
         eval_size: int = common["eval_size"], data: Path = common["data"],
         threshold: float = common["threshold"], threads: int = common["threads"],
+        memory_budget: float = common["memory_budget"],
     ) -> None:
         """Train several cells over several seeds; write a leaderboard (md, json, plot)."""
-        from .compare import markdown, run_compare
+        from .compare import budget_compare, check_compare, markdown, run_compare
 
         names = [c.strip() for c in cells.split(",") if c.strip()]
-        if not names or seeds < 1:
-            err_console.print("[red]error:[/red] give at least one cell and --seeds >= 1")
-            raise typer.Exit(2)
         folder = out or Path("compare") / task
         with _clean_errors():
+            check_compare(names, seeds)
             base = _config(ctx, task, names[0], hidden, layers, steps, epochs, batch, lr, clip, 0,
                            device, None, T, dropout, eval_every, train_size, eval_size, data, 1,
                            threshold, threads)
+            budget_compare(base, names, seeds, memory_budget)
             board = run_compare(base, names, seeds, folder, progress=True, resume=resume)
         console.print(markdown(board), highlight=False)
         console.print(f"wrote {folder}/leaderboard.md, leaderboard.json, curves.png",

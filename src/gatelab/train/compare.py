@@ -56,6 +56,37 @@ def check_cells(cells: list[str]) -> None:
         seen[label] = cell
 
 
+MAX_SEEDS = 1000  # seeds per cell: runs are sequential, so this bounds the time, not memory
+MAX_CELLS = 64
+
+
+def check_compare(cells: list[str], seeds: int) -> None:
+    """At least one cell and one seed, at most :data:`MAX_CELLS` and :data:`MAX_SEEDS`."""
+    if not cells:
+        raise UsageError("--cells: give at least one cell name or .cell file")
+    if len(cells) > MAX_CELLS:
+        raise UsageError(f"--cells lists {len(cells)} cells, more than {MAX_CELLS}")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
+        raise UsageError(f"--seeds must be a whole number in [1, {MAX_SEEDS}] (got {seeds!r})")
+
+
+def budget_compare(base: TrainConfig, cells: list[str], seeds: int,
+                   memory_gb: float | None = None) -> None:
+    """Refuse before the first run when one run of any cell does not fit the memory budget,
+    or all ``cells × seeds`` runs together exceed the work budget
+    (:mod:`gatelab.budget`)."""
+    from .. import budget
+
+    check_cells(cells)
+    work = 0.0
+    for cell in cells:
+        est = budget.train_estimate(dataclasses.replace(base, cell=cell), load_cell(cell))
+        budget.check(dataclasses.replace(est, work=0.0), memory_gb, option=True)
+        work += est.work * seeds
+    budget.check(budget.Estimate(f"compare ({len(cells)} cells × {seeds} seeds)", work=work,
+                                 shrink="--seeds, --cells or --steps"), memory_gb)
+
+
 def run_compare(base: TrainConfig, cells: list[str], seeds: int, out: Path,
                 progress: bool = True, resume: bool = False,
                 say: Callable[[str], None] | None = None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,11 +40,12 @@ LIMITS: dict[str, tuple[float, float]] = {
     "T": (2, 10**6), "dropout": (0, 1), "embed": (1, 4096), "max_len": (1, 10**6),
     "train_size": (1, 10**9), "eval_size": (1, 10**9), "eval_every": (1, 10**9),
     "nproc": (1, 256), "threads": (1, 1024), "threshold": (-1e12, 1e12),
-    "patience": (1, 10**6),
+    "forget_bias": (-100, 100), "patience": (1, 10**6),
 }
 OPTIONAL = {"steps", "epochs", "lr", "clip", "T", "train_size", "eval_size", "eval_every",
             "threshold", "patience"}
-REAL = {"epochs", "lr", "clip", "dropout", "threshold"}
+REAL = {"epochs", "lr", "clip", "dropout", "threshold", "forget_bias"}
+DEVICE = r"auto|cpu|mps|cuda(:(0|[1-9][0-9]{0,2}))?"  # a GPU index torch can parse
 MAX_ACTIVATIONS = 2**31  # batch x T x hidden x layers: about 8 GB of float32 per saved tensor
 
 
@@ -129,6 +131,11 @@ class TrainConfig:
                 raise UsageError(f"{flag} must be at least {low:g} (got {value!r})")
             if value > high:
                 raise UsageError(f"{flag} must be at most {high:g} (got {value!r})")
+        if re.fullmatch(r"cuda:[0-9]+", self.device) and not re.fullmatch(DEVICE, self.device):
+            raise UsageError(f"--device {self.device[:40]}: a GPU index is at most 1023")
+        if not re.fullmatch(DEVICE, self.device):
+            raise UsageError(f"--device {self.device[:40]!r} is not a device this trainer can "
+                             "use: use cpu, cuda, cuda:N (N: the GPU's index), mps or auto")
         if self.lr is not None and not self.lr > 0:
             raise UsageError(f"--lr must be positive (got {self.lr})")
         if not self.dropout < 1.0:

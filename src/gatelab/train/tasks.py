@@ -28,6 +28,7 @@ from ..data import (
     temporal_order,
     to_sequences,
 )
+from ..data.errors import DataUnavailable
 from ..data.jsb import KEYS, load_jsb
 from ..data.synthetic import ADDING_TRIVIAL_MSE, COPY_CLASSES, COPY_LENGTH, ORDER_SYMBOLS
 from ..data.text import pad_batch
@@ -232,6 +233,10 @@ class TextClassTask(Task):
         self.name = cfg.task
         load = load_drug_reviews if cfg.task == "drugs" else load_tweets
         train, test = load("train", cfg.data_path), load("test", cfg.data_path)
+        for split, data in (("train", train), ("test", test)):
+            if len(data) == 0:
+                raise DataUnavailable(f"{data.source or cfg.task}: no labelled texts in the "
+                                      f"{split} split")
         keep = subset(len(train), cfg.train_size, 3).tolist()
         train.texts, train.labels = [train.texts[i] for i in keep], [train.labels[i] for i in keep]
         keep = subset(len(test), cfg.eval_size, 4).tolist()
@@ -287,6 +292,10 @@ class CharLMTask(Task):
         n_eval = (cfg.eval_size or 200) * (self.T + 1)
         self.test_ids = held[:n_eval]
         self.valid_ids = held[n_eval:2 * n_eval]
+        if len(self.train_ids) < self.T + 2 or len(self.test_ids) < self.T + 1:
+            raise DataUnavailable(f"the text has {len(ids)} characters: too short for -T "
+                                  f"{self.T} (it needs about {10 * (self.T + 2)}, 90% for "
+                                  "training and 10% for testing)")
         self.n_train = max(1, len(self.train_ids) // self.T)
 
     def train_batch(self, step: int, batch: int, seed: int) -> Batch:
