@@ -210,3 +210,17 @@ def test_cli_patience_reports_the_best_checkpoints_test_metric(tmp_path):
     assert "stopped: patience; best validation at step 5" in " ".join(r.output.split())
     assert f"{result['test_metric']:.4f}" in r.output
     assert json.loads((out / "config.json").read_text())["patience"] == 2
+
+
+@pytest.mark.slow  # reads the corpus (its cache is keyed by the files' digests)
+def test_jsb_validates_on_other_chorales_than_the_test():
+    from gatelab.data.errors import DataUnavailable
+
+    try:
+        t = make_task(TrainConfig(task="jsb", steps=5))
+        valid = [b.x for b in t.valid_batches(64)]
+    except DataUnavailable as e:
+        pytest.skip(f"JSB data not available here: {e}")
+    test_rolls = {r.numpy().tobytes() for r in t.test_rolls}
+    assert t.valid_rolls and not any(r.numpy().tobytes() in test_rolls for r in t.valid_rolls)
+    assert sum(len(v) for v in valid) == len(t.valid_rolls)
