@@ -42,7 +42,11 @@ def collect(folder: Path) -> tuple[Any, list[dict[str, Any]]]:
             metric = None  # a damaged or hand-edited trial.json: not a result
         rows.append({"id": t["id"], "cell": t["cell"], "draw": t["draw"], "seed": t["seed"],
                      "params": dict(t["params"]), "status": status, "metric": metric,
-                     "higher_is_better": st.get("higher_is_better")})
+                     "higher_is_better": st.get("higher_is_better"),
+                     # early-stopped trials: how long they ran and why they stopped
+                     "steps": st.get("steps") if finite_number(st.get("steps")) else None,
+                     "stop_reason": st.get("stop_reason")
+                     if isinstance(st.get("stop_reason"), str) else None})
     return spec, rows
 
 
@@ -102,6 +106,11 @@ def analyze_rows(spec: Any, rows: list[dict[str, Any]], higher: bool) -> dict[st
                  "stopped": sum(r["status"] == "stopped" for r in rs),
                  "pending": sum(r["status"] in ("pending", "running") for r in rs),
                  **_describe(ok, higher)}
+        stops = [r["stop_reason"] for r in rs if r["stop_reason"]]
+        if stops:
+            entry["stops"] = {k: stops.count(k) for k in dict.fromkeys(stops)}
+            steps = [r["steps"] for r in rs if r["steps"] is not None]
+            entry["median_steps"] = float(np.median(steps)) if steps else None
         if c != vanilla:
             entry.update(_tests(rs, by_cell[vanilla]))
             p = entry["welch_p"]
@@ -170,7 +179,7 @@ def write_summary(folder: str | Path) -> dict[str, Any]:
     summary = analyze_rows(spec, rows, bool(higher))
     summary["figures"] = draw_figures(folder, rows, summary)
     summary["rows"] = [{k: r[k] for k in ("id", "cell", "draw", "seed", "status", "metric",
-                                          "params")} for r in rows]
+                                          "params", "steps", "stop_reason")} for r in rows]
     atomic_write_text(folder / SUMMARY_JSON, json.dumps(summary, indent=2))
     atomic_write_text(folder / SUMMARY_MD, markdown(summary))
     return summary
@@ -206,5 +215,10 @@ def markdown(summary: dict[str, Any]) -> str:
             top = list(f["pairs"].items())[:3]
             lines.append("strongest interactions: " + ", ".join(f"{n} {v:.3f}" for n, v in top)
                          + f"; all pairs together {sum(f['pairs'].values()):.3f}")
+    stopped = [v for v in summary["variants"] if v.get("stops")]
+    if stopped:
+        lines += ["", "Why the trials stopped (median steps): " + "; ".join(
+            f"{v['cell']} " + ", ".join(f"{k} {n}" for k, n in v["stops"].items())
+            + f" ({_f(v.get('median_steps'))})" for v in stopped)]
     lines += [f"- {n}" for n in summary["notes"]]
     return "\n".join(lines) + "\n"

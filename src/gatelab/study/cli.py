@@ -54,6 +54,9 @@ def register(app: typer.Typer) -> None:
         eval_size: int = typer.Option(None, "--eval-size"),
         data: Path = typer.Option(None, "--data"), device: str = typer.Option(None, "--device"),
         threads: int = typer.Option(None, "--threads"),
+        patience: int = typer.Option(None, "--patience",
+                                     help="stop each trial after N evaluations without a better "
+                                          "validation metric (--steps is then the cap)"),
     ) -> None:
         """Random search over cells and hyperparameters (Ray Tune), then the analysis:
         box plots, Welch/rank tests against the vanilla cell, fANOVA importances."""
@@ -78,7 +81,7 @@ def register(app: typer.Typer) -> None:
                                   "dropout": dropout, "forget_bias": forget_bias,
                                   "eval_every": eval_every, "train_size": train_size,
                                   "eval_size": eval_size, "device": device,
-                                  "threads": threads,
+                                  "threads": threads, "patience": patience,
                                   "data_path": str(data.resolve()) if data else None})
             except TrialsFailed as failed:
                 _summarise_what_finished(failed.folder)
@@ -92,6 +95,68 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(130) from None
         console.print(markdown(summary), highlight=False)
         console.print(f"wrote {folder}/summary.md, summary.json and figures", highlight=False)
+
+
+    @app.command("trainability")
+    def trainability_cmd(
+        cells: str = typer.Option("zoo", "--cells",
+                                  help="comma-separated built-in names or .cell files; 'zoo' "
+                                       "is every built-in cell"),
+        folder: Path = typer.Option(None, "--folder", help="also every .cell file of DIR"),
+        tasks: str = typer.Option("adding,copy", "--tasks", help="adding, copy or both"),
+        T: int = typer.Option(200, "--T", "-T", help="sequence length (at least 200)"),
+        seeds: int = typer.Option(3, "--seeds", help="seeds per cell and task"),
+        margin: float = typer.Option(0.5, "--margin",
+                                     help="success: the test metric closes this share of the "
+                                          "gap from the trivial level to perfect"),
+        out: Path = typer.Option(None, "--out", help="folder (default studies/trainability)"),
+        resume: bool = typer.Option(False, "--resume", help="finish the study in --out"),
+        cpus: int = typer.Option(None, "--cpus", help="CPUs of the local Ray (default: all)"),
+        address: str = typer.Option(None, "--address", help="HOST:PORT or auto: a Ray cluster"),
+        report: Path = typer.Option(None, "--report",
+                                    help="redraw the table, fits and figure of a study folder "
+                                         "(runs nothing)"),
+        hidden: int = typer.Option(None, "--hidden"), lr: float = typer.Option(None, "--lr"),
+        batch: int = typer.Option(None, "--batch"),
+        max_steps: int = typer.Option(None, "--max-steps", help="step cap of each run"),
+        patience: int = typer.Option(None, "--patience",
+                                     help="evaluations without a better validation metric"),
+        eval_every: int = typer.Option(None, "--eval-every"),
+        eval_size: int = typer.Option(None, "--eval-size"),
+    ) -> None:
+        """Does the analysis predict which cells learn? Read-outs of every cell next to its
+        results on adding/copy at T >= 200 (early-stopped runs, several seeds), and which
+        read-out predicts success (logistic fit, leave-one-cell-out accuracy)."""
+        from ..extras import require
+
+        require("study", "gatelab trainability")
+        from .trainability import cells_of, run_trainability
+        from .trainability_fit import analyse, markdown
+
+        try:
+            if report is None:
+                fixed = {k: v for k, v in {"hidden": hidden, "lr": lr, "batch": batch,
+                                           "steps": max_steps, "patience": patience,
+                                           "eval_every": eval_every,
+                                           "eval_size": eval_size}.items() if v is not None}
+                names = [c.strip() for c in cells.split(",") if c.strip()]
+                where = out or Path("studies") / "trainability"
+                resuming = resume and (where / "trainability.json").is_file()
+                report = run_trainability(
+                    [] if resuming else cells_of(names, folder), where,
+                    tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()), T=T,
+                    seeds=seeds, margin=margin, fixed=fixed, resume=resume, cpus=cpus,
+                    address=address, console=console)
+            results = analyse(report)
+        except OSError as e:
+            _fail(f"{e.filename or 'trainability'}: {e.strerror or e}")
+        except KeyboardInterrupt:
+            print("interrupted: finish the study with the same command and --resume",
+                  file=sys.stderr)
+            raise typer.Exit(130) from None
+        console.print(markdown(results), highlight=False)
+        console.print(f"wrote {report}/trainability.md, results.json and trainability.png",
+                      highlight=False)
 
 
 def _summarise_what_finished(folder: Path) -> None:

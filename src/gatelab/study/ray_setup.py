@@ -19,6 +19,9 @@ PROBE_SECONDS = 3.0  # how long --address HOST:PORT may take to answer a plain T
 # Ray puts Unix sockets at TEMP/session_<date>_<time>_<us>_<pid>/sockets/plasma_store: 62+ more
 # characters, and a socket path has at most 107, so its temp folder must be this short.
 MAX_RAY_TEMP_CHARS = 40
+# One token per process: Ray's driver reads the token once, so a second local study in the same
+# process (the trainability study runs one per task) must present the same one.
+_TOKEN = secrets.token_hex(32)
 
 
 def _on_loopback(address: str) -> str | None:
@@ -79,7 +82,7 @@ def ray_home(folder: Path) -> Iterator[Path]:
     saved = {k: os.environ.get(k) for k in keys}
     # The study's own Ray, with a token of its own: Ray would otherwise write one to ~/.ray.
     os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
-    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=_TOKEN)
     try:
         yield temp
     finally:

@@ -17,6 +17,7 @@ LIVE = {"cells": ["lstm", "gru"], "trials": 2, "fixed": {"steps": 30, "T": 10, "
                                                          "eval_size": 100, "eval_every": 30}}
 BENCH = Path(__file__).resolve().parents[3] / "benchmarks" / "study"
 REPRO = ("jsb", "stdlib")
+TRAINABILITY = "trainability-pilot"  # the committed pilot of `gatelab trainability`
 
 
 def _table(summary: dict) -> str:
@@ -85,6 +86,54 @@ def _committed(ctx: TourContext) -> str:
             "Jozefowicz et al. in benchmarks/RESULTS-study.md.</p>" + "".join(parts))
 
 
+def _trainability(ctx: TourContext) -> str:
+    """The committed trainability pilot: its cell table, the read-outs' fits and its figure."""
+    folder = BENCH / TRAINABILITY
+    rj = folder / "results.json"
+    if not rj.is_file():
+        return ""
+    res = json.loads(rj.read_text(encoding="utf-8"))
+    sp = res["spec"]
+
+    def f(x: object, d: int = 3) -> str:
+        if x is None:
+            return "–"
+        return ("yes" if x else "no") if isinstance(x, bool) else f"{x:.{d}g}"
+
+    tasks = sp["tasks"]
+    head = "".join(f"<th>{html.escape(t)}: learned</th>" for t in tasks)
+    rows = "".join(
+        f"<tr><td>{html.escape(c['cell'])}</td><td>{f(c['has_hold'])}</td>"
+        f"<td>{f(c['identity_modes'], 2)}</td><td>{f(c['scan_parallel'])}</td>"
+        f"<td>{f(c['flow_exponent'])}</td>"
+        + "".join(f"<td>{c[t]['successes']}/{c[t]['runs']} (score "
+                  f"{f(c[t]['median_score'], 2)})</td>" for t in tasks) + "</tr>"
+        for c in res["cells"])
+    fits = "".join(
+        f"<tr><td>{html.escape(x['readout'])}</td><td>{f(x['loco_accuracy'], 2)}</td>"
+        f"<td>{f(x['majority_accuracy'], 2)}</td><td>"
+        f"{html.escape(x['note'] or ', '.join(m['cell'] for m in x['misses']) or '–')}"
+        f"</td></tr>" for x in res["fits"])
+    dest = ctx.out / "study-trainability"
+    dest.mkdir(parents=True, exist_ok=True)
+    img = ""
+    if (folder / res.get("figure", "")).is_file():
+        shutil.copy(folder / res["figure"], dest / res["figure"])
+        img = f"<img src='study-trainability/{res['figure']}' alt='trainability'>"
+    fx = sp["fixed"]
+    return (f"<h3>Does the analysis predict who learns? A PILOT</h3><p class='muted'>"
+            f"<code>gatelab trainability</code>: {len(res['cells'])} cells × "
+            f"{html.escape(', '.join(tasks))} at T = {sp['T']} × {sp['seeds']} seeds, hidden "
+            f"{fx.get('hidden')}, early stopping (patience {fx.get('patience')}, cap "
+            f"{fx.get('steps')} steps); {res['finished']}/{res['runs']} runs finished. A pilot "
+            "that shows the pipeline, far too small and too short to answer the question; "
+            "the full study's budget is in benchmarks/RESULTS-study.md.</p>"
+            f"<table><tr><th>cell</th><th>hold setting</th><th>identity modes</th>"
+            f"<th>scan</th><th>flow exponent</th>{head}</tr>{rows}</table>"
+            "<table><tr><th>read-out</th><th>leave-one-cell-out accuracy</th>"
+            f"<th>majority</th><th>cells it gets wrong</th></tr>{fits}</table>{img}")
+
+
 def section(ctx: TourContext) -> Section:
     ctx.say("study: a tiny random search on a local Ray")
     live, summary = _live(ctx)
@@ -99,6 +148,7 @@ explains). <code>gatelab study</code> does the same for any cells, each trial a 
 cells are compared on equal terms.</p>
 {live}
 {_committed(ctx)}
+{_trainability(ctx)}
 """
     return Section("study", "Which cell? A hyperparameter study on Ray", body,
                    summary=f"random search over cells and hyperparameters: {summary}")

@@ -181,19 +181,29 @@ def run_trial(config: dict[str, Any]) -> None:
             try:
                 train(cfg, progress=False, resume=True)
             except TrainingDiverged as e:
-                _write_status(out, trial, status="diverged", metric=None, step=None,
+                _write_status(out, trial, status="diverged", metric=None, step=e.step,
+                              steps=e.step, best_step=None, stop_reason="diverged",
                               message=str(e), seconds=round(time.time() - t0, 2))
                 tune.report({"metric": math.nan, "diverged": 1, "step": steps})
                 return
             rows = read_metrics(out / METRICS)
-            if higher is None:
-                higher = json.loads((out / "config.json").read_text())["higher_is_better"]
-            metric, step = rows[-1]["metric"], int(rows[-1]["step"])
-            final = r == rungs
+            saved = json.loads((out / "config.json").read_text())
+            higher = saved["higher_is_better"]
+            # the run's outcome: with early stopping, the best-validation checkpoint's test
+            # metric (gatelab.train.early_stop); without, the last row's
+            result = saved.get("outcome") or {}
+            metric = result.get("test_metric", rows[-1]["metric"] if rows else None)
+            step = int(rows[-1]["step"]) if rows else 0
+            final = r == rungs or result.get("stop_reason") == "patience"
             _write_status(out, trial, status="done" if final else "running", metric=metric,
-                          step=step, seconds=round(time.time() - t0, 2),
-                          higher_is_better=higher)
-            tune.report({"metric": metric, "diverged": 0, "step": step})
+                          step=step, steps=step, best_step=result.get("best_step"),
+                          stop_reason=result.get("stop_reason") if final else None,
+                          valid_metric=result.get("valid_metric"),
+                          seconds=round(time.time() - t0, 2), higher_is_better=higher)
+            tune.report({"metric": math.nan if metric is None else metric, "diverged": 0,
+                         "step": step})
+            if final:
+                return
     except Exception as e:  # noqa: BLE001 - any failure is this trial's result, in one line
         # Recorded and reported as a result, not raised: Ray would print a traceback and the
         # study would not know why; run_study names it and exits non-zero.

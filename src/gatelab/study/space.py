@@ -24,6 +24,11 @@ A config file (TOML or JSON) may narrow or widen a range, or fix a value::
     steps = 300
     T = 100
 
+Trials to convergence: ``patience = 10`` (evaluations without a better validation metric) and
+``max_steps = 20000`` (the step cap; the same as ``steps``, give one of them) in ``[fixed]``;
+each trial then reports the test metric of its best-validation checkpoint, its step count, its
+best step and why it stopped (:mod:`gatelab.train.early_stop`).
+
 Values given on the command line (``--steps``, ``--hidden``, ``-T`` ...) fix that value too and
 win over the file. Draw ``k`` uses the same random numbers for every cell (a paired design: all
 cells see the same ``k``-th configuration), so differences between cells are not draws' luck.
@@ -114,7 +119,7 @@ DEFAULT_SPACE: dict[str, Dim] = {
 # Fields of TrainConfig a study may fix (from the file or the command line).
 FIXABLE = {"steps", "epochs", "hidden", "layers", "batch", "lr", "clip", "T", "dropout",
            "embed", "max_len", "train_size", "eval_size", "eval_every", "data_path", "device",
-           "threads", "forget_bias"}
+           "threads", "forget_bias", "patience", "max_steps"}
 
 
 def load_config(path: str | Path | None) -> tuple[dict[str, Dim], dict[str, Any]]:
@@ -169,6 +174,11 @@ def load_config(path: str | Path | None) -> tuple[dict[str, Dim], dict[str, Any]
     if bad:
         raise StudyError(f"{p}: fixed.{sorted(bad)[0]} is not a training option a study can "
                          f"fix (choose from {', '.join(sorted(FIXABLE))})")
+    if "max_steps" in fixed:  # the step cap of early-stopped trials: TrainConfig's steps
+        if "steps" in fixed:
+            raise StudyError(f"{p}: give fixed.steps or fixed.max_steps (the step cap), "
+                             "not both")
+        fixed["steps"] = fixed.pop("max_steps")
     return space, fixed
 
 

@@ -41,13 +41,14 @@ def _given(ctx: typer.Context) -> frozenset[str]:
 def _config(ctx: typer.Context, task: str, cell: str, hidden, layers, steps, epochs, batch, lr,
             clip, seed, device, out, T, dropout, eval_every, train_size, eval_size, data, nproc,
             threshold,
-            threads) -> TrainConfig:  # noqa: ANN001 - straight from the typer options
+            threads, patience=None) -> TrainConfig:  # noqa: ANN001 - straight from typer
     return TrainConfig(task=task, cell=cell, hidden=hidden, layers=layers, steps=steps,
                        epochs=epochs, batch=batch, lr=lr, clip=clip, seed=seed, device=device,
                        out=str(out) if out else None, T=T, dropout=dropout,
                        eval_every=eval_every, train_size=train_size, eval_size=eval_size,
                        data_path=str(data) if data else None, nproc=nproc,
-                       threshold=threshold, threads=threads, given=_given(ctx) | {"task"})
+                       threshold=threshold, threads=threads, patience=patience,
+                       given=_given(ctx) | {"task"})
 
 
 def register(app: typer.Typer) -> None:
@@ -93,6 +94,10 @@ def register(app: typer.Typer) -> None:
         eval_size: int = common["eval_size"], data: Path = common["data"],
         threshold: float = common["threshold"], threads: int = common["threads"],
         memory_budget: float = common["memory_budget"],
+        patience: int = typer.Option(
+            None, "--patience",
+            help="stop after N evaluations without a better validation metric (--steps is "
+                 "then the cap); the test metric is the best-validation checkpoint's"),
     ) -> None:
         """Train one cell on one task; leaves a run folder (config, metrics, checkpoint)."""
         from .runs import load_run
@@ -101,14 +106,20 @@ def register(app: typer.Typer) -> None:
         with _clean_errors():
             cfg = _config(ctx, task, cell, hidden, layers, steps, epochs, batch, lr, clip, seed,
                           device, out, T, dropout, eval_every, train_size, eval_size, data,
-                          nproc, threshold, threads)
+                          nproc, threshold, threads, patience)
             # the memory the options imply, refused past the budget before any tensor exists
             budget.check(budget.train_estimate(cfg), memory_budget, option=True)
             folder = train(cfg, progress=True, resume=resume)
             run = load_run(folder)
         last = run.metrics[-1] if run.metrics else {}
+        done = run.config.get("outcome") or {}
+        early = bool(run.config.get("patience"))
+        best = (f" (stopped: {done['stop_reason']}; best validation at step "
+                f"{done['best_step']})" if early and done.get("best_step") else "")
+        metric = done.get("test_metric") if early else last.get("metric")
         console.print(f"run folder [bold]{folder}[/bold]: step {last.get('step', 0)}, "
-                      f"test {run.config['metric']} {last.get('metric', float('nan')):.4f}",
+                      f"test {run.config['metric']} "
+                      f"{float('nan') if metric is None else metric:.4f}{best}",
                       highlight=False)
 
     @app.command("compare")

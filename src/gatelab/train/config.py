@@ -40,10 +40,10 @@ LIMITS: dict[str, tuple[float, float]] = {
     "T": (2, 10**6), "dropout": (0, 1), "embed": (1, 4096), "max_len": (1, 10**6),
     "train_size": (1, 10**9), "eval_size": (1, 10**9), "eval_every": (1, 10**9),
     "nproc": (1, 256), "threads": (1, 1024), "threshold": (-1e12, 1e12),
-    "forget_bias": (-100, 100),
+    "forget_bias": (-100, 100), "patience": (1, 10**6),
 }
 OPTIONAL = {"steps", "epochs", "lr", "clip", "T", "train_size", "eval_size", "eval_every",
-            "threshold"}
+            "threshold", "patience"}
 REAL = {"epochs", "lr", "clip", "dropout", "threshold", "forget_bias"}
 DEVICE = r"auto|cpu|mps|cuda(:(0|[1-9][0-9]{0,2}))?"  # a GPU index torch can parse
 MAX_ACTIVATIONS = 2**31  # batch x T x hidden x layers: about 8 GB of float32 per saved tensor
@@ -85,6 +85,9 @@ class TrainConfig:
     # Added at initialisation to the bias of the cell's forget gate, the gate the analysis finds
     # to set how much memory is kept (gatelab.train.forget); 0: the layer's own initialisation.
     forget_bias: float = 0.0
+    # Early stopping: stop after this many evaluations without a better validation metric;
+    # ``steps`` is then the step cap (gatelab.train.trainer). None: run all ``steps``.
+    patience: int | None = None
     cell_text: str = field(default="", repr=False)
     # The fields the user set (the CLI fills it from the command line); not saved. On --resume
     # the fields not given keep the run's saved values. None: every field counts as given.

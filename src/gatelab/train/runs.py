@@ -37,8 +37,11 @@ from .tasks import Task, make_task
 CONFIG = "config.json"
 METRICS = "metrics.csv"
 CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"  # early stopping: the weights of the best validation metric so far
 VOCAB = "vocab.json"
 COLUMNS = ["step", "loss", "metric", "eval_loss", "grad_norm", "lr", "seconds", "steps_per_s"]
+# Written only by runs that stop early (--patience): the validation metric of each row.
+OPTIONAL_COLUMNS = ["valid_metric"]
 MAX_CONFIG_BYTES = 1 << 24  # config.json, vocab.json: far more than any real run writes
 __all__ = ["atomic_write_bytes", "atomic_write_text"]  # re-exported: the trainer writes with them
 
@@ -96,7 +99,7 @@ def check_resumable(state: dict[str, Any], path: Path) -> None:
     for row in state["rows"]:  # the metrics so far: rewritten to metrics.csv and printed
         if not isinstance(row, dict) or not all(
                 isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool)
-                for k in COLUMNS):
+                for k in COLUMNS + [c for c in OPTIONAL_COLUMNS if c in row]):
             raise RunFolderError(f"{path} cannot be resumed: its metric rows are not rows of "
                                  f"numbers ({', '.join(COLUMNS)})")
 
@@ -109,7 +112,7 @@ def refuse_odd_run_files(folder: Path) -> None:
     """:class:`RunFolderError` when one of the files gatelab writes in a run folder exists but
     is not a regular file (a folder, a device, a dangling link): reading it would fail or hang,
     and writing over it would lose whatever it is."""
-    for name in (CONFIG, CHECKPOINT, METRICS, VOCAB):
+    for name in (CONFIG, CHECKPOINT, BEST, METRICS, VOCAB):
         p = Path(folder) / name
         if (p.exists() or p.is_symlink()) and not p.is_file():
             raise RunFolderError(f"{p} is not a regular file; gatelab writes its run files "
@@ -250,10 +253,11 @@ def load_vocab(folder: Path) -> Vocab | None:
 
 def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    extra = [c for c in OPTIONAL_COLUMNS if any(c in r for r in rows)]
+    w = csv.DictWriter(buf, fieldnames=COLUMNS + extra, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: r.get(k, "") for k in COLUMNS})
+        w.writerow({k: r.get(k, "") for k in COLUMNS + extra})
     atomic_write_text(path, buf.getvalue())
 
 
@@ -273,8 +277,9 @@ def read_metrics(path: Path) -> list[dict[str, float]]:
     try:
         text = read_limited(path, MAX_METRICS_BYTES, METRICS).decode("utf-8")
         reader = csv.DictReader(io.StringIO(text, newline=""))
-        if reader.fieldnames is not None and not set(reader.fieldnames) <= set(COLUMNS):
-            raise ValueError(f"unexpected columns {sorted(set(reader.fieldnames) - set(COLUMNS))}")
+        known = set(COLUMNS) | set(OPTIONAL_COLUMNS)
+        if reader.fieldnames is not None and not set(reader.fieldnames) <= known:
+            raise ValueError(f"unexpected columns {sorted(set(reader.fieldnames) - known)}")
         rows: list[dict[str, float]] = []
         for r in reader:
             if None in r:

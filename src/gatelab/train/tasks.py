@@ -36,6 +36,7 @@ from ..errors import UsageError
 from .config import TrainConfig
 
 EVAL_SEED = 20_161_116  # one fixed evaluation set for every run of a generated task
+VALID_SEED = 20_161_117  # its validation set (early stopping): other sequences, same law
 
 
 @dataclass
@@ -85,6 +86,11 @@ class Task:
     def eval_batches(self, batch: int) -> Iterator[Batch]:
         raise NotImplementedError
 
+    def valid_batches(self, batch: int) -> Iterator[Batch]:
+        """The validation split (early stopping selects on it; the test split stays unseen)."""
+        raise UsageError(f"task {self.name!r} has no validation split, so it cannot stop "
+                         "early: leave out --patience")
+
     def loss(self, out: torch.Tensor, b: Batch) -> torch.Tensor:
         if self.per_step:
             return F.cross_entropy(out.reshape(-1, out.shape[-1]), b.y.reshape(-1))
@@ -117,9 +123,18 @@ class _Generated(Task):
         return Batch(x, y)
 
     def eval_batches(self, batch: int) -> Iterator[Batch]:
-        x, y = self._eval
-        for i in range(0, len(x), batch):
-            yield Batch(x[i:i + batch], y[i:i + batch])
+        yield from _slices(*self._eval, batch)
+
+    def valid_batches(self, batch: int) -> Iterator[Batch]:
+        # as many sequences as the test set, drawn with another seed (built on first use)
+        if getattr(self, "_valid", None) is None:
+            self._valid = self.make(self.n_eval, self.T, generator=_gen(VALID_SEED, self.T))
+        yield from _slices(*self._valid, batch)
+
+
+def _slices(x: torch.Tensor, y: torch.Tensor, batch: int) -> Iterator[Batch]:
+    for i in range(0, len(x), batch):
+        yield Batch(x[i:i + batch], y[i:i + batch])
 
 
 class AddingTask(_Generated):
@@ -254,7 +269,9 @@ class TextClassTask(Task):
 class CharLMTask(Task):
     """Character-level language model of the standard library's source; metric: bits/char.
 
-    ``train_size`` counts characters here (default 1,000,000), 90% of them for training.
+    ``train_size`` counts characters here (default 1,000,000), 90% of them for training. The
+    held-out 10% gives the test windows first, then as many validation windows as fit (at most
+    as many as the test has).
     """
 
     name = "stdlib"
@@ -271,9 +288,10 @@ class CharLMTask(Task):
         self.baseline = math.log2(len(self.vocab))  # uniform guessing
         self.T = cfg.T
         ids = self.vocab.encode(text)[1]
-        self.train_ids, self.test_ids = ids[:cut], ids[cut:]
+        self.train_ids, held = ids[:cut], ids[cut:]
         n_eval = (cfg.eval_size or 200) * (self.T + 1)
-        self.test_ids = self.test_ids[:n_eval]
+        self.test_ids = held[:n_eval]
+        self.valid_ids = held[n_eval:2 * n_eval]
         if len(self.train_ids) < self.T + 2 or len(self.test_ids) < self.T + 1:
             raise DataUnavailable(f"the text has {len(ids)} characters: too short for -T "
                                   f"{self.T} (it needs about {10 * (self.T + 2)}, 90% for "
@@ -287,8 +305,18 @@ class CharLMTask(Task):
         return Batch(rows[:, :-1], rows[:, 1:])
 
     def eval_batches(self, batch: int) -> Iterator[Batch]:
-        n = (len(self.test_ids) - 1) // self.T
-        rows = [self.test_ids[i * self.T:(i + 1) * self.T + 1] for i in range(n)]
+        yield from self._windows(self.test_ids, batch)
+
+    def valid_batches(self, batch: int) -> Iterator[Batch]:
+        if len(self.valid_ids) < self.T + 1:
+            raise UsageError(f"the held-out text has no room for a validation window after the "
+                             f"test's {len(self.test_ids)} characters: give a larger "
+                             "--train-size or a smaller --eval-size")
+        yield from self._windows(self.valid_ids, batch)
+
+    def _windows(self, ids: torch.Tensor, batch: int) -> Iterator[Batch]:
+        n = (len(ids) - 1) // self.T
+        rows = [ids[i * self.T:(i + 1) * self.T + 1] for i in range(n)]
         for i in range(0, n, batch):
             chunk = torch.stack(rows[i:i + batch])
             yield Batch(chunk[:, :-1], chunk[:, 1:])
@@ -307,7 +335,11 @@ class JSBTask(Task):
     (2012) and Greff et al. (2017) report it. ``train_size``/``eval_size`` count chorales.
     Training sequences are windows of at most ``max_len`` frames (a random start per chorale,
     drawn from ``(seed, step)``; the default 300 keeps whole chorales); evaluation always reads
-    whole test chorales.
+    whole test chorales. Early stopping reads the ``valid`` split of :mod:`gatelab.data.jsb`
+    (every tenth chorale by file name, another tenth being the test). This is not
+    Boulanger-Lewandowski et al.'s split (a fixed list of 382 chorales, 229 train / 76 valid /
+    77 test): music21's 408 files split 80/10/10 by name, so the test chorales differ and
+    published numbers compare only approximately.
     """
 
     name = "jsb"
@@ -323,6 +355,7 @@ class JSBTask(Task):
         test = load_jsb("test", cfg.data_path)
         self.train_rolls = [train[i] for i in subset(len(train), cfg.train_size, 5).tolist()]
         self.test_rolls = [test[i] for i in subset(len(test), cfg.eval_size, 6).tolist()]
+        self.eval_size, self.data_path = cfg.eval_size, cfg.data_path
         self.n_train = len(self.train_rolls)
         self.window = cfg.max_len + 1  # frames per training sequence (inputs + next targets)
         # The trivial level: each key on with its training frequency, whatever came before.
@@ -354,6 +387,14 @@ class JSBTask(Task):
     def eval_batches(self, batch: int) -> Iterator[Batch]:
         for i in range(0, len(self.test_rolls), batch):
             yield self._batch(self.test_rolls[i:i + batch])
+
+    def valid_batches(self, batch: int) -> Iterator[Batch]:
+        if getattr(self, "valid_rolls", None) is None:  # read on first use
+            valid = load_jsb("valid", self.data_path)
+            self.valid_rolls = [valid[i] for i in
+                                subset(len(valid), self.eval_size, 7).tolist()]
+        for i in range(0, len(self.valid_rolls), batch):
+            yield self._batch(self.valid_rolls[i:i + batch])
 
     @staticmethod
     def _nll(out: torch.Tensor, b: Batch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -33,9 +33,11 @@ from rich.progress import (
 from ..cell import cell_text, load_cell
 from ..errors import GatelabError, UsageError
 from .config import TrainConfig
+from .early_stop import best_row, check_best, outcome, patience_exhausted
 from .folder_lock import lock_run_folder, refuse_busy_folder, refuse_foreign_folder
 from .models import build_model, param_count
 from .runs import (
+    BEST,
     CHECKPOINT,
     CONFIG,
     METRICS,
@@ -150,6 +152,9 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False) -> P
     if config.nproc > 1 and config.device == "mps":
         raise UsageError("--nproc > 1 runs DDP over CPU processes or CUDA GPUs, not MPS: "
                          "use --nproc 1 with --device mps")
+    if config.nproc > 1 and config.patience:
+        raise UsageError("--patience stops one process on its validation metric: use it with "
+                         "--nproc 1")
     out = run_folder(config)
     # Refusals that need no write come first: a refused command leaves the folder as it was.
     refuse_busy_folder(out)
@@ -243,14 +248,15 @@ def _prepare(config: TrainConfig, resume: bool
     return config, out, state, True
 
 
-def _evaluate(model: torch.nn.Module, task: Task, batch: int, device: torch.device
-              ) -> tuple[float, float]:
-    """(metric, loss) over the task's evaluation set."""
+def _evaluate(model: torch.nn.Module, task: Task, batch: int, device: torch.device,
+              split: str = "test") -> tuple[float, float]:
+    """(metric, loss) over the task's evaluation (test) set, or its validation set."""
     model.eval()
     total = count = 0.0
     loss_sum = n = 0.0
+    batches = task.valid_batches if split == "valid" else task.eval_batches
     with torch.no_grad():
-        for b in task.eval_batches(max(batch, 256)):
+        for b in batches(max(batch, 256)):
             b = b.to(device)
             out = model(b.x, b.lengths)
             s, c = task.metric_sum(out, b)
@@ -306,8 +312,10 @@ def _progress_bar(enabled: bool) -> Progress:
         TimeRemainingColumn(), disable=not enabled, transient=False)
 
 
-def write_run_files(out: Path, config: TrainConfig, task: Task, n_params: int) -> None:
-    """``config.json`` (and ``vocab.json``): what ``load_run`` needs to rebuild the model."""
+def write_run_files(out: Path, config: TrainConfig, task: Task, n_params: int,
+                    result: dict[str, Any] | None = None) -> None:
+    """``config.json`` (and ``vocab.json``): what ``load_run`` needs to rebuild the model, and
+    once the run has finished its ``outcome`` (:mod:`gatelab.train.early_stop`)."""
     out.mkdir(parents=True, exist_ok=True)
     data: dict[str, Any] = config.to_dict()
     data["model"] = {"input_size": task.input_size, "n_out": task.n_out,
@@ -318,6 +326,8 @@ def write_run_files(out: Path, config: TrainConfig, task: Task, n_params: int) -
                 classes=list(getattr(task, "classes", ()) or ()),
                 threshold=config.threshold if config.threshold is not None
                 else task.default_threshold)
+    if result is not None:
+        data["outcome"] = result
     atomic_write_text(out / CONFIG, json.dumps(data, indent=2))
     if task.vocab is not None:
         task.vocab.save(out / VOCAB)
@@ -330,6 +340,9 @@ def train_worker(config: TrainConfig, rank: int, world: int, progress: bool = Tr
     device = resolve_device(config.device)
     vocab = load_vocab(out) if ck is not None else None
     task = make_task(config, vocab)
+    if config.patience:  # a task without a validation split refuses here, before any write
+        next(iter(task.valid_batches(1)), None)
+    higher = task.higher_is_better
     total_steps = config.total_steps(task.n_train)
     if ck is not None and ck["step"] > total_steps:
         raise TrainError(f"{out} already reached step {ck['step']}, past the {total_steps} "
@@ -373,7 +386,9 @@ def train_worker(config: TrainConfig, rank: int, world: int, progress: bool = Tr
     with _progress_bar(progress and lead) as bar:
         bar_task = bar.add_task(name, total=total_steps, completed=start, loss="-",
                                 metric=_fmt_metric(task, rows), speed="-")
-        for step in range(start, total_steps):
+        # a resumed run whose patience had run out trains no further
+        first = total_steps if patience_exhausted(rows, config.patience, higher) else start
+        for step in range(first, total_steps):
             b = task.train_batch(step, config.batch, config.seed).shard(rank, world).to(device)
             loss_v, gnorm = _one_step(net, model, optim, task, b, config.clip, world, step,
                                       out, rows)
@@ -389,17 +404,25 @@ def train_worker(config: TrainConfig, rank: int, world: int, progress: bool = Tr
                              "eval_loss": eval_loss, "grad_norm": norm_acc / n_acc,
                              "lr": config.lr, "seconds": round(seconds, 3),
                              "steps_per_s": round(n_acc / max(now - t_mark, 1e-9), 2)})
+                if config.patience:
+                    rows[-1]["valid_metric"] = _evaluate(model, task, per_rank, device,
+                                                         "valid")[0]
                 if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
                     # a finite loss can still leave non-finite weights: never save them as good
                     name, largest = _largest_weight(model)
                     raise TrainingDiverged(done, loss_v, name, largest, out,
                                            rows[-2]["step"] if len(rows) > 1 else 0)
+                stop = patience_exhausted(rows, config.patience, higher)
                 if lead:
+                    if config.patience and best_row(rows, higher) == len(rows) - 1:
+                        # before the checkpoint that names this row as the best (module doc)
+                        save_checkpoint(out / BEST, {"model": model.state_dict(), "step": done,
+                                                     "valid_metric": rows[-1]["valid_metric"]})
                     write_metrics(out / METRICS, rows)
                     save_checkpoint(out / CHECKPOINT, {
                         "model": model.state_dict(), "optim": optim.state_dict(), "step": done,
                         "rows": rows, "seconds": seconds, "rng": capture_rng(),
-                        "finished": done == total_steps})
+                        "finished": done == total_steps or stop})
                 if world > 1:
                     dist.barrier()
                 bar.update(bar_task, completed=done, loss=f"{loss_acc / n_acc:.4f}",
@@ -408,9 +431,29 @@ def train_worker(config: TrainConfig, rank: int, world: int, progress: bool = Tr
                 loss_acc = norm_acc = 0.0
                 n_acc = 0
                 t_mark = time.perf_counter()
+                if stop:
+                    break
             elif progress and lead:
                 bar.update(bar_task, completed=done, loss=f"{loss_v:.4f}")
+    if lead:
+        write_run_files(out, config, task, param_count(model),
+                        _outcome(model, task, out, rows, config, per_rank, device))
     return out
+
+
+def _outcome(model: torch.nn.Module, task: Task, out: Path, rows: list[dict],
+             config: TrainConfig, batch: int, device: torch.device) -> dict[str, Any]:
+    """The finished run's record; with early stopping, the best-validation weights (``best.pt``)
+    are loaded into ``model`` and evaluated on the test split."""
+    higher = task.higher_is_better
+    best = best_row(rows, higher) if config.patience else None
+    test = None
+    if best is not None:
+        state = load_checkpoint(out / BEST)
+        check_best(state, int(rows[best]["step"]), out / BEST)
+        load_weights(model, state["model"], out / BEST)
+        test = _evaluate(model, task, batch, device)[0]
+    return outcome(rows, config.patience, higher, test)
 
 
 def _one_step(net: torch.nn.Module, model: torch.nn.Module, optim: torch.optim.Optimizer,
