@@ -166,6 +166,22 @@ def _spread_size(term: sympy.Expr) -> int:
     return size
 
 
+def _learned_scale(scale: sympy.Expr, rest: sympy.Expr, states: set[sympy.Symbol]
+                   ) -> tuple[sympy.Expr, sympy.Expr]:
+    """Move factors built from parameters and numbers alone into the scale when what is left is
+    one function of the state: ``v ⊙ tanh(U·h + ...)`` is scaled by ``v`` as ``0.5 ⊙ tanh(...)``
+    is by 0.5 (FastGRNN's ``(ζ + ν) ⊙ tanh(...)``), so the kind does not depend on whether a
+    scale is a number or a state-free vector. Factors holding a linear map stay in ``rest``."""
+    if not isinstance(rest, sympy.Mul):
+        return scale, rest
+    fixed = [f for f in rest.args if not f.free_symbols & states and not f.atoms(MatVec)]
+    core = sympy.Mul(*[f for f in rest.args if f not in fixed])
+    fname = function_name(core)
+    if fixed and fname is not None and len(core.args) == 1 and core.args[0].free_symbols & states:
+        return scale * sympy.Mul(*fixed), core
+    return scale, rest
+
+
 def match_rnn(expr: sympy.Expr, s: sympy.Symbol, states: set[sympy.Symbol],
               scalars: set[sympy.Symbol]) -> RnnForm | None:
     """``expr`` as ``scale · act(W x + U g(s) + b)``, or None if it has another shape.
@@ -177,6 +193,7 @@ def match_rnn(expr: sympy.Expr, s: sympy.Symbol, states: set[sympy.Symbol],
     scale, rest = split_scalar(expr, scalars)
     if rest == 1:
         return None
+    scale, rest = _learned_scale(scale, rest, states)
     fname = function_name(rest)
     if fname is not None and len(rest.args) == 1 and rest.args[0].free_symbols & states:
         act, pre = fname, rest.args[0]

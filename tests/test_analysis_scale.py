@@ -1,0 +1,51 @@
+"""The kind of an update does not depend on whether its outer scale is a number or a learned,
+state-free vector: ``v ⊙ tanh(W·x + U·h + b)`` is an ``rnn`` as ``0.5 ⊙ tanh(...)`` is, and
+``h + v ⊙ tanh(...)`` a ``residual_rnn`` (FastGRNN, Kusupati et al. 2018, at z=0 and z=1)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import gatelab
+from gatelab.analysis.analyze import analyze
+
+SCALES = st.sampled_from([
+    "0.5", "v", "sigmoid(v)", "exp(-softplus(nu))", "(sigmoid(v) + sigmoid(w))",
+    "sqrt(1 - exp(-softplus(nu)) ** 2)", "(v + 2)", "abs(v)",
+])
+ACTS = st.sampled_from(["tanh", "sigmoid", "relu", "softplus"])
+
+
+def kinds(next_line: str) -> list[str]:
+    cell = gatelab.parse_cell(f"name t\ninput x\nstate h\nnext h = {next_line}\n")
+    return [m.kind["h"] for m in analyze(cell).modes]
+
+
+@settings(max_examples=25, deadline=None)
+@given(scale=SCALES, act=ACTS, left=st.booleans())
+def test_learned_scale_reads_as_number_scale(scale: str, act: str, left: bool) -> None:
+    core = f"{act}(W @ x + U @ h + b)"
+    term = f"{scale} * {core}" if left else f"{core} * {scale}"
+    assert kinds(term) == ["rnn"]
+    assert kinds(f"h + {term}") == ["residual_rnn"]
+
+
+def test_a_scale_holding_a_map_is_not_moved() -> None:
+    # a linear map outside the function is not a scale: still read as before
+    assert kinds("(V @ x) * tanh(U @ h + b)") == kinds("(V @ x) * tanh(U @ h + b)")
+    assert kinds("(U2 @ h) * tanh(U @ h + b)") == ["other"]
+
+
+def test_fastgrnn_modes() -> None:
+    cell = gatelab.parse_cell("""\
+name fastgrnn
+input x
+state h
+let pre = W @ x + U @ h
+gate z = sigmoid(pre + b_z)
+let ht = tanh(pre + b_h)
+next h = (sigmoid(zz) * (1 - z) + sigmoid(nn)) * ht + z * h
+""")
+    modes = {m.gates["z"]: m.kind["h"] for m in analyze(cell).modes}
+    assert modes == {0: "rnn", 1: "residual_rnn"}
