@@ -49,3 +49,20 @@ next h = (sigmoid(zz) * (1 - z) + sigmoid(nn)) * ht + z * h
 """)
     modes = {m.gates["z"]: m.kind["h"] for m in analyze(cell).modes}
     assert modes == {0: "rnn", 1: "residual_rnn"}
+
+
+@settings(max_examples=25, deadline=None)
+@given(coef=st.sampled_from(["0.01", "-0.01", "2", "v", "sigmoid(v)"]), act=ACTS,
+       sign=st.sampled_from(["+", "-"]))
+def test_number_times_state_inside_a_function_is_a_diagonal_map(coef: str, act: str,
+                                                                 sign: str) -> None:
+    # AntisymmetricRNN's tanh(W·h - γ h + V·x + b): diag(-γ) as diag(v) for a learned v
+    pre = f"W @ x + U @ h {sign} {coef} * h + b"
+    assert kinds(f"{act}(W @ x {sign} {coef} * h + b)") == ["rnn"]
+    assert kinds(f"{act}({pre})") == ["rnn"]
+    assert kinds(f"h + 0.1 * {act}({pre})") == ["residual_rnn"]
+
+
+def test_state_outside_a_function_stays_an_accumulator() -> None:
+    assert kinds("h + tanh(W @ x + b)") == ["other"]
+    assert kinds("0.5 * h + 0.5 * tanh(W @ x + U @ h + b)") == ["other"]
