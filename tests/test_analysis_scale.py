@@ -66,3 +66,13 @@ def test_number_times_state_inside_a_function_is_a_diagonal_map(coef: str, act: 
 def test_state_outside_a_function_stays_an_accumulator() -> None:
     assert kinds("h + tanh(W @ x + b)") == ["other"]
     assert kinds("0.5 * h + 0.5 * tanh(W @ x + U @ h + b)") == ["other"]
+
+
+@given(n=st.integers(-5, 5).filter(bool), k=st.integers(1, 4))
+def test_a_scale_holding_exp_of_a_number_prints(n: int, k: int) -> None:
+    # exp(-1) in a product printed as 1/E raised TypeError (a readout divided by exp(n'))
+    import sympy
+
+    from gatelab.analysis.symbols import txt
+    v = sympy.Symbol("v")
+    assert f"exp({n})" in txt(k * v * sympy.exp(n))
