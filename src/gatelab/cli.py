@@ -196,3 +196,7 @@ def main() -> None:
     except GatelabError as e:  # raised outside a command (the group handles those)
         print_error(e)
         sys.exit(e.exit_code)
+
+
+if __name__ == "__main__":  # `python -m gatelab.cli` runs the CLI too (it printed nothing, exit 0)
+    main()

@@ -119,13 +119,16 @@ def map_label(diag: sympy.Expr, matrix: str | None, lead: frozenset[str] = froze
     return matrix if diag == 1 else f"diag({txt(diag, lead)})·{matrix}"
 
 
-def linear_term(term: sympy.Expr, states: set[sympy.Symbol], scalars: set[sympy.Symbol]
-                ) -> tuple[sympy.Expr, str | None, sympy.Expr] | None:
+def linear_term(term: sympy.Expr, states: set[sympy.Symbol], scalars: set[sympy.Symbol],
+                inside: bool = False) -> tuple[sympy.Expr, str | None, sympy.Expr] | None:
     """A state-dependent term of a pre-activation as a linear map of (a function of) the state:
     ``(diag, matrix, through)`` with ``term = diag ⊙ (matrix · through)`` (``matrix`` None: the
     map is ``diag`` alone). ``diag`` is free of the states (parameters, inputs, maps of the
     input); gates and numbers stay with ``through`` (they are scalars). None when the term is not
     linear in a function of the state this way (``h ⊙ h``, a map of a map of the state).
+    ``inside``: the term is inside a nonlinearity, where a number times the state is the
+    diagonal map ``diag(number)`` as ``v ⊙ h`` is ``diag(v)`` (AntisymmetricRNN's ``- γ h`` in
+    ``tanh(W·h - γ h + V·x + b)``); outside, ``s + …`` stays the accumulator.
     """
     diag, rest = sympy.Integer(1), sympy.Integer(1)
     for f in sympy.Mul.make_args(term):
@@ -149,6 +152,9 @@ def linear_term(term: sympy.Expr, states: set[sympy.Symbol], scalars: set[sympy.
         if core.vector.has(MatVec) or not (core.vector.free_symbols & states):
             return None
         return diag, core.matrix.name, coeff * core.vector
+    if (inside and diag == 1 and coeff.is_Number and not core.has(MatVec)
+            and len(sympy.Mul.make_args(core)) == 1):
+        return coeff, None, core
     if diag == 1 or core.has(MatVec) or len(sympy.Mul.make_args(core)) != 1:
         return None  # h alone (an accumulator's s), h ⊙ h, U·h ⊙ h: not a diagonal map
     return diag, None, coeff * core
@@ -166,6 +172,22 @@ def _spread_size(term: sympy.Expr) -> int:
     return size
 
 
+def _learned_scale(scale: sympy.Expr, rest: sympy.Expr, states: set[sympy.Symbol]
+                   ) -> tuple[sympy.Expr, sympy.Expr]:
+    """Move factors built from parameters and numbers alone into the scale when what is left is
+    one function of the state: ``v ⊙ tanh(U·h + ...)`` is scaled by ``v`` as ``0.5 ⊙ tanh(...)``
+    is by 0.5 (FastGRNN's ``(ζ + ν) ⊙ tanh(...)``), so the kind does not depend on whether a
+    scale is a number or a state-free vector. Factors holding a linear map stay in ``rest``."""
+    if not isinstance(rest, sympy.Mul):
+        return scale, rest
+    fixed = [f for f in rest.args if not f.free_symbols & states and not f.atoms(MatVec)]
+    core = sympy.Mul(*[f for f in rest.args if f not in fixed])
+    fname = function_name(core)
+    if fixed and fname is not None and len(core.args) == 1 and core.args[0].free_symbols & states:
+        return scale * sympy.Mul(*fixed), core
+    return scale, rest
+
+
 def match_rnn(expr: sympy.Expr, s: sympy.Symbol, states: set[sympy.Symbol],
               scalars: set[sympy.Symbol]) -> RnnForm | None:
     """``expr`` as ``scale · act(W x + U g(s) + b)``, or None if it has another shape.
@@ -177,6 +199,7 @@ def match_rnn(expr: sympy.Expr, s: sympy.Symbol, states: set[sympy.Symbol],
     scale, rest = split_scalar(expr, scalars)
     if rest == 1:
         return None
+    scale, rest = _learned_scale(scale, rest, states)
     fname = function_name(rest)
     if fname is not None and len(rest.args) == 1 and rest.args[0].free_symbols & states:
         act, pre = fname, rest.args[0]
@@ -192,7 +215,7 @@ def match_rnn(expr: sympy.Expr, s: sympy.Symbol, states: set[sympy.Symbol],
         inputs += [m.matrix.name for m in maps if not (m.vector.free_symbols & states)]
         if not (term.free_symbols & states):
             continue
-        found = linear_term(term, states, scalars)
+        found = linear_term(term, states, scalars, inside=act != "identity")
         if found is None:
             # A product of sums may be linear once multiplied out: W·x ⊙ (α ⊙ V·h + β) is
             # α ⊙ W·x ⊙ V·h + β ⊙ W·x (the kind must not depend on how the product is written).

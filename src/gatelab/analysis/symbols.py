@@ -39,6 +39,9 @@ def _printable(expr: sympy.Expr, lead: frozenset[str]) -> sympy.Expr:
         return sympy.Symbol("exp(1)")
     if isinstance(expr, sympy.NumberSymbol):
         return sympy.Symbol(str(expr))
+    if isinstance(expr, sympy.exp) and expr.args[0].is_number:
+        # a product's printer would write exp(-1) as 1/E, a constant it cannot name
+        return sympy.Symbol(f"exp({txt(expr.args[0], lead)})")
     if not expr.args:
         return expr
     if isinstance(expr, sympy.Heaviside):
