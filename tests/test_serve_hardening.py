@@ -142,3 +142,42 @@ def test_head_sends_the_length_and_no_body(served):
     head, _, body = answer.partition(b"\r\n\r\n")
     assert _status(answer) == 200 and f"Content-Length: {64 << 20}".encode() in head
     assert body == b""
+
+
+@pytest.mark.parametrize("order", ["mine-first", "mine-last"])
+def test_a_request_with_two_hosts_gets_421(served, order):
+    """Two ``Host`` headers are ambiguous (a proxy may read the other one): refused, whichever
+    comes first."""
+    port = served.server_address[1]
+    hosts = [f"127.0.0.1:{port}", "evil.example"]
+    if order == "mine-last":
+        hosts.reverse()
+    extra = "".join(f"Host: {h}\r\n" for h in hosts)
+    answer = _raw(served, f"GET / HTTP/1.1\r\n{extra}Connection: close\r\n\r\n".encode())
+    assert _status(answer) == 421 and b"hello" not in answer
+
+
+def test_a_trickled_request_head_is_cut_off(served):
+    """A client that sends its head a byte at a time, each byte inside the idle timeout (1 s
+    here), still has to send the whole head within that time: the connection is closed,
+    though no single wait ever timed out."""
+    import time
+
+    port = served.server_address[1]
+    head = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Pad: {'a' * 400}\r\n\r\n".encode()
+    with socket.create_connection(served.server_address, timeout=15) as s:
+        s.settimeout(0.1)  # each byte is followed by at most 0.1 s of waiting for an answer
+        start, closed = time.monotonic(), False
+        for byte in head:
+            if time.monotonic() - start > 6:  # the head would take over 80 s at this pace
+                break
+            try:
+                s.sendall(bytes([byte]))
+                closed = s.recv(1024) == b""
+            except TimeoutError:
+                continue
+            except OSError:
+                closed = True
+            if closed:
+                break
+    assert closed

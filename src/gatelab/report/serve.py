@@ -2,7 +2,9 @@
 
 It answers only requests addressed to itself (a ``Host`` of ``127.0.0.1:PORT``,
 ``localhost:PORT`` or ``[::1]:PORT``; anything else gets 421), so a web page cannot reach it
-through DNS rebinding; it closes a connection idle for :data:`IDLE_SECONDS`, refuses a request
+through DNS rebinding (a request with more than one ``Host`` is refused the same way); it closes
+a connection idle for :data:`IDLE_SECONDS`, and one whose request line and headers are not all
+in within :data:`IDLE_SECONDS` even if it trickles a byte at a time; it refuses a request
 line or header block longer than :data:`MAX_REQUEST_LINE` / :data:`MAX_HEAD_BYTES`, and sends
 files in chunks of :data:`CHUNK` bytes, never reading a whole file into memory.
 """
@@ -12,8 +14,10 @@ from __future__ import annotations
 import errno
 import mimetypes
 import os
+import socket
 import stat
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -94,6 +98,12 @@ def make_handler(root: Path, idle_seconds: float = IDLE_SECONDS
             """http.server's, with the request line and headers bounded and the ``Host``
             checked before any method runs."""
             head = self.rfile = _HeadReader(self._raw_rfile, MAX_HEAD_BYTES)
+            # The socket timeout bounds each wait, not the whole head: a client sending a byte
+            # every few seconds would hold its thread forever. The watchdog ends it instead.
+            self._late = False
+            watchdog = threading.Timer(idle_seconds, self._drop)
+            watchdog.daemon = True
+            watchdog.start()
             try:
                 self.raw_requestline = head.readline(MAX_REQUEST_LINE + 1)
                 if len(self.raw_requestline) > MAX_REQUEST_LINE or head.exceeded:
@@ -104,7 +114,12 @@ def make_handler(root: Path, idle_seconds: float = IDLE_SECONDS
                 if not self.raw_requestline:
                     self.close_connection = True
                     return
-                if not self.parse_request():
+                parsed = self.parse_request()
+                watchdog.cancel()  # the head is in (or refused): sending is bounded per write
+                if self._late:  # the watchdog ended it: what was read is not a whole request
+                    self.close_connection = True
+                    return
+                if not parsed:
                     return  # an error has been sent
                 if head.exceeded:
                     self.close_connection = True
@@ -123,10 +138,23 @@ def make_handler(root: Path, idle_seconds: float = IDLE_SECONDS
                 self.wfile.flush()
             except TimeoutError:
                 self.close_connection = True  # idle (or too slow): dropped without a word
+            finally:
+                watchdog.cancel()
+
+        def _drop(self) -> None:
+            """End a connection whose request head took longer than ``idle_seconds``."""
+            self._late = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
 
         def _host_is_mine(self) -> bool:
             port = self.server.server_address[1]
-            host = (self.headers.get("Host") or "").strip().lower()
+            hosts = self.headers.get_all("Host") or []
+            if len(hosts) != 1:  # two Hosts: proxies and this server might read different ones
+                return False
+            host = hosts[0].strip().lower()
             return host in {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}
 
         def do_GET(self) -> None:  # noqa: N802 - http.server naming

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -173,6 +175,28 @@ def _summarise_what_finished(folder: Path) -> None:
     console.print(f"wrote {folder}/summary.md, summary.json and figures", highlight=False)
 
 
+MAX_GPUS_PER_TRIAL = 64
+
+
+def _check_gpus(gpus_per_trial: float, cpus: int | None, address: str | None) -> None:
+    """StudyError unless Ray accepts ``gpus_per_trial``: finite, >= 0, a fraction up to 1 or a
+    whole number, and (a local Ray holds CPUS x that many GPUs) a whole number of GPUs in all.
+    Ray itself refuses the others with a traceback, after starting."""
+    from .space import StudyError
+
+    g = gpus_per_trial
+    if not (math.isfinite(g) and 0 <= g <= MAX_GPUS_PER_TRIAL):
+        raise StudyError(f"--gpus-per-trial must be from 0 to {MAX_GPUS_PER_TRIAL}, got {g!r}")
+    if g > 1 and g != int(g):
+        raise StudyError(f"--gpus-per-trial above 1 must be a whole number (Ray's rule), got {g!r}")
+    if address is None:
+        n = cpus or os.cpu_count() or 1
+        if abs(g * n - round(g * n)) > 1e-9:
+            raise StudyError(f"--gpus-per-trial {g!r} x {n} CPU(s) is not a whole number of GPUs, "
+                             "which the local Ray needs: pick a value (or --cpus) whose product "
+                             "is whole, e.g. 0.5 with --cpus 2")
+
+
 def _run(task, cells, trials, seeds, config, out, cpus, gpus_per_trial, address, resume,  # noqa: ANN001
          asha, search_seed, fixed_cli) -> Path:  # noqa: ANN001 - straight from typer
     from .runner import run_study
@@ -180,8 +204,7 @@ def _run(task, cells, trials, seeds, config, out, cpus, gpus_per_trial, address,
 
     if cpus is not None and cpus < 1:
         raise StudyError("--cpus must be at least 1")
-    if gpus_per_trial < 0:
-        raise StudyError("--gpus-per-trial must be >= 0")
+    _check_gpus(gpus_per_trial, cpus, address)
     if address is not None and cpus is not None:
         raise StudyError("--cpus sizes the local Ray; a cluster (--address) has its own CPUs")
     folder = out or (Path("studies") / task if task else None)

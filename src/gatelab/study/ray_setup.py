@@ -46,9 +46,10 @@ def ray_environment(address: str | None) -> None:
 
 
 def probe_address(address: str, timeout: float = PROBE_SECONDS) -> None:
-    """:class:`StudyError` unless something accepts a TCP connection at ``HOST:PORT`` within
-    ``timeout`` seconds (``auto`` is left to Ray). Ray itself would wait for minutes, and may
-    dial this machine's external address, before giving up on an address where nothing runs."""
+    """:class:`StudyError` unless a gRPC server (as Ray's GCS and Ray Client are) answers at
+    ``HOST:PORT`` within ``timeout`` seconds (``auto`` is left to Ray). Ray itself would wait
+    for minutes, and may dial this machine's external address, before giving up on an address
+    where nothing runs or where something else (a web server, a plain TCP listener) listens."""
     if address == "auto":
         return
     where = address.removeprefix("ray://")
@@ -58,13 +59,35 @@ def probe_address(address: str, timeout: float = PROBE_SECONDS) -> None:
         raise StudyError(f"--address {address!r} is not HOST:PORT (e.g. 127.0.0.1:6379) "
                          "or auto")
     try:
-        with socket.create_connection((host, int(port_text)), timeout=timeout):
-            pass
+        with socket.create_connection((host, int(port_text)), timeout=timeout) as conn:
+            speaks = _speaks_http2(conn, timeout)
     except OSError as e:
         why = "no answer" if isinstance(e, TimeoutError) else (e.strerror or str(e))
         raise StudyError(f"no Ray cluster answers at {address} ({why} within {timeout:g} s): "
                          "start one with `ray start --head`, or leave out --address to run on "
                          "this machine") from None
+    if not speaks:
+        raise StudyError(f"what listens at {address} is not a Ray cluster (it does not answer "
+                         "as Ray's gRPC server does): check the port `ray start --head` printed, "
+                         "or leave out --address to run on this machine")
+
+
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_HTTP2_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # an empty SETTINGS frame
+
+
+def _speaks_http2(conn: socket.socket, timeout: float) -> bool:
+    """Whether the server on ``conn`` opens HTTP/2 (which gRPC runs on) with its SETTINGS frame
+    when sent the client preface: the first frame's 9-byte header has type 0x4, stream 0."""
+    conn.settimeout(timeout)
+    conn.sendall(_HTTP2_PREFACE + _HTTP2_SETTINGS)
+    head = b""
+    while len(head) < 9:
+        chunk = conn.recv(9 - len(head))
+        if not chunk:
+            return False
+        head += chunk
+    return head[3] == 0x4 and head[5:9] == b"\x00\x00\x00\x00"
 
 
 @contextlib.contextmanager

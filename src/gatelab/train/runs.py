@@ -19,6 +19,7 @@ import io
 import json
 import math
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,11 +74,13 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     was tampered with).
     """
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a foreign pickle protocol: the
+            warnings.simplefilter("ignore")  # error below says all there is to say
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise RunFolderError(f"{path} holds objects other than tensors and plain data, so it is "
                              "not loaded (loading it could run code): "
-                             f"{_first_line(e)}") from None
+                             f"{_unpickler_reason(e)}") from None
     except _LOAD_ERRORS as e:
         raise RunFolderError(f"{path} is not a readable gatelab checkpoint (empty, truncated or "
                              f"another kind of file): {_first_line(e)}") from None
@@ -102,6 +105,16 @@ def check_resumable(state: dict[str, Any], path: Path) -> None:
                 for k in COLUMNS + [c for c in OPTIONAL_COLUMNS if c in row]):
             raise RunFolderError(f"{path} cannot be resumed: its metric rows are not rows of "
                                  f"numbers ({', '.join(COLUMNS)})")
+
+
+def _unpickler_reason(e: BaseException) -> str:
+    """What torch's weights-only unpickler refused ("unsupported GLOBAL posix.system ..."),
+    without its opening advice to load the file with ``weights_only=False`` (which would run
+    the code) or its closing pointer to the docs."""
+    lines = [ln.strip() for ln in str(e).splitlines()[1:]
+             if ln.strip() and not ln.startswith("Check the documentation")]
+    text = " ".join(ln.split("WeightsUnpickler error:")[-1].strip() for ln in lines).strip()
+    return text[:200] or "a pickle the weights-only reader refuses"
 
 
 def _first_line(e: BaseException) -> str:
