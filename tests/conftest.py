@@ -10,6 +10,10 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pytest  # noqa: E402
 
+# Training scripts run as programs by the drop-in tests (they read sys.argv when imported), not
+# test modules: --doctest-modules must not import them.
+collect_ignore_glob = ["scripts/*.py"]
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
