@@ -153,7 +153,10 @@ def test_layer_norm_cells_and_other_devices_are_refused_clearly():
     mgu = Layout.of(gatelab.load_cell("mgu"))
     with pytest.raises(EngineError, match="CPU float32/float64"):
         resolve(mgu, "sequence", torch.device("cpu"), torch.bfloat16)
-    assert resolve(mgu, "auto", torch.device("cpu")) != "sequence"  # opt-in for now
+    # auto: the kernel for a cell it can run, the generated torch code for a layer_norm cell
+    assert resolve(mgu, "auto", torch.device("cpu")) == (
+        "sequence" if cp.available() else "generated")
+    assert resolve(layout, "auto", torch.device("cpu"), torch.float64) == "generated"
 
 
 def test_without_a_compiler_the_generated_step_runs_and_says_so_once(monkeypatch):

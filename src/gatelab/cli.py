@@ -27,6 +27,7 @@ except ImportError:  # pragma: no cover - older Typer on the click package
     from click.exceptions import ClickException
 
 from .cell import CellError, cell_latex, cell_text, cell_unicode, load_cell, load_file, zoo_names
+from .cell.support import COMMANDS_NEEDING_VECTOR_CELLS, reference_only_features
 from .engine.layout import EngineError, Layout
 from .errors import GatelabError
 
@@ -159,6 +160,13 @@ def check(files: list[Path] = typer.Argument(..., help=".cell files to validate"
         except CellError as e:  # every file is checked: report this one and go on
             bad = True
             print_error(e)
+            continue
+        later = reference_only_features(c)
+        if later:  # valid, and said plainly which commands cannot run it yet
+            console.print(escape(f"{f}: ok ({c.name}: {len(c.states)} state(s), "
+                                 f"{len(c.gates)} gate(s)); reference loop and show only: "
+                                 f"{', '.join(COMMANDS_NEEDING_VECTOR_CELLS)} do not run it "
+                                 f"yet (it uses {', '.join(later[:3])})"), highlight=False)
             continue
         try:  # passing means every command works, training included
             Layout.of(c)

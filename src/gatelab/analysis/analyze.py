@@ -18,6 +18,7 @@ from functools import lru_cache
 import sympy
 
 from ..cell import Cell, cell_unicode, load_cell
+from ..cell.support import require_vector_cell
 from .core import CoreBlock, find_core, scan_parallel
 from .memory import Memory, find_memory
 from .paths import gradient
@@ -150,6 +151,7 @@ def analyze(cell: Cell | str) -> Analysis:
 
 @lru_cache(maxsize=64)
 def _analyze(cell: Cell) -> Analysis:
+    require_vector_cell(cell, "the analysis (analyze, diagram, explain)", AnalysisError)
     memory = find_memory(cell)
     # Stage 1 sets the gates aside; remember which of them read the previous state.
     gate_reads = {g: tuple(s for s in cell.states if cell.sym(s) in cell.inline(e).free_symbols)

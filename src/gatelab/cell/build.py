@@ -13,9 +13,11 @@ from pathlib import Path
 import sympy
 
 from ..files import FileProblem, read_limited
+from . import shapes
+from .build_shapes import ShapeChecks, _Fail, _names
 from .errors import CellError, Problem
 from .fold import FoldError, expanded_terms, fold, inlined_sizes
-from .functions import FUNCTIONS, MatVec
+from .functions import FUNCTIONS, MatApply, MatVec, VecMat
 from .ir import HIDDEN, Cell, Param
 from .limits import (
     MAX_BYTES,
@@ -38,11 +40,6 @@ from .syntax import (
     parse_statements,
     split_lines,
 )
-
-
-class _Fail(Exception):
-    def __init__(self, col: int, message: str, expected: str = ""):
-        self.col, self.message, self.expected = col, message, expected
 
 
 def parse_cell(text: str | bytes, path: str = "<string>", default_name: str = "cell",
@@ -116,7 +113,7 @@ def name_from_stem(stem: str) -> str:
     return name[:MAX_NAME_CHARS].rstrip("_.-") or "cell"
 
 
-class _Builder:
+class _Builder(ShapeChecks):
     def __init__(self, path: str, statements: list[Statement], doc: list[str], default_name: str):
         self.path, self.statements, self.doc = path, statements, doc
         self.default_name = default_name
@@ -129,6 +126,9 @@ class _Builder:
         self.param_role: dict[str, tuple[str, tuple[int, int]]] = {}
         self.param_dims: dict[str, tuple[str, ...]] = {}
         self.matrix_vector: dict[str, tuple[sympy.Expr, int]] = {}  # first vector, its line
+        self.own: dict[int, str | None] = {}  # id(node) -> its shape found bottom-up
+        self.matmul_kind: dict[int, str] = {}  # id(MatMul node) -> "param", "apply", "read"
+        self.rows = HIDDEN  # the rows of `W @ v` in the statement being checked
 
     def fail(self, line: int, col: int, message: str, expected: str = "") -> None:
         self.problems.append(Problem(self.path, line, col, message, expected))
@@ -140,6 +140,7 @@ class _Builder:
         inputs: list[str] = []
         states: list[str] = []
         hidden_inputs: set[str] = set()
+        state_shapes: dict[str, str] = {}
         for st in self.statements:
             kw = st.keyword
             if kw == "name":
@@ -152,6 +153,8 @@ class _Builder:
                         (inputs if kw == "input" else states).append(n)
                         if st.size == "hidden":
                             hidden_inputs.add(n)
+                        if st.shape:
+                            state_shapes[n] = st.shape
             elif kw in ("gate", "let"):
                 n, col = st.names[0]
                 if self._declare(n, kw, st.line, col):
@@ -203,7 +206,7 @@ class _Builder:
             self.dims[n] = HIDDEN if n in hidden_inputs else (
                 "I" if len(inputs) == 1 else f"I_{n}")
         for n in states:
-            self.dims[n] = HIDDEN
+            self.dims[n] = state_shapes.get(n, HIDDEN)
         order = self._order()
         if self.problems or order is None:
             return None
@@ -211,6 +214,13 @@ class _Builder:
         if self.problems:
             return None
         params = {n: Param(n, self.param_role[n][0], self.param_dims[n]) for n in self.param_role}
+        if output and shapes.is_matrix(self.dims.get(output[0])):
+            out_line = next((s.line for s in self.statements if s.keyword == "output"),
+                            self.where[output[0]][0])
+            self.fail(out_line, output[1] or 1, f"output {output[0]} is "
+                      f"{shapes.describe(self.dims[output[0]])}", "a vector (read a matrix "
+                      "memory first, e.g. `let y = C @ q`)")
+            return None
         self._derived_gates_are_lets(order, exprs)
         return Cell(
             name=name or self.default_name,
@@ -284,19 +294,12 @@ class _Builder:
         todo += [(("next", s), st) for s, st in self.next_of.items() if s in self.dims]
         for key, st in todo:
             try:
-                groups: list[str] = []
-                dim = self._dim(st.expr, groups, st.line)
-                dim = dim or HIDDEN
-                for p in groups:
-                    self._set_param_dim(p, (dim,), st.line)
-                if isinstance(key, tuple) and dim != HIDDEN:
-                    raise _Fail(st.expr.col, f"next {key[1]} has the input's size, not the "
-                                "hidden size", "a hidden-size expression (map inputs with a "
-                                "matrix: W @ x)")
+                target = self.dims[key[1]] if isinstance(key, tuple) else st.shape
+                dim = self._statement_shape(st, key, target)
                 if not isinstance(key, tuple):
                     self.dims[key] = dim
                 fold(st.expr)  # constants checked on bounded floats before SymPy folds them
-                exprs[key] = _to_sympy(st.expr)
+                exprs[key] = _to_sympy(st.expr, self.matmul_kind)
                 bad = constant_problem(exprs[key])
                 if bad:
                     raise _Fail(st.expr.col, bad, "finite real constants within the limits")
@@ -380,104 +383,31 @@ class _Builder:
                         f"{fl}", "one role per parameter (rename one of them)")
         self.param_role.setdefault(name, (role, (line, col)))
 
-    def _dim(self, node: Node, group: list[str], line: int) -> str | None:
-        """Dimension label of ``node`` (None: adapts, e.g. numbers and vector parameters).
-        Vector parameters met in this elementwise group are appended to ``group``."""
-        if isinstance(node, Num):
-            return None
-        if isinstance(node, Name):
-            if node.id in self.kind_of:
-                return self.dims.get(node.id, HIDDEN)
-            self._use_param(node.id, "vector", line, node.col)
-            group.append(node.id)
-            return None
-        if isinstance(node, Call):
-            dim = self._dim(node.arg, group, line)
-            if node.func == "layer_norm" and dim not in (None, HIDDEN):
-                raise _Fail(node.col, "layer_norm normalises over the hidden units, but its "
-                            "argument has the input's size", "a hidden-size argument, e.g. "
-                            "layer_norm(W @ x)")
-            return dim
-        if isinstance(node, Neg):
-            return self._dim(node.operand, group, line)
-        if isinstance(node, MatMul):
-            w = node.matrix.id
-            if w in self.kind_of:
-                raise _Fail(node.col, f"left of @ must be a weight matrix, but {w} is a "
-                            f"{self.kind_of[w]}", f"a parameter name, e.g. W_{w} @ ...")
-            self._use_param(w, "matrix", line, node.col)
-            signals = [n for n in _names(node.vector) if n in self.kind_of]
-            if not signals:
-                names = _names(node.vector)
-                shown = ", ".join(names) if names else "only numbers"
-                raise _Fail(node.vector.col, f"undefined name: right of @ is {shown}, which is "
-                            "not an input, state, gate or let", "a vector expression, e.g. "
-                            f"{w} @ x")
-            inner: list[str] = []
-            dv = self._dim(node.vector, inner, line) or HIDDEN
-            for p in inner:
-                self._set_param_dim(p, (dv,), line)
-            try:
-                self._set_param_dim(w, (HIDDEN, dv), line)
-            except _Fail as e:
-                raise _Fail(node.col, e.message, e.expected) from None
-            return HIDDEN
-        assert isinstance(node, BinOp)
-        if node.op == "**":
-            if _names(node.right):
-                raise _Fail(node.right.col, "exponent must be a number", "e.g. h ** 2")
-            return self._dim(node.left, group, line)
-        dl = self._dim(node.left, group, line)
-        dr = self._dim(node.right, group, line)
-        if dl and dr and dl != dr:
-            raise _Fail(node.col, f"'{node.op}' combines vectors of different sizes "
-                        f"({_label(dl)} and {_label(dr)})", "map inputs to the hidden size "
-                        "with a matrix first, e.g. W @ x")
-        return dl or dr
-
-
-def _label(dim: str) -> str:
-    return "hidden size" if dim == HIDDEN else "input size"
-
 
 def _shape(shape: tuple[str, ...]) -> str:
     return "x".join(shape)
 
 
-def _names(node: Node | None) -> list[str]:
-    """Names referenced in an expression (matrices excluded), in order of appearance."""
-    out: list[str] = []
-    todo = [node]  # an explicit stack: long sums make deep left-leaning trees
-    while todo:
-        n = todo.pop()
-        if isinstance(n, Name):
-            if n.id not in out:
-                out.append(n.id)
-        elif isinstance(n, Call):
-            todo.append(n.arg)
-        elif isinstance(n, Neg):
-            todo.append(n.operand)
-        elif isinstance(n, MatMul):
-            todo.append(n.vector)
-        elif isinstance(n, BinOp):
-            todo += [n.right, n.left]
-    return out
-
-
-def _to_sympy(node: Node) -> sympy.Expr:
-    """Build SymPy from a checked tree. Only whitelisted node types exist, so nothing runs."""
+def _to_sympy(node: Node, kinds: dict[int, str]) -> sympy.Expr:
+    """Build SymPy from a checked tree. Only whitelisted node types exist, so nothing runs.
+    ``kinds`` says what each ``@`` is (found by the shape check): a learned matrix applied to a
+    vector (``MatVec``), a matrix signal applied to one (``MatApply``) or read through
+    (``VecMat``)."""
     if isinstance(node, Num):
         return sympy.Rational(Fraction(node.text))
     if isinstance(node, Name):
         return sympy.Symbol(node.id)
     if isinstance(node, Call):
-        return FUNCTIONS[node.func](_to_sympy(node.arg))
+        return FUNCTIONS[node.func](*(_to_sympy(a, kinds) for a in node.args))
     if isinstance(node, Neg):
-        return -_to_sympy(node.operand)
+        return -_to_sympy(node.operand, kinds)
     if isinstance(node, MatMul):
-        return MatVec(sympy.Symbol(node.matrix.id), _to_sympy(node.vector))
+        left, right = sympy.Symbol(node.matrix.id), _to_sympy(node.vector, kinds)
+        kind = kinds.get(id(node), "param")
+        return (MatVec if kind == "param" else MatApply if kind == "apply" else VecMat)(
+            left, right)
     assert isinstance(node, BinOp)
-    a, b = _to_sympy(node.left), _to_sympy(node.right)
+    a, b = _to_sympy(node.left, kinds), _to_sympy(node.right, kinds)
     if node.op == "+":
         return a + b
     if node.op == "-":

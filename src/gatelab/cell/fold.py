@@ -47,8 +47,12 @@ def fold(node: Node) -> float | None:
         if isinstance(node, Name):
             return None
         if isinstance(node, Call):
-            x = fold(node.arg)
-            return None if x is None else fold_call(node.func, x)
+            xs = [fold(a) for a in node.args]
+            if any(x is None for x in xs):
+                return None
+            if node.func == "max":
+                return max(xs)
+            return fold_call(node.func, *xs)
         if isinstance(node, Neg):
             x = fold(node.operand)
             return None if x is None else -x

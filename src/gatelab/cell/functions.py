@@ -158,6 +158,62 @@ class layer_norm(sympy.Function):  # noqa: N801
 LAYER_NORM_EPS = 1e-5  # as torch.nn.LayerNorm
 
 
+class MatApply(sympy.Function):
+    """``MatApply(S, v)`` is ``S @ v`` for a matrix *signal* ``S`` (a matrix state or a let of
+    matrix shape, ``(N, rows, cols)``) and a vector ``v`` of ``cols`` units: ``(N, rows)``.
+    Unlike :class:`MatVec` the matrix is computed, not learned."""
+
+    nargs = 2
+
+
+class VecMat(sympy.Function):
+    """``VecMat(v, S)`` is ``v @ S``, i.e. ``Sᵀ v``: a vector ``v`` of ``rows`` units read
+    through a matrix signal ``S`` (GLA's and RetNet's ``o = q S``): ``(N, cols)``."""
+
+    nargs = 2
+
+
+class outer(sympy.Function):  # noqa: N801 - named as written in cell files
+    """``outer(a, b) = a bᵀ``: vectors of sizes A and B give an A x B matrix (also written
+    ``a ⊗ b``)."""
+
+    nargs = 2
+
+
+class sum_(sympy.Function):  # noqa: N801
+    """``sum(v)``: the sum over the units of a vector, a per-step scalar (size 1).
+    ``dot(a, b)`` is written ``sum(a*b)``."""
+
+    nargs = 1
+
+
+class rms_norm(sympy.Function):  # noqa: N801
+    """RMSNorm over the units of a vector (Zhang & Sennrich 2019): ``v / sqrt(mean(v²) +
+    1e-6)``; the learned gain is written beside it, ``g * rms_norm(v)``."""
+
+    nargs = 1
+
+
+RMS_NORM_EPS = 1e-6
+
+
+class maximum(sympy.Function):  # noqa: N801
+    """``max(a, b)``, elementwise (sLSTM's stabiliser, mLSTM's ``max(|nᵀq|, 1)``). Its own class
+    rather than SymPy's ``Max``, which the engine's printers already spell for derivatives."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, a: sympy.Expr, b: sympy.Expr):
+        if a.is_Number and b.is_Number:
+            return sympy.Max(a, b)
+        return None
+
+
+def _dot(a: sympy.Expr, b: sympy.Expr) -> sympy.Expr:
+    return sum_(a * b)
+
+
 @dataclass(frozen=True)
 class Fn:
     """One elementwise function of the cell language (or of the derivatives the engine prints).
@@ -168,7 +224,9 @@ class Fn:
     ``torch_out``: it accepts ``out=``. ``triton``, ``latex``: templates over ``{x}``.
     ``cell``: a name cells may call (``sign`` only appears in derivatives). ``c``: a C template
     over ``{x}`` for the engine's C kernels (``real`` is the precision's float type, ``EXP`` etc.
-    its libm functions; see ``gatelab.engine.c_pointwise``).
+    its libm functions; see ``gatelab.engine.c_pointwise``). ``arity``: the number of arguments
+    (``{x}``, ``{y}`` in the templates). Entries with empty ``triton``/``c`` templates are the
+    functions of matrix memories and reductions, which only the reference evaluator runs yet.
     """
 
     name: str
@@ -181,6 +239,7 @@ class Fn:
     unicode: str
     cell: bool = True
     c: str = ""
+    arity: int = 1
 
     def torch_fn(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """The torch callable named by ``torch``."""
@@ -216,7 +275,22 @@ REGISTRY: tuple[Fn, ...] = (
     Fn("sign", sympy.sign, sympy.sign, "torch.sign", True, "_sign({x})",
        r"\operatorname{{sign}}\left({x}\right)", "sign", cell=False,
        c="((real)((({x}) > 0) - (({x}) < 0)))"),
+    # The functions of matrix memories, reductions and rotations (the cells of 2023-2025): the
+    # reference evaluator runs them; the engine, the analysis and the diagram refuse cells that
+    # use them (gatelab.cell.support.require_vector_cell).
+    Fn("cos", sympy.cos, sympy.cos, "torch.cos", True, "", r"\cos{{\left({x} \right)}}", "cos"),
+    Fn("sin", sympy.sin, sympy.sin, "torch.sin", True, "", r"\sin{{\left({x} \right)}}", "sin"),
+    Fn("max", maximum, maximum, "torch.maximum", True, "",
+       r"\max\left({x}, {y}\right)", "max", arity=2),
+    Fn("sum", sum_, sum_, "torch.sum", False, "", r"\textstyle\sum\left({x}\right)", "sum"),
+    Fn("dot", _dot, None, "torch.linalg.vecdot", False, "", r"{x}^\top {y}", "dot", arity=2),
+    Fn("rms_norm", rms_norm, rms_norm, "torch.nn.functional.rms_norm", False, "",
+       r"\operatorname{{RMS}}\left({x}\right)", "rms_norm"),
+    Fn("outer", outer, outer, "torch.outer", False, "", r"{x} {y}^\top", "outer", arity=2),
 )
+
+# The classes of the matrix-memory operators (besides the registry's functions).
+MATRIX_OPS: tuple[type[sympy.Basic], ...] = (MatApply, VecMat)
 
 # Name in a cell file -> how to build it. The only callables a cell can name.
 FUNCTIONS: dict[str, Callable[[sympy.Expr], sympy.Expr]] = {
@@ -225,6 +299,9 @@ FUNCTIONS: dict[str, Callable[[sympy.Expr], sympy.Expr]] = {
 FUNCTION_ALIASES = {f.unicode: f.name for f in REGISTRY if f.cell and f.unicode != f.name
                     and f.unicode.isidentifier()}
 BY_NAME = {f.name: f for f in REGISTRY}
+# Functions only the reference evaluator runs yet (no kernel template): cells that use them are
+# refused by the engine, the analysis and the diagram (gatelab.cell.support).
+REFERENCE_ONLY = frozenset(f.name for f in REGISTRY if f.cell and not f.triton)
 _BY_CLASS = {f.cls: f for f in REGISTRY if f.cls is not None}
 _BY_CLASS[sympy.tanh] = BY_NAME["tanh"]  # SymPy's own, as written by hand in Python
 _BY_CLASS[sympy.Abs] = BY_NAME["abs"]

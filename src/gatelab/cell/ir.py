@@ -197,5 +197,6 @@ class Cell:
 
     def param_shape(self, name: str, input_size: int, hidden_size: int) -> tuple[int, ...]:
         """The concrete shape of a parameter for given sizes (one input size for all inputs)."""
-        return tuple(hidden_size if lab == HIDDEN else input_size
-                     for lab in self.params[name].shape)
+        from .shapes import size_value
+
+        return tuple(size_value(lab, input_size, hidden_size) for lab in self.params[name].shape)

@@ -22,7 +22,7 @@ import math
 import sympy
 
 from ..errors import GatelabError
-from .functions import REGISTRY, MatVec
+from .functions import MATRIX_OPS, REGISTRY, MatVec
 
 MAX_BYTES = 64 * 1024  # a cell file (or cell text), in bytes
 MAX_DEPTH = 32  # nesting: parentheses, calls, unary minus, `@` and `**` chains
@@ -41,7 +41,7 @@ MAX_TERMS = 4096  # terms of an update multiplied out (lets substituted in, gate
 # engine know. Anything else (the imaginary unit, zoo, nan, e, pi, floats) is refused.
 # The heads a folded expression may have: the language's functions, from the one registry.
 _FUNCTIONS = tuple(fn.cls for fn in REGISTRY if fn.cell and fn.cls is not None)
-_ALLOWED = (sympy.Symbol, sympy.Add, sympy.Mul, sympy.Pow, MatVec, *_FUNCTIONS)
+_ALLOWED = (sympy.Symbol, sympy.Add, sympy.Mul, sympy.Pow, MatVec, *MATRIX_OPS, *_FUNCTIONS)
 
 
 class ConstantError(GatelabError, ValueError):
@@ -69,7 +69,7 @@ def check_exponent(value: float) -> None:
                             f"of at most {MAX_EXPONENT}")
 
 
-def fold_call(func: str, x: float) -> float:
+def fold_call(func: str, x: float, *more: float) -> float:
     """The value of ``func(x)`` for a constant ``x``, refused outside the function's domain."""
     if func == "sqrt":
         if x < 0:
@@ -88,8 +88,8 @@ def fold_call(func: str, x: float) -> float:
              "softplus": lambda v: v + math.log1p(math.exp(-v)) if v > 0 else
              math.log1p(math.exp(v)),
              # a constant is the same in every unit: (c - mean) / sqrt(var + eps) = 0
-             "layer_norm": lambda v: 0.0}
-    if func not in table:  # a function added to the registry without its constant fold
+             "layer_norm": lambda v: 0.0, "cos": math.cos, "sin": math.sin}
+    if func not in table or more:  # a function added to the registry without its constant fold
         raise ConstantError(f"{func} of the constant {x:g} cannot be folded")
     value = table[func](x)
     # an underflow to (nearly) 0 is what the function does, not an error: sigmoid(-100)

@@ -15,7 +15,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.printer import Printer
 
-from .functions import BY_NAME, Fn, MatVec, RegistryPrinting
+from .functions import BY_NAME, Fn, MatApply, MatVec, RegistryPrinting, VecMat
 from .ir import Cell
 from .limits import MAX_LITERAL_CHARS
 
@@ -151,7 +151,16 @@ class _Printer(RegistryPrinting, Printer):
         if not fn.cell:
             raise TypeError(f"{fn.name} is not a function of the cell language")
         shown = fn.unicode if self.u else fn.name
-        return f"{shown}({self.show(e.args[0])[0]})", ATOM
+        return f"{shown}({', '.join(self.show(a)[0] for a in e.args)})", ATOM
+
+    def _print_MatApply(self, e: MatApply) -> tuple[str, int]:  # noqa: N802 - S @ v
+        return f"{self.wrap(e.args[0], ATOM)}{self.matmul}{self.wrap(e.args[1], MATMUL)}", MATMUL
+
+    def _print_VecMat(self, e: VecMat) -> tuple[str, int]:  # noqa: N802 - v @ S, i.e. Sᵀ v
+        vec, mat = e.args
+        if self.u:
+            return f"{self.wrap(mat, ATOM)}ᵀ·{self.wrap(vec, MATMUL)}", MATMUL
+        return f"{self.wrap(vec, ATOM)} @ {self.wrap(mat, MATMUL)}", MATMUL
 
     def _print_Add(self, e: sympy.Add) -> tuple[str, int]:  # noqa: N802
         terms = sympy.Add.make_args(e)
@@ -220,13 +229,22 @@ def cell_text(cell: Cell) -> str:
     lines.append(f"name   {cell.name}")
     lines += [f"input  {n}" + (" : hidden" if n in cell.hidden_inputs else "")
               for n in cell.inputs]
-    lines += [f"state  {n}" for n in cell.states]
+    lines += [f"state  {n}{_size(cell, n)}" for n in cell.states]
     for kind, n in cell.order:
-        lines.append(f"{kind:<6} {n} = {text(cell.definition(n))}")
+        lines.append(f"{kind:<6} {n}{_size(cell, n)} = {text(cell.definition(n))}")
     lines += [f"next   {s} = {text(e)}" for s, e in cell.nexts.items()]
     lines.append(f"output {cell.output}")
     return "\n".join(lines) + "\n"
 
+
+
+def _size(cell: Cell, name: str) -> str:
+    """`` : hidden x 16`` for a signal of a shape other than the hidden or an input's size
+    (declaring the shape it was found to have does not change the cell)."""
+    from .shapes import is_matrix, is_modern_size, shape_text
+
+    dim = cell.dims.get(name, "H")
+    return f" : {shape_text(dim)}" if is_matrix(dim) or is_modern_size(dim) else ""
 
 
 def cell_unicode(cell: Cell) -> str:
@@ -268,8 +286,16 @@ class _Latex(RegistryPrinting, LatexPrinter):
             v = rf"\left({v}\right)"
         return _raised(f"{self._print(e.matrix)} {v}", exp)
 
+    def _print_MatApply(self, e: MatApply, exp: str | None = None) -> str:  # noqa: N802
+        return _raised(rf"{self._print(e.args[0])} \left({self._print(e.args[1])}\right)", exp)
+
+    def _print_VecMat(self, e: VecMat, exp: str | None = None) -> str:  # noqa: N802
+        return _raised(rf"\left({self._print(e.args[1])}\right)^\top {self._print(e.args[0])}",
+                       exp)
+
     def _print_registered(self, e: sympy.Expr, fn: Fn, exp: str | None = None) -> str:
-        text = fn.latex.format(x=self._print(e.args[0]))
+        text = fn.latex.format(**dict(zip("xy", (self._print(a) for a in e.args),
+                                          strict=False)))
         return text if exp is None else rf"\left({text}\right)^{{{exp}}}"
 
 

@@ -4,13 +4,20 @@ The grammar (one statement per line, ``#`` starts a comment)::
 
     statement  := "name" CELLNAME | ("input" | "state") NAME ("," NAME)*
                 | "input" NAME ("," NAME)* ":" "hidden"   # an input of the hidden size
-                | ("gate" | "let" | "next") NAME "=" expr | "output" NAME
+                | "state" NAME ("," NAME)* ":" shape       # a sized (e.g. matrix) state
+                | ("gate" | "let") NAME (":" shape)? "=" expr
+                | "next" NAME "=" expr | "output" NAME
+    shape      := size (("x" | "×") size)?              # a vector, or a rows x cols matrix
+    size       := "hidden" | INT "*" "hidden" | INT | "scalar"   # 1 or "scalar": per-step scalar
     expr       := term (("+" | "-") term)*
     term       := unary (("*" | "⊙" | "/") unary)*
     unary      := "-" unary | matmul
-    matmul     := NAME "@" unary | power          # @ binds tighter than * and /
+    matmul     := NAME "@" unary | power ("⊗" unary)?   # @ and ⊗ bind tighter than * and /
     power      := atom ("**" unary)?
-    atom       := NUMBER | NAME | FUNC "(" expr ")" | "(" expr ")"
+    atom       := NUMBER | NAME | FUNC "(" expr ("," expr)* ")" | "(" expr ")"
+
+``W @ v`` applies a learned matrix, ``S @ v`` a matrix signal (``S v``), ``v @ S`` reads a vector
+through one (``Sᵀ v``); ``a ⊗ b`` is ``outer(a, b)``. Sizes are checked by the builder.
 
 The result is a list of :class:`Statement` whose expressions are small position-carrying trees;
 :mod:`gatelab.cell.build` checks them and turns them into SymPy.
@@ -23,14 +30,14 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import ColumnError, Problem
-from .functions import FUNCTION_ALIASES, FUNCTIONS
+from .functions import BY_NAME, FUNCTION_ALIASES, FUNCTIONS
 from .limits import MAX_DEPTH, MAX_LITERAL_CHARS, MAX_NAME_CHARS, MAX_NODES
 
 KEYWORDS = ("name", "input", "state", "gate", "let", "next", "output")
 # Unicode operator spellings -> ASCII.
 OPERATOR_ALIASES = {"⊙": "*", "·": "*", "×": "*", "−": "-"}
-SINGLE_OPS = set("+-*/@()=,")
-OPERATORS = ("+", "-", "*", "/", "@", "**")
+SINGLE_OPS = set("+-*/@()=,⊗")
+OPERATORS = ("+", "-", "*", "/", "@", "**", "⊗")
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,12 @@ class Name(Node):
 @dataclass(frozen=True)
 class Call(Node):
     func: str
-    arg: Node
+    args: tuple[Node, ...]
+
+    @property
+    def arg(self) -> Node:
+        """The first (for most functions the only) argument."""
+        return self.args[0]
 
 
 @dataclass(frozen=True)
@@ -89,6 +101,7 @@ class Statement:
     expr: Node | None = None
     broken: bool = False  # the line had a syntax error; kept so its name still counts as defined
     size: str | None = None  # `input x : hidden`: "hidden"
+    shape: str | None = None  # `state C : hidden x hidden`, `let z : 2*hidden`: a shape label
 
 
 class ParseError(ColumnError):
@@ -129,6 +142,10 @@ def tokenize(text: str) -> list[Token]:
             if j - i > MAX_NAME_CHARS:
                 raise ParseError(col, f"name of {j - i} characters is too long",
                                  f"a name of at most {MAX_NAME_CHARS} characters")
+            if "ᵀ" in text[i:j]:  # a letter to Python, so `kᵀ` would be a new parameter
+                raise ParseError(i + text[i:j].index("ᵀ") + 1, "the transpose mark ᵀ is not "
+                                 "part of the language", "outer(v, k) or v ⊗ k for v kᵀ, "
+                                 "q @ S for Sᵀ q")
             tokens.append(Token("NAME", text[i:j], col))
             i = j
         elif ch in DIGITS or (ch == "." and i + 1 < n and text[i + 1] in DIGITS):
@@ -270,6 +287,11 @@ class ExprParser:
             self.depth -= 1
             return node
         node = self.power()
+        if self.at("⊗"):
+            op = self.take()
+            self.deeper(op.col)
+            node = Call(op.col, "outer", (node, self.unary()))
+            self.depth -= 1
         if self.at("@"):
             raise ParseError(self.tok.col, "left of @ must be a weight matrix name",
                              "NAME @ vector, e.g. W_f @ x")
@@ -299,14 +321,20 @@ class ExprParser:
                                      "one of " + ", ".join(FUNCTIONS))
                 self.take()
                 self.deeper(t.col)
-                arg = self.expr()
+                arity = BY_NAME[fname].arity
+                args = [self.expr()]
+                while self.at(",") and len(args) < arity:
+                    self.take()
+                    args.append(self.expr())
                 self.depth -= 1
                 if self.at(","):
-                    raise ParseError(self.tok.col, f"{fname} takes one argument", "')'")
+                    raise ParseError(self.tok.col, f"{fname} takes {_count(arity)}", "')'")
                 if self.at("="):
                     raise ParseError(self.tok.col, "keyword arguments are not allowed", "')'")
+                if self.at(")") and len(args) < arity:
+                    raise ParseError(self.tok.col, f"{fname} takes {_count(arity)}", "','")
                 self.expect(")", "')'")
-                return Call(t.col, fname, arg)
+                return Call(t.col, fname, tuple(args))
             if fname in FUNCTIONS:
                 raise ParseError(t.col, f"{t.text} is a function", f"{t.text}(...)")
             return Name(t.col, t.text)
@@ -318,6 +346,10 @@ class ExprParser:
             return node
         raise ParseError(t.col, f"unexpected {describe(t)}",
                          "a name, a number, a function call or '('")
+
+
+def _count(arity: int) -> str:
+    return "one argument" if arity == 1 else f"{arity} arguments"
 
 
 def describe(t: Token) -> str:
@@ -389,6 +421,15 @@ def _parse_line(code: str, lineno: int) -> Statement:
                              "missing input size after ':'", "`input x : hidden` (an input of "
                              "the hidden size) or `input x`")
         st.size, rest = size, rest[:pos]
+    elif word == "state" and ":" in rest:  # `state C : hidden x hidden`
+        pos = rest.index(":")
+        st.shape = parse_shape(rest[pos + 1:], rest_offset + pos + 2)
+        rest = rest[:pos]
+    elif word in ("gate", "let") and ":" in rest.partition("=")[0]:  # `let z : 2*hidden = ...`
+        head, _, tail = rest.partition("=")
+        pos = head.index(":")
+        st.shape = parse_shape(head[pos + 1:], rest_offset + pos + 2)
+        rest = head[:pos] + " " * (len(head) - pos) + "=" + tail
     toks = tokenize(" " * rest_offset + rest)
     if word in ("input", "state", "output"):
         bad = next((t for t in toks if t.kind == "BAD"), None)
@@ -425,3 +466,33 @@ def _parse_line(code: str, lineno: int) -> Statement:
         raise ParseError(eq.col, f"unexpected {describe(eq)}", f"'=' after {word} {t.text}")
     st.expr = ExprParser(toks[2:]).parse()
     return st
+
+
+_SIZE = r"(?:(\d+)\s*\*\s*)?(hidden)|(\d+|scalar)"
+_SHAPE = re.compile(rf"\s*(?:{_SIZE})\s*(?:(?:x|×)\s*(?:{_SIZE}))?\s*$")
+SHAPE_HELP = ("a size such as `hidden`, `2*hidden`, `16` or `1` (a per-step scalar), or a "
+              "matrix `hidden x hidden`")
+
+
+def parse_shape(text: str, col: int) -> str:
+    """The shape label (see :mod:`gatelab.cell.shapes`) written after ``:``; ``col`` is the
+    column of ``text``'s first character."""
+    from .shapes import MAX_SIZE, matrix
+
+    where = col + len(text) - len(text.lstrip())
+    m = _SHAPE.match(text)
+    if not text.strip() or m is None:
+        shown = text.strip()
+        raise ParseError(where, f"unknown size {shown!r}" if shown else "missing size after ':'",
+                         SHAPE_HELP)
+    sizes = []
+    for k, hid, num in (m.group(1, 2, 3), m.group(4, 5, 6)):
+        if hid is None and num is None:
+            continue
+        num = "1" if num == "scalar" else num  # `let d : scalar` is `let d : 1`
+        factor = int(k) if k else int(num) if num else 1
+        if not 1 <= factor <= MAX_SIZE or (hid and k and factor < 2):
+            raise ParseError(where, f"size factor {factor} is out of range",
+                             f"a whole number from {2 if hid else 1} to {MAX_SIZE}")
+        sizes.append("H" if hid and not k else f"{factor}*H" if hid else str(factor))
+    return sizes[0] if len(sizes) == 1 else matrix(*sizes)

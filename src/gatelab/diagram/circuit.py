@@ -32,6 +32,7 @@ from ..analysis.symbols import as_switches
 from ..cell import Cell, MatVec
 from ..cell.functions import by_class
 from ..cell.printers import expr_text
+from ..cell.support import require_vector_cell
 from ..errors import GatelabError
 from .readback import check_circuit
 
@@ -362,6 +363,7 @@ def build_circuit(analysis: Analysis) -> Circuit:
     Raises :class:`~.readback.DiagramMismatch` if a tree does not read back as the expression
     it was read from (biases aside): the drawing must compute the cell."""
     cell = analysis.cell
+    require_vector_cell(cell, "the diagram")
     memory = list(analysis.memory_states)
     exprs = drawn_expressions(analysis)
     shown = {g for e in exprs.values() for g in analysis.gates if sympy.Symbol(g) in e.free_symbols}

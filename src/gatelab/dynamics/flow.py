@@ -31,6 +31,7 @@ from ..analysis import analyze, read_setting, reduce_setting
 from ..analysis.memory import find_memory
 from ..analysis.stages import Budget
 from ..cell import Cell
+from ..cell.support import require_vector_cell
 from ..errors import GatelabError, UsageError
 from ..threads import single_thread
 from .law import fit_rate
@@ -212,6 +213,7 @@ def gradient_flow(cell: Cell, *, steps: int = 50, batch: int = 32, hidden: int =
     """
     if steps < 1 or batch < 1 or hidden < 1:
         raise UsageError("--steps, --batch and --hidden must be at least 1")
+    require_vector_cell(cell, "the gradient flow (grad flow)")
     force = force or {}
     g = torch.Generator().manual_seed(seed)
     if params is not None:

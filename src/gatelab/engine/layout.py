@@ -23,6 +23,7 @@ import torch
 
 from ..cell.functions import MatVec
 from ..cell.ir import Cell
+from ..cell.support import require_vector_cell
 from ..errors import GatelabError
 
 
@@ -59,6 +60,7 @@ class Layout:
     @classmethod
     def of(cls, cell: Cell) -> Layout:
         """Derive the layout from the cell's equations. Raises :class:`EngineError`."""
+        require_vector_cell(cell, "the engine (train, gatelab.nn, bench, grad)", EngineError)
         if len(cell.inputs) != 1:
             raise EngineError(f"cell {cell.name!r} has {len(cell.inputs)} inputs; the recurrent "
                               "layers take cells with exactly one input")

@@ -14,7 +14,7 @@ import dataclasses
 
 from ..cell import Cell, cell_text, parse_cell
 
-DERIVED = ("layout", "_vendor")  # rebuilt from the cell on load
+DERIVED = ("layout", "_vendor", "_vendor_route")  # rebuilt from the cell on load
 
 
 def cell_to_state(cell: Cell) -> dict:
