@@ -68,10 +68,11 @@ def timed(fns: dict[str, Callable[[], None]], repeats: int,
     return {k: (statistics.median(v), max(v) / min(v), min(v)) for k, v in samples.items()}
 
 
-def sizes_table(threads: list[int], repeats: int, sizes, reference_max_t: int) -> list[str]:
+def sizes_table(threads: list[int], repeats: int, sizes, reference_max_t: int,
+                backends: tuple[str, ...] = ("sequence", "generated", "reference")) -> list[str]:
     cases = [("nn.LSTM", "lstm", "torch")]
     for cell in ("mgu", "lstm-peephole", "lstm"):
-        cases += [(f"{cell} {b}", cell, b) for b in ("sequence", "generated", "reference")]
+        cases += [(f"{cell} {b}", cell, b) for b in backends]
     lines = ["| threads | T N H | case | ms (median) | spread | ms (min) | / nn.LSTM | "
              "/ generated | / reference |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for th in threads:
@@ -139,6 +140,8 @@ def main() -> None:
     ap.add_argument("--zoo", action="store_true", help="every zoo cell at T=35 N=20 H=64")
     ap.add_argument("--sizes", default="", help="e.g. 35,20,64;100,64,256 (default: all three)")
     ap.add_argument("--reference-max-t", type=int, default=100)
+    ap.add_argument("--backends", default="sequence,generated,reference",
+                    help="gatelab backends timed beside nn.LSTM (comma-separated)")
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     print(f"torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC")
@@ -147,7 +150,8 @@ def main() -> None:
         return
     sizes = SIZES if not args.sizes else [tuple(int(v) for v in s.split(","))
                                           for s in args.sizes.split(";")]
-    print("\n".join(sizes_table(threads, args.repeats, sizes, args.reference_max_t)))
+    print("\n".join(sizes_table(threads, args.repeats, sizes, args.reference_max_t,
+                                      tuple(args.backends.split(",")))))
 
 
 if __name__ == "__main__":

@@ -113,7 +113,16 @@ class Cell:
         return isinstance(other, Cell) and self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        # kept once computed: every engine cache keys on the cell, and the key hashes SymPy
+        # trees (a Cell cannot change); not pickled, as hashes differ between processes
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash(self._key())
+            object.__setattr__(self, "_hash", h)
+        return h
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
 
     def __repr__(self) -> str:
         return f"<Cell {self.name}: states={list(self.states)} gates={list(self.gates)}>"

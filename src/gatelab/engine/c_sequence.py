@@ -139,6 +139,17 @@ class SequenceKernel:
                           _P, _P, _P, _P, _P, _P]
             self.fwd[dtype], self.bwd[dtype] = f, b
         self._dll = dll
+        # what every call needs of the plan, worked out once (a call is ~20 torch ops at the
+        # small sizes, where Python per call is most of the time)
+        groups = plan.groups
+        self.n_ih = len(plan.xsyms)
+        self.unfused = {k: len(g.matrices) for k, g in enumerate(groups) if g.ih_rows is None}
+        self.preps = list(self.symbols.preps)
+        self.slots = max(len(groups), 1)
+        # bias_hh's rows fold into Gx's bias with one add when each fused group's rows sit at
+        # the same place in weight_ih and together cover it (LSTM, GRU-like, MGU...)
+        self.fold_by_add = (not self.unfused and sum(g.rows[1] - g.rows[0] for g in groups)
+                            == self.n_ih and all(g.ih_rows == g.rows for g in groups))
 
 
 @functools.lru_cache(maxsize=256)
@@ -160,50 +171,71 @@ def _threads() -> int:
     return max(1, torch.get_num_threads())
 
 
+def _fold_bias(kern: SequenceKernel, x, b_ih, b_hh, H: int):
+    """Gx's bias: ``bias_ih`` plus the ``bias_hh`` rows of the fused groups (None: none)."""
+    if b_hh is None:
+        return b_ih
+    if kern.fold_by_add and b_ih is not None:
+        return b_ih + b_hh
+    bias = b_ih.clone() if b_ih is not None else x.new_zeros(kern.n_ih * H)
+    for g in kern.plan.groups:
+        if g.ih_rows is not None:
+            bias[g.ih_rows[0] * H:g.ih_rows[1] * H] += b_hh[g.rows[0] * H:g.rows[1] * H]
+    return bias
+
+
+def _slots(kern: SequenceKernel, bufs: dict[int, torch.Tensor]) -> ctypes.Array:
+    """One pointer per group: its buffer in ``bufs`` or NULL."""
+    return (_P * kern.slots)(*(bufs[k].data_ptr() if k in bufs else None
+                               for k in range(len(kern.plan.groups))))
+
+
 class SequenceRNN(torch.autograd.Function):
     """``apply(kernel, mask, x, w_ih, w_hh, b_ih, b_hh, n_vec, *vectors, *states0)
     -> (out (T,N,H), *final states)``: one node for a layer and direction.
 
     Buffers as :class:`gatelab.engine.autograd.FusedRNN`: ``gx (T, N, n_ih*H)`` ends holding the
     fused groups' ``z = x W^T + h U^T + b``; ``abuf`` an unfused group's GEMM results, ``vbuf`` a
-    prepared group vector, ``sbuf`` each state at every step ``(T+1, N, H)``."""
+    prepared group vector, ``sbuf`` each state at every step ``(T+1, N, H)``; ``sbuf``,
+    ``vbuf`` and ``abuf`` are views of one workspace allocated per call."""
 
     @staticmethod
     def forward(ctx, kern: SequenceKernel, mask, x, w_ih, w_hh, b_ih, b_hh, n_vec: int, *rest):
         vecs = tuple(v.contiguous() for v in rest[:n_vec])
         s0 = rest[n_vec:]
-        plan, ss = kern.plan, kern.symbols
         T, N, _ = x.shape
         H = s0[0].shape[-1]
-        n_ih = len(plan.xsyms)
+        n_ih = kern.n_ih
         if n_ih:
-            bias = b_ih.clone() if b_ih is not None else x.new_zeros(n_ih * H)
-            for g in plan.groups:
-                if g.ih_rows is not None and b_hh is not None:
-                    bias[g.ih_rows[0] * H:g.ih_rows[1] * H] += b_hh[g.rows[0] * H:g.rows[1] * H]
-            gx = linear(x.reshape(T * N, -1), w_ih, bias).view(T, N, n_ih * H).contiguous()
+            gx = linear(x.reshape(T * N, -1), w_ih, _fold_bias(kern, x, b_ih, b_hh, H))
+            gx = gx.view(T, N, n_ih * H)
         else:
             gx = x.new_zeros(T, N, 0)
         w_c = w_hh.contiguous() if w_hh is not None else None
-        unfused = {k: x.new_empty(T, N, len(g.matrices) * H) for k, g in enumerate(plan.groups)
-                   if g.ih_rows is None}
-        b_un = b_hh.contiguous() if (b_hh is not None and unfused) else None
-        vbuf = {k: x.new_empty(T, N, H) for k in ss.preps}
-        sbuf = [x.new_empty(T + 1, N, H) for _ in s0]
+        b_un = b_hh.contiguous() if (b_hh is not None and kern.unfused) else None
+        # one workspace: the states (T+1 steps each), the prepared vectors, the unfused results
+        step, n_s = T * N * H, len(s0)
+        widths = [n_s * (step + N * H), len(kern.preps) * step,
+                  sum(kern.unfused.values()) * step]
+        ws = x.new_empty(sum(widths))
+        sb, vb, ab = ws.split(widths)
+        sbuf = list(sb.view(n_s, T + 1, N, H).unbind(0))
         for b, s in zip(sbuf, s0, strict=True):
             b[0] = s
+        vbuf = dict(zip(kern.preps, vb.view(-1, T, N, H).unbind(0), strict=True)) \
+            if kern.preps else {}
+        unfused, off = {}, 0
+        for k, width in kern.unfused.items():
+            unfused[k] = ab[off:off + width * step].view(T, N, width * H)
+            off += width * step
         out = x.new_empty(T, N, H)
         m8 = None if mask is None else mask.to(torch.uint8).contiguous()
-        abuf_ptrs = (_P * max(len(plan.groups), 1))(*(
-            unfused[k].data_ptr() if k in unfused else None for k in range(len(plan.groups))))
-        vbuf_ptrs = (_P * max(len(plan.groups), 1))(*(
-            vbuf[k].data_ptr() if k in vbuf else None for k in range(len(plan.groups))))
-        kern.fwd[x.dtype](T, N, H, _threads(), _blas()[x.dtype], _ptr(gx), _ptr(w_c),
-                          _ptr(b_un), _ptrs(vecs), _ptrs(sbuf), vbuf_ptrs, abuf_ptrs,
-                          _ptr(out), _ptr(m8))
-        ctx.kern, ctx.m8, ctx.n_states, ctx.mask = kern, m8, len(s0), mask
+        kern.fwd[x.dtype](T, N, H, _threads(), _blas()[x.dtype], gx.data_ptr(), _ptr(w_c),
+                          _ptr(b_un), _ptrs(vecs), _ptrs(sbuf), _slots(kern, vbuf),
+                          _slots(kern, unfused), out.data_ptr(), _ptr(m8))
+        ctx.kern, ctx.m8, ctx.n_states, ctx.mask = kern, m8, n_s, mask
         ctx.abuf = unfused  # intermediate results, kept on ctx (neither inputs nor outputs)
-        ctx.vbuf_groups = list(vbuf)
+        ctx.vbuf_groups = kern.preps
         mine = Saved(x, w_ih, w_c, b_ih, b_hh, gx, vbuf, sbuf, vecs).tensors()
         ctx.n_mine = len(mine)  # then the inputs as given: a double backward differentiates them
         ctx.save_for_backward(*mine, x, w_ih, w_hh, b_ih, b_hh, *rest)
@@ -214,7 +246,6 @@ class SequenceRNN(torch.autograd.Function):
         if torch.is_grad_enabled():  # create_graph=True: the exact route, see _twice_backward
             return _twice_backward(ctx, dout, dfinal)
         kern: SequenceKernel = ctx.kern
-        plan = kern.plan
         saved = Saved.from_tensors(ctx.saved_tensors[:ctx.n_mine], ctx.vbuf_groups,
                                    ctx.n_states)
         gx, sbuf, vecs = saved.gx, saved.sbuf, saved.vecs
@@ -224,20 +255,19 @@ class SequenceRNN(torch.autograd.Function):
         dout = x.new_zeros(T, N, H) if dout is None else dout.contiguous()
         ds = [x.new_zeros(N, H) if d is None else d.contiguous().clone() for d in dfinal]
         dgx = x.new_empty(gx.shape)
-        dabuf = {k: torch.empty_like(a) for k, a in ctx.abuf.items()}
+        # one scratch workspace: dsn, dv and the unfused groups' dA
+        step = T * N * H
+        widths = [len(sbuf) * N * H, N * H, sum(kern.unfused.values()) * step]
+        dsn, dv, da_all = x.new_empty(sum(widths)).split(widths)
+        dabuf, off = {}, 0
+        for k, width in kern.unfused.items():
+            dabuf[k] = da_all[off:off + width * step].view(T, N, width * H)
+            off += width * step
         dvec = [torch.zeros_like(v) for v in vecs]
-        dsn = x.new_empty(len(sbuf), N, H)
-        dv = x.new_empty(N, H)
-        ng = max(len(plan.groups), 1)
-        abuf_ptrs = (_P * ng)(*(ctx.abuf[k].data_ptr() if k in ctx.abuf else None
-                                for k in range(len(plan.groups))))
-        dabuf_ptrs = (_P * ng)(*(dabuf[k].data_ptr() if k in dabuf else None
-                                 for k in range(len(plan.groups))))
-        vbuf_ptrs = (_P * ng)(*(saved.vbuf[k].data_ptr() if k in saved.vbuf else None
-                                for k in range(len(plan.groups))))
-        kern.bwd[x.dtype](T, N, H, _threads(), _blas()[x.dtype], _ptr(gx), _ptr(saved.w_hh),
-                          _ptrs(vecs), _ptrs(sbuf), vbuf_ptrs, abuf_ptrs, _ptr(dout),
-                          _ptrs(ds), _ptr(dsn), _ptr(dv), _ptr(dgx), dabuf_ptrs, _ptrs(dvec),
+        kern.bwd[x.dtype](T, N, H, _threads(), _blas()[x.dtype], gx.data_ptr(),
+                          _ptr(saved.w_hh), _ptrs(vecs), _ptrs(sbuf), _slots(kern, saved.vbuf),
+                          _slots(kern, ctx.abuf), dout.data_ptr(), _ptrs(ds), dsn.data_ptr(),
+                          dv.data_ptr(), dgx.data_ptr(), _slots(kern, dabuf), _ptrs(dvec),
                           _ptr(ctx.m8))
         need = NeedsGrad.of(ctx.needs_input_grad)
         I = saved.x.shape[-1]
@@ -289,7 +319,8 @@ LARGE_WEIGHT_GRADS = 1 << 24
 def _small_weight_grads(need: NeedsGrad, kern: SequenceKernel, saved: Saved, dgx, dabuf):
     """``dx, dW_ih, dW_hh, db_ih, db_hh`` as :func:`gatelab.engine.backward.weight_grads`, with
     ``torch.mm`` on transposed views (no copies: at small sizes the copies and oneDNN's per-call
-    cost dominate)."""
+    cost dominate). A fused group's ``db_hh`` rows are ``db_ih``'s (its ``dA`` is ``dGx``'s
+    columns): one column sum serves both."""
     plan = kern.plan
     x, w_ih, w_hh = saved.x, saved.w_ih, saved.w_hh
     T, N, _ = x.shape
@@ -301,21 +332,35 @@ def _small_weight_grads(need: NeedsGrad, kern: SequenceKernel, saved: Saved, dgx
         dx = torch.mm(flat, w_ih).view(T, N, -1) if n_ih else torch.zeros_like(x)
     if n_ih and need.w_ih:
         dw_ih = torch.mm(flat.t(), x.reshape(T * N, -1))
+    want_b_hh = saved.b_hh is not None and need.b_hh
+    colsum = flat.sum(0) if (saved.b_ih is not None and need.b_ih) or want_b_hh else None
     if saved.b_ih is not None and need.b_ih:
-        db_ih = flat.sum(0)
-    if w_hh is not None and (need.w_hh or need.b_hh):
-        dw_hh = torch.empty_like(w_hh)
+        db_ih = colsum
+    if w_hh is not None and (need.w_hh or want_b_hh):
+        groups = plan.groups
         dbs = []
-        for k, g in enumerate(plan.groups):
+        one = len(groups) == 1 and groups[0].rows == (0, w_hh.shape[0] // H)
+        dw_hh = None if one else torch.empty_like(w_hh)
+        for k, g in enumerate(groups):
             v = saved.vbuf[k] if k in saved.vbuf else saved.sbuf[kern.index[g.vector]][:-1]
             if k in dabuf:
                 da = dabuf[k].view(T * N, -1)
+                if want_b_hh:
+                    dbs.append(da.sum(0))
             else:
-                da = flat[:, g.ih_rows[0] * H:g.ih_rows[1] * H]
-            torch.mm(da.t(), v.reshape(T * N, H), out=dw_hh[g.rows[0] * H:g.rows[1] * H])
-            dbs.append(da.sum(0))
-        if saved.b_hh is not None:
-            db_hh = torch.cat(dbs)
+                lo, hi = g.ih_rows[0] * H, g.ih_rows[1] * H
+                da = flat[:, lo:hi]
+                if want_b_hh:
+                    dbs.append(colsum[lo:hi])
+            if need.w_hh:
+                if one:
+                    dw_hh = torch.mm(da.t(), v.reshape(T * N, H))
+                else:
+                    torch.mm(da.t(), v.reshape(T * N, H), out=dw_hh[g.rows[0] * H:g.rows[1] * H])
+        if want_b_hh:  # a new tensor: never the one handed back as db_ih
+            db_hh = torch.cat(dbs) if len(dbs) > 1 else dbs[0].clone()
+        if not need.w_hh:
+            dw_hh = None
     return dx, dw_ih, dw_hh, db_ih, db_hh
 
 
