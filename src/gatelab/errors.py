@@ -32,3 +32,13 @@ class UsageError(GatelabError, ValueError):
 
 class NotFound(GatelabError, FileNotFoundError):
     """A file or folder the user named does not exist or is not what the command needs."""
+
+
+class Interrupted(GatelabError):
+    """Ctrl-C in a long command (``train``, ``compare``, ``study``): one line saying how to go on
+    (``--resume``), exit status 130 as a shell gives an interrupted program."""
+
+    exit_code = 130
+
+    def lines(self) -> list[str]:
+        return [f"interrupted: {self}"]

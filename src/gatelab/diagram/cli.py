@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
@@ -10,6 +9,7 @@ from rich.console import Console
 
 from ..analysis import analyze, parse_setting
 from ..cell import load_cell
+from ..errors import NotFound, UsageError
 from ..files import safe_name
 
 
@@ -32,12 +32,10 @@ def diagram_command(
         out = Path(f"{safe_name(c.name)}{suffix}.svg")  # here, whatever the cell's name
     kind = out.suffix.lower()
     if kind not in (".svg", ".png"):
-        print(f"gatelab diagram: cannot write {str(out)!r}; expected a file name ending in "
-              ".svg or .png", file=sys.stderr)
-        raise typer.Exit(2)
+        raise UsageError(f"gatelab diagram: cannot write {str(out)!r}; expected a file name "
+                         "ending in .svg or .png")
     if not out.parent.exists():
-        print(f"gatelab diagram: folder {str(out.parent)!r} does not exist", file=sys.stderr)
-        raise typer.Exit(2)
+        raise NotFound(f"gatelab diagram: folder {str(out.parent)!r} does not exist")
     with console.status(f"drawing {c.name}"):
         fig = figure(prepare(analysis), setting)
         write(fig, out)

@@ -6,20 +6,20 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
+from ..errors import UsageError
 from ..train.config import TASKS
 
 console = Console()
-err_console = Console(stderr=True)
 
 
-def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+def _fail(message: str) -> NoReturn:
+    """One ``error:`` line, printed by gatelab.cli's handler (exit status 2)."""
+    raise UsageError(message)
 
 
 def register(app: typer.Typer) -> None:

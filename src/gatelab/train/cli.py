@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import typer
 from rich.console import Console
 
 from .. import budget
+from ..errors import Interrupted
 from .config import TASKS, TrainConfig
 
 console = Console()
@@ -19,16 +19,14 @@ TASK_HELP = "task: " + ", ".join(TASKS)
 
 @contextmanager
 def _clean_errors():
-    """Ctrl-C says how to resume. Expected failures (missing data, bad options or cells, a
-    diverged loss) are GatelabErrors, printed by gatelab.cli's handler: exit status 2 for what the
-    user must change, 1 for a run that failed although the command was valid (a diverged loss:
-    ``TrainError.exit_code``)."""
+    """Ctrl-C says how to resume (:class:`~gatelab.errors.Interrupted`, exit status 130).
+    Expected failures (missing data, bad options or cells, a diverged loss) are GatelabErrors,
+    printed by gatelab.cli's handler: exit status 2 for what the user must change, 1 for a run
+    that failed although the command was valid (a diverged loss: ``TrainError.exit_code``)."""
     try:
         yield
     except KeyboardInterrupt:
-        print("interrupted: continue the run by repeating the command with --resume",
-              file=sys.stderr)
-        raise typer.Exit(130) from None
+        raise Interrupted("continue the run by repeating the command with --resume") from None
 
 
 def _given(ctx: typer.Context) -> frozenset[str]:
