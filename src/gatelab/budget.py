@@ -376,7 +376,8 @@ BENCH_LIMITS = {"--T": (1, 100_000), "--N": (1, 65536), "--H": (1, 4096),
 BENCH_CASES = 16  # timed workloads per round, each holding its own input and weights
 
 
-def check_bench(*, T: int, N: int, H: int, repeats: int, scan_T: int, scan_H: int,
+# PLR0913: keyword-only: one bound per option of `gatelab bench`
+def check_bench(*, T: int, N: int, H: int, repeats: int, scan_T: int, scan_H: int,  # noqa: PLR0913
                 scan_N: int, small_T: int, small_N: int, small_H: int, small_layers: int,
                 threads: list[int]) -> Estimate:
     """``bench``'s sizes bounded, and its largest workload (an LSTM's forward + backward over

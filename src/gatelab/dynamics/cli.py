@@ -188,8 +188,9 @@ def flow(cell: str = typer.Argument(None, help="built-in cell name or .cell file
     console.print(table)
 
 
+# PLR0913: Typer reads a command's options from its signature
 @grad_app.command()
-def clip(steps: int = typer.Option(200, "--steps", help="SGD steps per run"),
+def clip(steps: int = typer.Option(200, "--steps", help="SGD steps per run"),  # noqa: PLR0913
          seq_len: int = typer.Option(100, "--seq-len", help="T of the adding problem"),
          hidden: int = typer.Option(32, "--hidden"),
          batch: int = typer.Option(32, "--batch"),

@@ -70,7 +70,8 @@ def _finite(values: list[float]) -> list[float]:
     return [v for v in values if math.isfinite(v)]
 
 
-def _train(mode: str, *, steps: int, seq_len: int, hidden: int, batch: int, sigma_max: float,
+# PLR0913: keyword-only: the settings of one clipping experiment run
+def _train(mode: str, *, steps: int, seq_len: int, hidden: int, batch: int, sigma_max: float,  # noqa: PLR0913
            lr: float, max_norm: float, clip_value: float, seed: int,
            tick: Callable[[], None]) -> ClipRun:
     from ..data.synthetic import adding_problem

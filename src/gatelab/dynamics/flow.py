@@ -198,7 +198,8 @@ def _refuse_non_finite(cell: Cell, trail: list[dict[str, torch.Tensor]]) -> None
                     "--set gate values")
 
 
-def gradient_flow(cell: Cell, *, steps: int = 50, batch: int = 32, hidden: int = 32,
+# PLR0913: keyword-only: the experiment's settings, each with a default
+def gradient_flow(cell: Cell, *, steps: int = 50, batch: int = 32, hidden: int = 32,  # noqa: PLR0913
                   input_size: int | None = None, force: dict[str, float] | None = None,
                   params: dict[str, torch.Tensor] | None = None, trained: str | None = None,
                   x: torch.Tensor | None = None, inputs: str = "standard normal",

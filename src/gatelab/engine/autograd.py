@@ -213,7 +213,8 @@ class FusedRNN(torch.autograd.Function):
         return (None, None, *grads, None, *dvec, *ds)
 
 
-def _forward_loop(step: CompiledStep, gx, w_hh, b_hh, vecs, s0, mask, stack: bool = False):
+# PLR0912: one time loop with its per-path branches, kept in one place for speed
+def _forward_loop(step: CompiledStep, gx, w_hh, b_hh, vecs, s0, mask, stack: bool = False):  # noqa: PLR0912
     """The forward time loop of :class:`FusedRNN` (``gx`` is updated in place): returns
     ``(out, sbuf, vbuf, abuf)``. ``stack``: each unfused group's GEMM results as one
     ``(T, N, G*H)`` tensor instead of a list."""

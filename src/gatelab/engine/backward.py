@@ -73,7 +73,8 @@ class NeedsGrad(NamedTuple):
         return cls(*needs_input_grad[2:7])
 
 
-def backward_loop(step: CompiledStep, mask, gx, w_hh, vecs, sbuf, abuf, dout, dfinal):
+# PLR0912: the backward time loop, the mirror of _forward_loop's branches
+def backward_loop(step: CompiledStep, mask, gx, w_hh, vecs, sbuf, abuf, dout, dfinal):  # noqa: PLR0912
     """The backward time loop of :class:`FusedRNN`: returns ``(dgx, dabuf, dvec, ds)``, the
     gradients of the input pre-activations and of each unfused group's GEMM results for all
     steps, of the standalone vectors (None: none) and of the initial states."""

@@ -226,7 +226,8 @@ def _peak_child(label: str, T: int, N: int, I: int, H: int, threads: int) -> Non
     print((_status_kb("VmHWM") - before) / 1024)
 
 
-def run_benchmark(T: int = 100, N: int = 64, H: int = 256, repeats: int = 7,
+# PLR0913: one parameter per `gatelab bench` option
+def run_benchmark(T: int = 100, N: int = 64, H: int = 256, repeats: int = 7,  # noqa: PLR0913
                   scan_T: int = 2048, scan_N: int = 64, scan_H: int = 256,
                   threads: int | None = None, memory: bool = True, python_loops: bool = True,
                   user_cell: Path | str | None = None,

@@ -321,7 +321,8 @@ def flat_weights(match: VendorMatch, tensors: list[dict[str, torch.Tensor]],
     return flat
 
 
-def run_vendor(match: VendorMatch, x: torch.Tensor, batch_sizes: torch.Tensor | None,
+# PLR0913: the arguments of torch's own RNN kernels, passed through
+def run_vendor(match: VendorMatch, x: torch.Tensor, batch_sizes: torch.Tensor | None,  # noqa: PLR0913
                hx: tuple[torch.Tensor, ...], flat: list[torch.Tensor], bias: bool,
                num_layers: int, dropout: float, training: bool, bidirectional: bool,
                batch_first: bool) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:

@@ -24,7 +24,8 @@ class LSTM(RNN):
     _torch_name = "LSTM"
     _twin = True
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+    # PLR0913: drop-in: torch's nn.RNNBase signature
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,  # noqa: PLR0913
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, proj_size: int = 0, device=None, dtype=None,
                  *, backend: str = "auto") -> None:

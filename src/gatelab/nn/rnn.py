@@ -143,7 +143,8 @@ class RNN(CellPickling, nn.Module):
         else:
             self._build_elman(*args, **kwargs)
 
-    def _build_torch(self, cell: str | Path, backend: str, input_size: int, hidden_size: int,
+    # PLR0913: drop-in: torch's nn.RNNBase arguments
+    def _build_torch(self, cell: str | Path, backend: str, input_size: int, hidden_size: int,  # noqa: PLR0913
                      num_layers: int = 1, bias: bool = True, batch_first: bool = False,
                      dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
                      device=None, dtype=None) -> None:
@@ -169,7 +170,8 @@ class RNN(CellPickling, nn.Module):
         cell = "rnn" if nonlinearity == "tanh" else template_path("RNN_RELU")
         self._build_torch(cell, backend, *args, **kwargs)
 
-    def _build(self, cell: str | Path | CellIR, input_size: int, hidden_size: int,
+    # PLR0913: drop-in: torch's nn.RNNBase arguments
+    def _build(self, cell: str | Path | CellIR, input_size: int, hidden_size: int,  # noqa: PLR0913
                num_layers: int = 1, bias: bool = True, batch_first: bool = False,
                dropout: float = 0.0, bidirectional: bool = False, backend: str = "auto",
                device=None, dtype=None, *, proj_size: int = 0) -> None:

@@ -85,7 +85,8 @@ def _open_regular(path: Path) -> tuple[int, int] | None:
     return fd, st.st_size
 
 
-def make_handler(root: Path, idle_seconds: float = IDLE_SECONDS
+# C901: the request handler class and its routes are defined in one closure over root
+def make_handler(root: Path, idle_seconds: float = IDLE_SECONDS  # noqa: C901
                  ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         timeout = idle_seconds  # socketserver puts it on the connection: idle ones are closed
