@@ -71,6 +71,10 @@ def test_c_kernels_equal_reference_on_every_zoo_cell(name, packed, monkeypatch):
 
 @needs_cc
 def test_auto_takes_the_c_kernels_when_opted_in_and_float32_agrees(monkeypatch):
+    from gatelab.engine import route as route_mod
+
+    # the C pointwise kernels' opt-in, where auto would otherwise run the generated step
+    monkeypatch.setattr(route_mod, "SEQUENCE_BY_DEFAULT", False)
     assert resolve(Layout.of(gatelab.load_cell("mgu")), "auto", torch.device("cpu")) == "generated"
     monkeypatch.setenv("GATELAB_CPU_KERNELS", "c")
     assert resolve(Layout.of(gatelab.load_cell("mgu")), "auto", torch.device("cpu")) == "c"

@@ -45,7 +45,11 @@ def _run(model, x, hx=None, lengths=None, seed=0):
     if lengths is not None:
         out = pad_packed_sequence(out)[0]
     wrt = [xi, *(hs or ()), *model.parameters()]
-    grads = torch.autograd.grad(_loss(out, hn), wrt, allow_unused=True)  # SRU never reads h
+    loss = _loss(out, hn)
+    if not loss.requires_grad:  # a cell whose outputs read nothing learned (next h = h)
+        grads = [None] * len(wrt)
+    else:
+        grads = torch.autograd.grad(loss, wrt, allow_unused=True)  # SRU never reads h
     grads = [torch.zeros_like(w) if g is None else g for w, g in zip(wrt, grads, strict=True)]
     return [out, *(hn if isinstance(hn, tuple) else (hn,)), *grads]
 

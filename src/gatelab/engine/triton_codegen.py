@@ -130,6 +130,9 @@ class _Printer(RegistryPrinting, Printer):
                                  "generating a pointwise kernel")
 
     def _print_registered(self, e: sympy.Expr, fn: Fn) -> str:
+        if not fn.triton:  # a function the reference loop alone computes (cos, sin, max, ...)
+            raise TritonCodegenError(f"cannot generate Triton code for {fn.name} (in {e}); "
+                                     f"supported: {_SUPPORTED}")
         return self._tmp(fn.triton.format(x=self.value(e.args[0])))
 
     def _print_layer_norm(self, e: sympy.Expr) -> str:

@@ -344,8 +344,8 @@ def explain_path(cell: Cell) -> dict:
     None for a cell the engine cannot run): :func:`gatelab.engine.route.describe`.
 
     >>> from gatelab import load_cell
-    >>> explain_path(load_cell("gru"))["path"], explain_path(load_cell("gru-torch"))["torch"]
-    ('generated', 'GRU')
+    >>> explain_path(load_cell("gru-torch"))["path"], explain_path(load_cell("gru-torch"))["torch"]
+    ('vendor', 'GRU')
     """
     from .route import describe  # the route imports this module
 
