@@ -213,7 +213,8 @@ class _Builder(ShapeChecks):
         exprs = self._check_expressions(order)
         if self.problems:
             return None
-        params = {n: Param(n, self.param_role[n][0], self.param_dims[n]) for n in self.param_role}
+        params = {n: Param(n, self.param_role[n][0], self.param_dims[n])
+                  for n in self._param_order(order, states, exprs)}
         if output and shapes.is_matrix(self.dims.get(output[0])):
             out_line = next((s.line for s in self.statements if s.keyword == "output"),
                             self.where[output[0]][0])
@@ -236,6 +237,18 @@ class _Builder(ShapeChecks):
             dims=dict(self.dims),
             source=self.path,
         )
+
+    def _param_order(self, order: list[str], states: list[str], exprs: dict) -> list[str]:
+        """The parameters in the order the printer writes them back (the gates and lets in
+        evaluation order, then the next-state lines; within a line, by first use in the file), so
+        that the normalised text parses to the same cell: the order fixes the packed layout. A
+        parameter whose every use folded away (``(U @ x) ** 0``) comes last."""
+        rank = {n: k for k, n in enumerate(self.param_role)}
+        out: list[str] = []
+        for expr in [exprs[n] for n in order] + [exprs[("next", st)] for st in states]:
+            used = {sym.name for sym in expr.free_symbols} & rank.keys()
+            out += sorted(used - set(out), key=rank.__getitem__)
+        return out + [n for n in self.param_role if n not in set(out)]
 
     def _derived_gates_are_lets(self, order: list[str], exprs: dict) -> None:
         """A ``gate`` computed from other gates alone (``gate i = 1 - f``: CIFG) is no switch of
