@@ -14,6 +14,8 @@ Checks: every section in the navigation exists and has content, every image load
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,20 +46,23 @@ def report(tmp_path_factory) -> Path:
         assert index.is_file(), f"GATELAB_TEST_REPORT={given} has no index.html"
         return index
     _sync_playwright()  # skip before the expensive build when the browser is missing
-    from rich.console import Console
-
-    from gatelab.explain import report as explain_report
-    from gatelab.report.tour import run_tour
-
-    tiny = {"steps": 3, "hidden": 4, "embed": 4, "max_len": 12, "lr": 1e-2, "eval_every": 3,
-            "train_size": 40, "eval_size": 24}
-    mp = pytest.MonkeyPatch()
-    mp.setattr(explain_report, "QUICK", {"drugs": tiny, "tweets": tiny})
-    try:
-        out = tmp_path_factory.mktemp("report")
-        return run_tour(out, quick=True, console=Console(quiet=True))
-    finally:
-        mp.undo()
+    out = tmp_path_factory.mktemp("report")
+    # Built in a fresh process, as `gatelab tour` runs: the tour's live study starts a Ray whose
+    # settings (its token mode) a worker that ran other tests may already have fixed.
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from rich.console import Console\n"
+        "from gatelab.explain import report as explain_report\n"
+        "from gatelab.report.tour import run_tour\n"
+        "tiny = {'steps': 3, 'hidden': 4, 'embed': 4, 'max_len': 12, 'lr': 1e-2, "
+        "'eval_every': 3, 'train_size': 40, 'eval_size': 24}\n"
+        "explain_report.QUICK = {'drugs': tiny, 'tweets': tiny}\n"
+        "print(run_tour(Path(sys.argv[1]), quick=True, console=Console(quiet=True)))\n")
+    res = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True,
+                         timeout=1500)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return Path(res.stdout.strip().splitlines()[-1])
 
 
 def test_report_renders_in_chromium(report):
