@@ -56,8 +56,8 @@ ALIASES = {"torch": "generated"}  # the generated backend's name before the vend
 SEQUENCE_BY_DEFAULT = True
 
 # Triton is the default on CUDA only once benchmarks/gpu.sh has passed its parity checks on a
-# real GPU (recorded in benchmarks/RESULTS-gpu.md). No session has had a GPU yet, so "auto" runs
-# the generated torch backend on CUDA and backend="triton" stays opt-in.
+# real GPU (recorded in benchmarks/RESULTS-gpu.md); until then "auto" runs the generated torch
+# backend on CUDA and backend="triton" stays opt-in.
 TRITON_BY_DEFAULT = False
 
 SEQUENCE_MODULE = "gatelab.engine.c_sequence"
